@@ -1,0 +1,66 @@
+"""Every error the device side raises, in one place.
+
+Callers catch :class:`CompressorError` for "anything this library refused", or one
+subclass to react to one cause. Errors about caller-supplied arrays also derive from
+``ValueError`` so generic code that expects ``ValueError`` keeps working.
+Each message should tell the user what was expected and what to do next.
+"""
+
+
+class CompressorError(Exception):
+    """Base of every error raised deliberately by ``compressor``."""
+
+
+# --- model bundles ----------------------------------------------------------------
+class BundleError(CompressorError):
+    """A model bundle cannot be used."""
+
+
+class BundleNotFoundError(BundleError):
+    """The bundle directory, its manifest, or a file it lists is missing."""
+
+
+class ManifestError(BundleError):
+    """manifest.json is unreadable or does not follow docs/bundle.md."""
+
+
+class UnsupportedBundleVersionError(BundleError):
+    """The bundle was written by a newer (or unknown) format version."""
+
+
+class IntegrityError(BundleError):
+    """A file's SHA-256 or size differs from the manifest: tampered or damaged."""
+
+
+class RuntimeUnavailableError(CompressorError):
+    """No installed inference runtime can run the requested model file."""
+
+
+# --- codes (bytes) ------------------------------------------------------------------
+class CodeError(CompressorError):
+    """Bytes handed to the decoder are not a valid code for this model."""
+
+
+class TruncatedCodeError(CodeError):
+    """The bytes end before the structure they announce is complete."""
+
+
+class CorruptCodeError(CodeError):
+    """The bytes are damaged: bad magic, checksum mismatch, impossible values."""
+
+
+class ModelMismatchError(CodeError):
+    """The code was made with a different model than the one decoding it."""
+
+
+class UnsupportedFormatVersionError(CodeError):
+    """The code uses a wire-format version this library does not know."""
+
+
+# --- caller input -------------------------------------------------------------------
+class InvalidImageError(CompressorError, ValueError):
+    """Images have the wrong shape, dtype, range, or contain NaN/inf, or are empty."""
+
+
+class RateError(CompressorError, ValueError):
+    """A rate request (step, quality, target size) cannot be met or is malformed."""
