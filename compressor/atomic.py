@@ -1,0 +1,106 @@
+"""Write files so that readers see either the old content or the new, never half of it.
+
+A crash, a full disk or a killed process in the middle of writing a PNG, a code file or a
+manifest must not leave a truncated file that a later run trusts. Each writer here puts the
+bytes in a temporary file in the *same* directory (so the final rename stays on one
+filesystem), flushes and fsyncs it, then ``os.replace``-s it onto the target, which is atomic
+on POSIX and Windows. On any failure the temporary file is removed and the target is untouched.
+
+Parent directories are *not* created: a missing directory is usually a typo in a path, and
+silently creating it hides the mistake. It raises :class:`FileNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+from typing import Any
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    Raises:
+        TypeError: ``data`` is not bytes-like (checked before anything touches the disk).
+        FileNotFoundError: the directory of ``path`` does not exist.
+        OSError: writing, syncing or renaming failed; the old file (if any) is intact and
+            no temporary file is left behind.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"atomic_write_bytes needs bytes, got {type(data).__name__}; encode text first")
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write {target}: folder {directory} does not exist (create it first)", directory
+        )
+    fd, temp = _create_temp(directory, os.path.basename(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically; no newline translation (what you pass is what lands).
+
+    Raises ``TypeError`` if ``text`` is not a ``str``, otherwise as :func:`atomic_write_bytes`.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"atomic_write_text needs str, got {type(text).__name__}")
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON (indent 2, sorted keys, trailing newline) atomically.
+
+    Sorted keys and a fixed indent make the file byte-for-byte reproducible, so hashes and
+    diffs of manifests are stable. NaN/inf are refused (``ValueError``) because they are not
+    valid JSON and other readers would reject the file; unserialisable objects raise
+    ``TypeError``. Both happen before anything is written.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def _create_temp(directory: str, basename: str) -> tuple[int, str]:
+    """Create a fresh hidden temp file next to the target.
+
+    ``os.open`` with mode 0o666 (not ``tempfile.mkstemp``'s 0o600) so the final file gets the
+    usual umask-derived permissions, like any file created with ``open(path, "w")``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temp = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}{_TEMP_SUFFIX}")
+        try:
+            return os.open(temp, flags, 0o666), temp
+        except FileExistsError:
+            continue
+
+
+def _fsync_directory(directory: str) -> None:
+    """Persist the rename itself (POSIX); best effort, as Windows cannot open directories."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,125 @@
+"""One half of the model, loaded in one runtime and precision, driven with float arrays.
+
+:class:`Network` hides what differs between files: int8 TFLite files take and give int8
+tensors (quantized here with the scale/zero-point from the manifest), fixed-batch files need
+inputs cut into batches of exactly that size (XNNPACK only takes TRANSPOSE_CONV with static
+shapes, which makes fixed-batch decoders ~3x faster), and ONNX files take any batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compressor import runtimes
+from compressor.bundle import FileEntry, Part
+
+
+class Network:
+    """Runs ``part`` (encoder or decoder) with ``runtime`` ('auto', 'litert', 'tflite', 'onnx').
+
+    ``batch='all'`` lets it pick among the part's fixed-batch files per call; an int (or None
+    for a dynamic-batch file) pins one file.
+    """
+
+    def __init__(
+        self,
+        part: Part,
+        *,
+        runtime: str = "auto",
+        precision: str = "int8",
+        threads: int | None = 1,
+        providers: list[str] | None = None,
+        batch: int | None | str = "all",
+    ):
+        self.part = part
+        self.runtime = runtimes.resolve(runtime)
+        self.precision = precision
+        self.file_format = runtimes.FILE_FORMAT[self.runtime]
+        self.files: list[FileEntry] = part.select(self.file_format, precision)
+        if batch != "all":  # pin one file, e.g. to measure or validate it alone
+            self.files = [f for f in self.files if f.batch == batch]
+            if not self.files:
+                raise ValueError(f"no {precision} {self.file_format} {part.role} file with batch {batch}")
+        self._threads, self._providers = threads, providers
+        self._sessions: dict[int | None, runtimes.Session] = {}
+        self.session(self.files[0])  # load (and verify) the smallest batch now: fail early
+
+    def session(self, entry: FileEntry) -> runtimes.Session:
+        if entry.batch not in self._sessions:
+            self._sessions[entry.batch] = runtimes.open_session(
+                self.part.read(entry), entry.format, self.runtime, threads=self._threads, providers=self._providers
+            )
+        return self._sessions[entry.batch]
+
+    @property
+    def input_spec(self) -> runtimes.TensorSpec:
+        return self.files[0].input
+
+    @property
+    def output_spec(self) -> runtimes.TensorSpec:
+        return self.files[0].output
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float input -> the file's input dtype (int8 via the manifest's scale/zero-point)."""
+        spec = self.input_spec
+        if spec.dtype != "int8":
+            return np.ascontiguousarray(x, dtype=np.float32)
+        q = np.rint(np.asarray(x, np.float64) / spec.scale) + spec.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        spec = self.output_spec
+        if spec.dtype != "int8":
+            return y.astype(np.float32, copy=False)
+        return ((y.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)).astype(np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Float in, float out, any batch size."""
+        return self.dequantize_output(self.run_native(self.quantize_input(x)))
+
+    def run_native(self, x: np.ndarray) -> np.ndarray:
+        """Input already in the file's dtype; output in the file's dtype (int8 stays int8)."""
+        n = len(x)
+        if n == 0:
+            raise ValueError("empty batch")
+        plan = self._plan(n)
+        outs, pos = [], 0
+        for entry, count in plan:
+            sess = self.session(entry)
+            b = entry.batch
+            if b is None:
+                outs.append(sess.run(x[pos : pos + count]))
+                pos += count
+                continue
+            for _ in range(count):
+                chunk = x[pos : pos + b]
+                real = len(chunk)
+                if real < b:  # pad the last chunk of a fixed-batch file
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
+                outs.append(sess.run(np.ascontiguousarray(chunk))[:real].copy())
+                pos += real
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def _plan(self, n: int) -> list[tuple[FileEntry, int]]:
+        """Which file runs how many times: the large batch while at least half full, batch 1 after."""
+        dynamic = [f for f in self.files if f.batch is None]
+        if dynamic:
+            return [(dynamic[0], n)]
+        plan, left = [], n
+        for entry in sorted(self.files, key=lambda f: -f.batch):
+            b = entry.batch
+            if b == 1:
+                if left:
+                    plan.append((entry, left))
+                left = 0
+                break
+            full, rest = divmod(left, b)
+            if rest * 2 >= b:
+                full, rest = full + 1, 0
+            if full:
+                plan.append((entry, full))
+            left = rest
+        if left:  # no batch-1 file: pad into the smallest batch
+            smallest = min(self.files, key=lambda f: f.batch)
+            plan.append((smallest, -(-left // smallest.batch)))
+        return plan

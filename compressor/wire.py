@@ -1,0 +1,323 @@
+"""Byte formats: the self-contained per-image message and the multi-image stream.
+
+The byte-by-byte specification is ``docs/format.md``; this module is its only
+implementation. Both formats name the model they were made with -- a message
+through its CRC-8 (one byte, so it cannot tell "other model" from "damaged"), a
+stream through the full 8-byte model id -- because a code decoded with the wrong
+model yields a plausible but wrong image, which is worse than an error.
+
+Parsing never trusts a number read from the input to size an allocation, and
+checks run in an order that gives the most useful error: length, magic, version
+(so a newer file says "upgrade" rather than "damaged"), checksum, then model.
+Arguments that are the caller's own mistakes (a bad mode name, a 7-byte model id)
+raise ``ValueError``; bad *bytes* raise a :class:`~compressor.errors.CodeError`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .errors import (
+    CorruptCodeError,
+    ModelMismatchError,
+    TruncatedCodeError,
+    UnsupportedFormatVersionError,
+)
+
+FORMAT_VERSION = 1
+MODEL_ID_SIZE = 8
+MODES = {"entropy": 0, "raw": 1, "lossless": 2}
+"""Mode name -> 2-bit code. 2 is reserved for a later lossless mode; 3 is invalid."""
+MAX_STEPS = 16
+STREAM_MAGIC = b"\x89LZC"
+MAX_NAME_BYTES = 255
+
+_MODE_NAMES = {code: name for name, code in MODES.items()}
+_FLAG_NAMES = 0x01
+_MAX_VARINT_BYTES = 4  # values < 2**28: no stream of ours comes near
+_VARINT_LIMIT = 1 << (7 * _MAX_VARINT_BYTES)
+# magic, version, flags, mode, step, model id, count (>= 1 byte), CRC32
+_STREAM_FIXED = 4 + 4 + MODEL_ID_SIZE
+_STREAM_MIN = _STREAM_FIXED + 1 + 4
+
+
+def _crc8_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x2F) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes) -> int:
+    """CRC-8/AUTOSAR (poly 0x2F, init 0xFF, xorout 0xFF; ``crc8(b"123456789") == 0xDF``).
+
+    Chosen over CRC-8 0x07 for its non-zero init, so leading zero bytes count.
+    """
+    crc = 0xFF
+    table = _CRC8
+    for b in data:
+        crc = table[crc ^ b]
+    return crc ^ 0xFF
+
+
+def _check_model_id(model_id: bytes) -> bytes:
+    if not isinstance(model_id, (bytes, bytearray)) or len(model_id) != MODEL_ID_SIZE:
+        raise ValueError(f"model id must be {MODEL_ID_SIZE} bytes, got {model_id!r}")
+    return bytes(model_id)
+
+
+def _check_mode_step(mode: str, step_index: int) -> int:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    if not isinstance(step_index, int) or not 0 <= step_index < MAX_STEPS:
+        raise ValueError(f"step index must be an int in 0..{MAX_STEPS - 1}, got {step_index!r}")
+    return MODES[mode]
+
+
+def _check_version(version: int, what: str) -> None:
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormatVersionError(
+            f"this {what} uses format version {version}; this library reads version "
+            f"{FORMAT_VERSION}. Upgrade compressor to decode it."
+        )
+    if version < 1:
+        raise CorruptCodeError(f"this {what} claims format version {version}: damaged data")
+
+
+# --- per-image message ---------------------------------------------------------------
+class Header(NamedTuple):
+    version: int
+    mode: str
+    step_index: int
+
+
+def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) -> bytes:
+    """Frame one image's payload: 2-byte header (version/mode/step, CRC-8) + payload.
+
+    The CRC covers ``model_id || byte 0 || payload`` so a message only decodes with
+    the model that made it (up to the 1/256 chance of a CRC collision).
+    """
+    model_id = _check_model_id(model_id)
+    head = (FORMAT_VERSION << 6) | (_check_mode_step(mode, step_index) << 4) | step_index
+    payload = bytes(payload)
+    return bytes((head, crc8(model_id + bytes((head,)) + payload))) + payload
+
+
+def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
+    """Check and strip the header of a :func:`pack_message` message.
+
+    Raises ``TruncatedCodeError`` (under 2 bytes), ``UnsupportedFormatVersionError``,
+    ``CorruptCodeError`` (version 0, mode 3) or ``ModelMismatchError`` (CRC differs:
+    another model's code, or damaged). The step index is not checked against the
+    bundle here: the caller knows how many steps it has.
+    """
+    model_id = _check_model_id(model_id)
+    data = bytes(data)
+    if len(data) < 2:
+        raise TruncatedCodeError(
+            f"a message is at least 2 bytes (its header); got {len(data)}"
+        )
+    head = data[0]
+    _check_version(head >> 6, "message")
+    if crc8(model_id + data[:1] + data[2:]) != data[1]:
+        raise ModelMismatchError(
+            f"message check failed: it was made for another model, or damaged "
+            f"(this model is {model_id.hex()}); decode it with the bundle that made it"
+        )
+    mode = (head >> 4) & 0x3
+    if mode not in _MODE_NAMES:
+        raise CorruptCodeError(f"message mode {mode} is invalid: damaged data")
+    return Header(head >> 6, _MODE_NAMES[mode], head & 0xF), data[2:]
+
+
+# --- multi-image stream --------------------------------------------------------------
+@dataclass(frozen=True)
+class Stream:
+    """A decoded stream container: one model, mode and step for all payloads.
+
+    ``payloads`` are bare (no per-message header); ``names`` is ``None`` when the
+    stream stores none, else one name per payload.
+    """
+
+    model_id: bytes
+    mode: str
+    step_index: int
+    payloads: tuple[bytes, ...]
+    names: tuple[str, ...] | None = None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """LEB128 at ``pos``: at most 4 bytes, no overlong form (a final 0x00 byte)."""
+    value = 0
+    for i in range(_MAX_VARINT_BYTES):
+        if pos + i >= end:
+            raise TruncatedCodeError("stream ends inside its header")
+        b = data[pos + i]
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            if b == 0 and i:
+                raise CorruptCodeError("stream header has an overlong number: damaged data")
+            return value, pos + i + 1
+    raise CorruptCodeError("stream header has an impossibly large number: damaged data")
+
+
+def _name_problem(raw: bytes) -> str | None:
+    """Why ``raw`` (UTF-8) cannot be a file name in a stream, or None if it can."""
+    if not 1 <= len(raw) <= MAX_NAME_BYTES:
+        return f"must be 1..{MAX_NAME_BYTES} bytes of UTF-8, got {len(raw)}"
+    if b"/" in raw or b"\\" in raw or b"\0" in raw or raw in (b".", b".."):
+        return "must not contain '/', '\\' or NUL, nor be '.' or '..'"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    return None
+
+
+def pack_stream(
+    model_id: bytes,
+    mode: str,
+    step_index: int,
+    payloads: Sequence[bytes],
+    names: Sequence[str] | None = None,
+) -> bytes:
+    """Concatenate many images' payloads into one container (see docs/format.md)."""
+    model_id = _check_model_id(model_id)
+    mode_code = _check_mode_step(mode, step_index)
+    payloads = [bytes(p) for p in payloads]
+    if len(payloads) >= _VARINT_LIMIT or any(len(p) >= _VARINT_LIMIT for p in payloads):
+        raise ValueError("a stream holds fewer than 2**28 payloads of under 2**28 bytes")
+    parts = [
+        STREAM_MAGIC,
+        bytes((FORMAT_VERSION, _FLAG_NAMES if names is not None else 0, mode_code, step_index)),
+        model_id,
+        _varint(len(payloads)),
+    ]
+    parts += [_varint(len(p)) for p in payloads]
+    if names is not None:
+        if len(names) != len(payloads):
+            raise ValueError(f"{len(names)} names for {len(payloads)} payloads")
+        for name in names:
+            if not isinstance(name, str):
+                raise ValueError(f"names must be str, got {name!r}")
+            raw = name.encode("utf-8", errors="strict")
+            problem = _name_problem(raw)
+            if problem:
+                raise ValueError(f"name {name!r} {problem}")
+            parts += [_varint(len(raw)), raw]
+    parts += payloads
+    body = b"".join(parts)
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+class _Layout(NamedTuple):
+    lengths: list[int]
+    names: list[bytes] | None
+    payload_start: int
+    end: int  # where the payloads end (the CRC follows)
+
+
+def _parse_layout(data: bytes, limit: int) -> _Layout:
+    """Walk the variable part of the header, reading no further than ``limit``."""
+    has_names = data[5] & _FLAG_NAMES
+    count, pos = _read_varint(data, _STREAM_FIXED, limit)
+    if count > limit - pos:  # every length takes a byte: refuse before allocating
+        raise TruncatedCodeError(f"stream announces {count} images but is too short")
+    lengths = []
+    for _ in range(count):
+        n, pos = _read_varint(data, pos, limit)
+        lengths.append(n)
+    names = None
+    if has_names:
+        names = []
+        for _ in range(count):
+            n, pos = _read_varint(data, pos, limit)
+            if n > limit - pos:
+                raise TruncatedCodeError("stream ends inside its names")
+            names.append(data[pos : pos + n])
+            pos += n
+    return _Layout(lengths, names, pos, pos + sum(lengths))
+
+
+def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
+    """Parse and verify a :func:`pack_stream` container.
+
+    Raises ``CorruptCodeError`` (not a stream, checksum mismatch, bad fields),
+    ``TruncatedCodeError`` (shorter than its header announces),
+    ``UnsupportedFormatVersionError``, or ``ModelMismatchError`` when
+    ``expected_model_id`` is given and differs.
+    """
+    if expected_model_id is not None:
+        expected_model_id = _check_model_id(expected_model_id)
+    data = bytes(data)
+    if data[:4] != STREAM_MAGIC[: len(data)]:
+        raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
+    if len(data) > 4:
+        _check_version(data[4], "stream")
+    if len(data) < _STREAM_MIN:
+        raise TruncatedCodeError(
+            f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated"
+        )
+    body_end = len(data) - 4
+    if zlib.crc32(data[:body_end]) != int.from_bytes(data[body_end:], "little"):
+        try:
+            announced = _parse_layout(data, len(data)).end + 4
+        except TruncatedCodeError:
+            announced = len(data) + 1
+        except CorruptCodeError:
+            announced = len(data)
+        if announced > len(data):
+            raise TruncatedCodeError(
+                "stream ends before the data its header announces: truncated"
+            )
+        raise CorruptCodeError("stream checksum mismatch: damaged data")
+    layout = _parse_layout(data, body_end)
+    if layout.end != body_end:
+        raise CorruptCodeError("stream length disagrees with its header: damaged data")
+    flags, mode_code, step_index = data[5], data[6], data[7]
+    if flags & ~_FLAG_NAMES:
+        raise CorruptCodeError(f"stream has unknown flags {flags:#04x}: damaged data")
+    if mode_code not in _MODE_NAMES:
+        raise CorruptCodeError(f"stream mode {mode_code} is invalid: damaged data")
+    if step_index >= MAX_STEPS:
+        raise CorruptCodeError(f"stream step index {step_index} is invalid: damaged data")
+    model_id = data[8 : 8 + MODEL_ID_SIZE]
+    if expected_model_id is not None and model_id != expected_model_id:
+        raise ModelMismatchError(
+            f"stream was made with model {model_id.hex()}, but this decoder has model "
+            f"{expected_model_id.hex()}; decode it with the matching bundle"
+        )
+    names = None
+    if layout.names is not None:
+        for raw in layout.names:
+            problem = _name_problem(raw)
+            if problem:
+                raise CorruptCodeError(f"stream name {raw!r} {problem}: damaged data")
+        names = tuple(raw.decode("utf-8") for raw in layout.names)
+    payloads = []
+    pos = layout.payload_start
+    for n in layout.lengths:
+        payloads.append(data[pos : pos + n])
+        pos += n
+    return Stream(model_id, _MODE_NAMES[mode_code], step_index, tuple(payloads), names)

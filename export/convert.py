@@ -1,0 +1,99 @@
+"""Convert the standalone encoder and decoder graphs to TFLite and ONNX, float32 and int8.
+
+Choices, each measured on this project's decoder (see README):
+
+- TFLite int8 is *full-integer* (``TFLITE_BUILTINS_INT8``, int8 input and output). Dynamic-
+  range quantization is never used: it runs the transposed convolutions ~50x slower.
+- TFLite files have a *fixed* batch size. XNNPACK only takes TRANSPOSE_CONV with static
+  shapes, and it cannot resize a delegated graph, so each batch size is its own file.
+- Conversion goes through ``TFLiteConverter.from_keras_model``. ``from_concrete_functions``
+  on a Keras 3 model silently writes a file without weights.
+- ONNX comes from tf2onnx (opset 17) with a dynamic batch; the int8 ONNX file is made by
+  onnxruntime ``quantize_static`` in QDQ format (the only format in which it quantizes
+  ConvTranspose), per-channel, after ``quant_pre_process``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ONNX_OPSET = 17
+
+
+def with_fixed_batch(model, batch: int | None, input_name: str, output_name: str):
+    """Wrap ``model`` in a graph whose input has a static batch dimension (or None)."""
+    import keras
+
+    inp = keras.Input(shape=model.input_shape[1:], batch_size=batch, name=input_name)
+    out = keras.layers.Identity(name=output_name)(model(inp))
+    return keras.Model(inp, out, name=f"{model.name}_b{batch or 'dyn'}")
+
+
+def to_tflite(model, representative: np.ndarray | None = None) -> bytes:
+    """float32 TFLite, or full-integer int8 when ``representative`` inputs are given."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None:
+        batch = model.input_shape[0] or 1
+        usable = len(representative) - len(representative) % batch
+
+        def samples():
+            for i in range(0, usable, batch):
+                yield [representative[i : i + batch].astype(np.float32)]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = samples
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    blob = conv.convert()
+    if len(blob) < 1024:
+        raise RuntimeError(f"TFLite conversion produced only {len(blob)} bytes: the weights are missing")
+    return blob
+
+
+def to_onnx(model, input_name: str, output_name: str) -> bytes:
+    """float32 ONNX with a dynamic batch, input and output renamed to stable names."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=input_name)]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [output_name if o == old else o for o in node.output]
+    proto.graph.output[0].name = output_name
+    return proto.SerializeToString()
+
+
+def quantize_onnx(fp32: bytes, input_name: str, calibration: np.ndarray, batch: int = 50) -> bytes:
+    """int8 QDQ ONNX, per-channel weights, calibrated (min/max) on ``calibration`` inputs."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(range(0, len(calibration), batch))
+
+        def get_next(self):
+            i = next(self._it, None)
+            return None if i is None else {input_name: calibration[i : i + batch].astype(np.float32)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32)
+        quant_pre_process(str(src), str(pre))
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+        return out.read_bytes()

@@ -1,0 +1,191 @@
+"""``compressor export``: a training run -> a validated model bundle (docs/bundle.md).
+
+Config -> convert -> validate, in a staging directory beside the target. Only a bundle
+whose every file passed validation is moved into place (atomically, by rename); a failed
+export leaves the previous bundle untouched and keeps the rejected one as ``BUNDLE.rejected``
+for inspection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor import bundle as B
+from compressor.atomic import atomic_write_json, atomic_write_text
+from export import convert, validate
+from export.coding import build_coding
+
+BATCHES = (1, 64)
+CALIBRATION_SAMPLES = 4500  # the whole mnist5k train split: the latent range must be covered
+VALIDATION_SAMPLES = 500
+NAMES = {"encoder": ("image", "mean"), "decoder": ("latent", "probs")}
+
+
+def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, log=print) -> dict:
+    """Export, validate and install the bundle; returns the top-level manifest."""
+    from export import datasets
+    from export.model import count_macs, mean_encoder, probability_decoder
+    from export.train import load_run
+
+    t0 = time.perf_counter()
+    config, metrics, encoder, decoder = load_run(run_dir)
+    data = datasets.load(config["data"], binarize=config["binarize"])
+    graphs = {"encoder": mean_encoder(encoder), "decoder": probability_decoder(decoder)}
+    calib_images = data.train[:CALIBRATION_SAMPLES]
+    calib_latents = graphs["encoder"].predict(calib_images, batch_size=500, verbose=0)
+    calibration = {"encoder": calib_images, "decoder": calib_latents}
+
+    def keras_decode(z):
+        return graphs["decoder"].predict(np.asarray(z, np.float32), batch_size=500, verbose=0)
+
+    def keras_encode(x):
+        return graphs["encoder"].predict(x, batch_size=500, verbose=0)
+
+    bundle_dir = Path(bundle_dir)
+    stage = bundle_dir.with_name(bundle_dir.name + ".staging")
+    shutil.rmtree(stage, ignore_errors=True)
+    for role in B.ROLES:
+        (stage / role).mkdir(parents=True)
+
+    log("building entropy tables from the training latents")
+    coding = build_coding(calib_latents, calib_images, keras_decode)
+    coding_bytes = _canonical_json(coding)
+    model_id = _model_id(decoder, coding_bytes)
+
+    common = {
+        "format": B.FORMAT,
+        "format_version": B.FORMAT_VERSION,
+        "model_id": model_id,
+        "image_shape": list(data.image_shape),
+        "latent_dim": int(config["latent_dim"]),
+        "binarize": bool(config["binarize"]),
+    }
+    part_manifests = {}
+    for role, graph in graphs.items():
+        files = _convert_role(role, graph, calibration[role], batches, stage / role, log)
+        (stage / role / "coding.json").write_bytes(coding_bytes)
+        part = common | {
+            "role": role,
+            "files": files,
+            "coding": {"path": "coding.json", "sha256": B.sha256_hex(coding_bytes), "bytes": len(coding_bytes)},
+            "latent_quantization": _latent_quantization(files, role),
+        }
+        atomic_write_json(stage / role / "manifest.json", part)
+        part_manifests[role] = part
+
+    log("validating every file in its runtime against Keras")
+    parts = {role: B.load_part(stage / role, role) for role in B.ROLES}
+    held_out = data.test[:VALIDATION_SAMPLES]
+    checks = validate.validate(parts, keras_encode, keras_decode, held_out)
+    chained = validate.end_to_end(parts, held_out)
+    report = {"checks": validate.as_json(checks), "end_to_end_int8": chained, "n_images": len(held_out)}
+    atomic_write_json(stage / "validation.json", report)
+    atomic_write_text(stage / "validation.md", validate.table(checks) + "\n")
+
+    manifest = common | {
+        "parts": {
+            role: {"manifest": f"{role}/manifest.json", "sha256": B.sha256_hex((stage / role / "manifest.json").read_bytes())}
+            for role in B.ROLES
+        },
+        "training": {k: metrics[k] for k in ("test_elbo", "test_recon_nats", "test_kl_nats", "best_epoch", "wall_seconds")}
+        | {"data": config["data"], "data_fingerprint": config["data_fingerprint"], "epochs": config["epochs"]},
+        "macs": count_macs(data.image_shape, int(config["latent_dim"])),
+        "validation": "validation.json",
+        "export_seconds": round(time.perf_counter() - t0, 2),
+    }
+    atomic_write_json(stage / "manifest.json", manifest)
+    log(validate.table(checks))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        rejected = bundle_dir.with_name(bundle_dir.name + ".rejected")
+        shutil.rmtree(rejected, ignore_errors=True)
+        stage.rename(rejected)
+        log(f"validation failed; the rejected bundle is kept at {rejected}")
+        validate.raise_on_failure(checks)
+    _install(stage, bundle_dir)
+    return manifest
+
+
+def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) -> list[dict]:
+    in_name, out_name = NAMES[role]
+    files = []
+    for batch in batches:
+        fixed = convert.with_fixed_batch(graph, batch, in_name, out_name)
+        for precision, rep in (("fp32", None), ("int8", calib)):
+            log(f"  {role}: TFLite {precision} batch {batch}")
+            files.append(_write(out, f"{role}_{precision}_b{batch}.tflite", convert.to_tflite(fixed, rep), role, "tflite", precision, batch))
+    log(f"  {role}: ONNX fp32 and int8 (dynamic batch)")
+    dyn = convert.with_fixed_batch(graph, None, in_name, out_name)
+    fp32 = convert.to_onnx(dyn, in_name, out_name)
+    files.append(_write(out, f"{role}_fp32.onnx", fp32, role, "onnx", "fp32", None))
+    files.append(_write(out, f"{role}_int8.onnx", convert.quantize_onnx(fp32, in_name, calib), role, "onnx", "int8", None))
+    return files
+
+
+def _write(out: Path, name: str, blob: bytes, role: str, fmt: str, precision: str, batch) -> dict:
+    """Write one model file and describe it from what its own runtime reports."""
+    from compressor.runtimes import open_session
+
+    (out / name).write_bytes(blob)
+    sess = open_session(blob, fmt, validate.RUNTIME_FOR[fmt], threads=1)
+    return {
+        "path": name,
+        "role": role,
+        "format": fmt,
+        "precision": precision,
+        "batch": batch,
+        "input": _spec_json(sess.input),
+        "output": _spec_json(sess.output),
+        "sha256": B.sha256_hex(blob),
+        "bytes": len(blob),
+    }
+
+
+def _spec_json(spec) -> dict:
+    d = {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype}
+    if spec.dtype == "int8":
+        d["quantization"] = {"scale": spec.scale, "zero_point": spec.zero_point}
+    return d
+
+
+def _latent_quantization(files: list[dict], role: str) -> dict:
+    """The int8 scale/zero-point of the latent side of the int8 TFLite file, for the record."""
+    side = "output" if role == "encoder" else "input"
+    for f in files:
+        if f["format"] == "tflite" and f["precision"] == "int8":
+            return {"tensor": f"{role} {side}"} | f[side].get("quantization", {})
+    return {}
+
+
+def _model_id(decoder, coding_bytes: bytes) -> str:
+    """16 hex digits of SHA-256 over the decoder weights and the coding tables.
+
+    Derived from what a receiver needs to reproduce the images, so any retrained decoder or
+    re-estimated table gets a new id and old codes are refused instead of mis-decoded.
+    """
+    h = hashlib.sha256()
+    for w in decoder.get_weights():
+        h.update(np.ascontiguousarray(w, dtype="<f4").tobytes())
+    h.update(coding_bytes)
+    return h.hexdigest()[:16]
+
+
+def _canonical_json(obj) -> bytes:
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def _install(stage: Path, target: Path) -> None:
+    """Swap the validated staging directory into place with renames only."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    stage.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(target.with_name(target.name + ".rejected"), ignore_errors=True)

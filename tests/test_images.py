@@ -1,0 +1,785 @@
+"""Behaviour of compressor.images: validating arrays, reading/writing image files.
+
+PNG files are built two ways: with Pillow (the reference decoder) and with a tiny hand
+encoder below, which can emit every bit depth, colour type, filter type and damage that
+Pillow's writer never produces.
+"""
+
+import io
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compressor import images
+from compressor.errors import CompressorError, InvalidImageError
+from compressor.images import as_batch, read_image, read_images, to_uint8, write_png
+
+RNG_SEED = 20240601
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(RNG_SEED)
+
+
+@pytest.fixture
+def pil():
+    return pytest.importorskip("PIL.Image")
+
+
+@pytest.fixture
+def no_pillow(monkeypatch):
+    """Make ``from PIL import ...`` fail, as on a device without Pillow."""
+    monkeypatch.setitem(sys.modules, "PIL", None)
+
+
+# --- hand-made PNGs ----------------------------------------------------------------------
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+ALL_COMBOS = [(0, 1), (0, 2), (0, 4), (0, 8), (0, 16), (2, 8), (2, 16), (3, 1), (3, 2), (3, 4), (3, 8)]
+ALL_COMBOS += [(4, 8), (4, 16), (6, 8), (6, 16)]
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def ihdr(width, height, depth, colour, interlace=0):
+    return chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+
+
+def pack_rows(samples, depth):
+    """(H, S) integer samples -> (H, row_bytes) uint8, big-endian, rows padded to a byte."""
+    if depth == 16:
+        return samples.astype(">u2").view(np.uint8).reshape(samples.shape[0], -1)
+    if depth == 8:
+        return samples.astype(np.uint8)
+    per_byte = 8 // depth
+    pad = -samples.shape[1] % per_byte
+    s = np.pad(samples, ((0, 0), (0, pad))).reshape(samples.shape[0], -1, per_byte).astype(np.uint16)
+    shifts = np.arange(8 - depth, -1, -depth)
+    return (s << shifts).sum(axis=2).astype(np.uint8)
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def filter_row(kind, line, prior, bpp):
+    out = bytearray([kind])
+    for i, x in enumerate(line):
+        a = line[i - bpp] if i >= bpp else 0
+        b = prior[i]
+        c = prior[i - bpp] if i >= bpp else 0
+        predictor = [0, a, b, (a + b) // 2, paeth(a, b, c)][kind]
+        out.append((x - predictor) & 0xFF)
+    return bytes(out)
+
+
+def filtered_stream(rows, bpp, filters):
+    prior = bytes(rows.shape[1])
+    out = b""
+    for y, row in enumerate(rows):
+        line = row.tobytes()
+        out += filter_row(filters[y % len(filters)], line, prior, bpp)
+        prior = line
+    return out
+
+
+def make_png(samples, depth, colour, width, *, palette=None, filters=(0, 1, 2, 3, 4), interlace=False):
+    """Encode (H, W*channels) samples; optionally Adam7 (filter None in every pass)."""
+    height = samples.shape[0]
+    channels = CHANNELS[colour]
+    bpp = max(1, channels * depth // 8)
+    if interlace:
+        pixels = samples.reshape(height, width, channels)
+        stream = b""
+        for x0, y0, dx, dy in ADAM7:
+            sub = pixels[y0::dy, x0::dx]
+            if sub.size:
+                rows = pack_rows(sub.reshape(sub.shape[0], -1), depth)
+                stream += filtered_stream(rows, bpp, (0,))
+    else:
+        stream = filtered_stream(pack_rows(samples, depth), bpp, filters)
+    body = [b"\x89PNG\r\n\x1a\n", ihdr(width, height, depth, colour, int(interlace))]
+    if palette is not None:
+        body.append(chunk(b"PLTE", palette.astype(np.uint8).tobytes()))
+    body += [chunk(b"IDAT", zlib.compress(stream)), chunk(b"IEND", b"")]
+    return b"".join(body)
+
+
+def random_png_case(rng, colour, depth, height=6, width=13):
+    """Random samples (and palette) for one colour type / bit depth."""
+    channels = CHANNELS[colour]
+    palette = None
+    if colour == 3:
+        entries = 200 if depth == 8 else 1 << depth
+        palette = rng.integers(0, 256, (entries, 3))
+        samples = rng.integers(0, entries, (height, width))
+    else:
+        samples = rng.integers(0, 1 << depth, (height, width * channels))
+    return samples, palette
+
+
+def luma(rgb):
+    """Pillow's convert('L'): BT.601 in 16-bit fixed point."""
+    rgb = rgb.astype(np.int64)
+    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def expected_gray(samples, depth, colour, width, palette=None):
+    """The documented decoding rules, written independently of the module."""
+    channels = CHANNELS[colour]
+    pixels = samples.reshape(samples.shape[0], width, channels).astype(np.int64)
+    if depth == 16:
+        pixels >>= 8
+    elif depth < 8 and colour == 0:
+        pixels = pixels * 255 // ((1 << depth) - 1)
+    if colour == 3:
+        return luma(palette[pixels[..., 0]])
+    if colour in (0, 4):
+        return pixels[..., 0].astype(np.uint8)
+    return luma(pixels[..., :3])
+
+
+def pillow_gray(im):
+    """Pillow's reading of a file under our rules: convert('L'), except 16-bit gray keeps the high byte.
+
+    (Pillow's own I;16 -> L conversion clips at 255 instead of scaling, so it is not the reference.)
+    """
+    if im.mode.startswith("I;16") or im.mode == "I":
+        return (np.array(im).astype(np.int64) >> 8).astype(np.uint8)
+    return np.array(im.convert("L"))
+
+
+def write_bytes(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def small_valid_png(rng, height=5, width=7):
+    return make_png(rng.integers(0, 256, (height, width)), 8, 0, width)
+
+
+# --- as_batch: accepted inputs -----------------------------------------------------------
+def test_invalid_image_error_is_both_a_compressor_error_and_a_value_error():
+    assert issubclass(InvalidImageError, CompressorError)
+    assert issubclass(InvalidImageError, ValueError)
+
+
+def test_as_batch_scales_uint8_to_unit_float32(rng):
+    x = rng.integers(0, 256, (2, 4, 5), dtype=np.uint8)
+    out = as_batch(x)
+    assert out.dtype == np.float32 and out.shape == (2, 4, 5)
+    np.testing.assert_array_equal(out, x.astype(np.float32) / np.float32(255))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"), [((4, 5), (1, 4, 5)), ((3, 4, 5), (3, 4, 5)), ((3, 4, 5, 1), (3, 4, 5))]
+)
+def test_as_batch_accepts_hw_nhw_and_nhw1_shapes(shape, expected):
+    assert as_batch(np.zeros(shape, np.uint8)).shape == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_as_batch_accepts_floats_already_in_unit_range(rng, dtype):
+    x = rng.random((2, 3, 4)).astype(dtype)
+    x[0, 0, 0], x[0, 0, 1] = 0.0, 1.0
+    out = as_batch(x)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_as_batch_returns_a_copy_that_does_not_alias_the_input():
+    x = np.full((1, 2, 2), 0.5, np.float32)
+    out = as_batch(x)
+    x[:] = 0.0
+    assert (out == 0.5).all()
+
+
+def test_as_batch_stacks_a_list_of_equally_shaped_images():
+    out = as_batch([np.zeros((3, 4), np.uint8), np.full((3, 4), 255, np.uint8)])
+    assert out.shape == (2, 3, 4)
+    assert out[1].min() == 1.0
+
+
+def test_as_batch_accepts_the_shape_the_model_expects():
+    assert as_batch(np.zeros((2, 28, 28), np.uint8), shape=(28, 28)).shape == (2, 28, 28)
+
+
+# --- as_batch: refusals ------------------------------------------------------------------
+def test_as_batch_rejects_a_ragged_list_and_asks_for_equal_shapes():
+    with pytest.raises(InvalidImageError, match="same shape"):
+        as_batch([np.zeros((3, 4)), np.zeros((5, 4))])
+
+
+@pytest.mark.parametrize("bad", [None, {"a": 1}, object()])
+def test_as_batch_rejects_non_numeric_objects_and_names_the_type(bad):
+    with pytest.raises(InvalidImageError, match=r"numeric numpy array.*dtype object"):
+        as_batch(bad)
+
+
+def test_as_batch_rejects_strings_as_not_an_image_dtype():
+    with pytest.raises(InvalidImageError, match=r"dtype <U\d+ is not an image dtype"):
+        as_batch(["ab", "cd"])
+
+
+def test_as_batch_rejects_bool_with_a_conversion_hint():
+    with pytest.raises(InvalidImageError, match=r"dtype bool.*convert to uint8 0\.\.255 or float 0\.\.1"):
+        as_batch(np.zeros((1, 2, 2), bool))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint16, np.uint32])
+def test_as_batch_rejects_integer_dtypes_other_than_uint8_with_a_conversion_hint(dtype):
+    with pytest.raises(InvalidImageError, match=rf"dtype {np.dtype(dtype)}.*convert to uint8 0\.\.255 or float 0\.\.1"):
+        as_batch(np.zeros((1, 2, 2), dtype))
+
+
+def test_as_batch_rejects_complex_numbers_as_not_an_image_dtype():
+    with pytest.raises(InvalidImageError, match="complex128 is not an image dtype"):
+        as_batch(np.zeros((1, 2, 2), complex))
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (2, 0, 28), (2, 28, 0), (0,), (0, 0)])
+def test_as_batch_rejects_empty_input_and_shows_the_shape(shape):
+    with pytest.raises(InvalidImageError, match=rf"empty: got shape {re_shape(shape)}"):
+        as_batch(np.zeros(shape, np.uint8))
+
+
+def re_shape(shape):
+    return str(shape).replace("(", r"\(").replace(")", r"\)")
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 2, 3, 1, 1)])
+def test_as_batch_rejects_the_wrong_number_of_dimensions_and_lists_accepted_shapes(shape):
+    with pytest.raises(InvalidImageError, match=rf"expected shape \(H, W\), \(N, H, W\).*got {len(shape)}-D"):
+        as_batch(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_as_batch_rejects_colour_channels_and_says_grayscale_only(channels):
+    with pytest.raises(InvalidImageError, match=rf"grayscale only; convert RGB first.*{channels} channels"):
+        as_batch(np.zeros((2, 4, 4, channels), np.uint8))
+
+
+def test_as_batch_rejects_nan_and_inf_and_says_how_many_and_where():
+    x = np.zeros((3, 4, 5), np.float32)
+    x[1, 2, 3] = np.nan
+    x[2, 0, 0] = np.nan
+    x[2, 1, 1] = np.inf
+    with pytest.raises(InvalidImageError, match=r"2 NaN and 1 inf values; first at image 1, row 2, column 3"):
+        as_batch(x)
+
+
+def test_as_batch_reports_nan_position_in_a_single_2d_image():
+    x = np.zeros((4, 5), np.float64)
+    x[3, 4] = -np.inf
+    with pytest.raises(InvalidImageError, match=r"0 NaN and 1 inf values; first at image 0, row 3, column 4"):
+        as_batch(x)
+
+
+def test_as_batch_rejects_floats_outside_unit_range_and_gives_min_and_max():
+    x = np.zeros((1, 2, 2), np.float32)
+    x[0, 0, 0], x[0, 1, 1] = -0.25, 0.5
+    with pytest.raises(InvalidImageError, match=r"must be in \[0, 1\], got min -0\.25 and max 0\.5$"):
+        as_batch(x)
+
+
+def test_as_batch_recognises_0_to_255_floats_and_suggests_dividing():
+    with pytest.raises(InvalidImageError, match=r"max 255; looks like 0\.\.255 data: divide by 255"):
+        as_batch(np.full((1, 2, 2), 255.0))
+
+
+def test_as_batch_rejects_a_shape_the_model_does_not_expect_and_names_both():
+    with pytest.raises(InvalidImageError, match=r"expects 28x28 images \(height x width\), got 32x30; resize"):
+        as_batch(np.zeros((2, 32, 30), np.uint8), shape=(28, 28))
+
+
+def test_as_batch_suspects_a_single_rgb_image_when_the_last_axis_is_three():
+    with pytest.raises(InvalidImageError, match=r"one RGB image\? convert it to grayscale"):
+        as_batch(np.zeros((28, 28, 3), np.uint8), shape=(28, 28))
+
+
+def test_as_batch_checks_its_shape_argument():
+    with pytest.raises(ValueError, match="height, width"):
+        as_batch(np.zeros((1, 2, 2), np.uint8), shape=(2,))
+
+
+# --- to_uint8 ----------------------------------------------------------------------------
+def test_to_uint8_rounds_to_nearest_level():
+    p = np.array([[0.0, 0.4 / 255, 1.6 / 255, 0.5, 1.0]], np.float32)
+    np.testing.assert_array_equal(to_uint8(p), [[0, 0, 2, 128, 255]])
+
+
+def test_to_uint8_binarizes_at_one_half():
+    p = np.array([0.0, 0.4999, 0.5, 1.0], np.float32)
+    out = to_uint8(p, binarize=True)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [0, 0, 255, 255])
+
+
+def test_to_uint8_keeps_the_shape(rng):
+    p = rng.random((2, 3, 4, 1)).astype(np.float32)
+    assert to_uint8(p).shape == (2, 3, 4, 1)
+
+
+def test_to_uint8_rejects_integer_input_and_says_floats_are_expected():
+    with pytest.raises(InvalidImageError, match=r"expected floats in \[0, 1\], got dtype uint8"):
+        to_uint8(np.zeros((2, 2), np.uint8))
+
+
+def test_to_uint8_rejects_nan_instead_of_making_black_pixels():
+    p = np.zeros((2, 3), np.float32)
+    p[1, 2] = np.nan
+    with pytest.raises(InvalidImageError, match=r"1 NaN and 0 inf values; first at row 1, column 2"):
+        to_uint8(p, binarize=True)
+
+
+def test_to_uint8_rejects_values_outside_unit_range():
+    with pytest.raises(InvalidImageError, match=r"min 0 and max 1\.5"):
+        to_uint8(np.array([0.0, 1.5]))
+
+
+def test_to_uint8_rejects_empty_input():
+    with pytest.raises(InvalidImageError, match="empty"):
+        to_uint8(np.zeros((0, 3), np.float32))
+
+
+# --- write_png ---------------------------------------------------------------------------
+def test_write_png_round_trips_through_read_image(tmp_path, rng):
+    x = rng.integers(0, 256, (17, 11), dtype=np.uint8)
+    write_png(tmp_path / "a.png", x)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), x)
+
+
+def test_write_png_opens_identically_in_pillow(tmp_path, rng, pil):
+    x = rng.integers(0, 256, (9, 14), dtype=np.uint8)
+    write_png(tmp_path / "a.png", x)
+    with pil.open(tmp_path / "a.png") as im:
+        assert im.mode == "L" and im.size == (14, 9)
+        np.testing.assert_array_equal(np.array(im), x)
+
+
+def test_write_png_stores_floats_as_rounded_levels(tmp_path):
+    x = np.array([[0.0, 0.5, 1.0], [1 / 255, 0.7 / 255, 0.2]], np.float32)
+    write_png(tmp_path / "f.png", x)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.png"), [[0, 128, 255], [1, 1, 51]])
+
+
+def test_write_png_accepts_a_trailing_channel_axis(tmp_path):
+    write_png(tmp_path / "c.png", np.full((3, 4, 1), 7, np.uint8))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.png"), np.full((3, 4), 7))
+
+
+@pytest.mark.parametrize(
+    ("shape", "pattern"),
+    [((2, 3, 5), r"one grayscale image.*got \(2, 3, 5\)$"), ((3, 4, 3), "grayscale only: convert RGB first")],
+)
+def test_write_png_rejects_batches_and_colour_images(tmp_path, shape, pattern):
+    with pytest.raises(InvalidImageError, match=pattern):
+        write_png(tmp_path / "x.png", np.zeros(shape, np.uint8))
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_png_rejects_invalid_values_and_leaves_an_existing_file_alone(tmp_path):
+    target = tmp_path / "x.png"
+    target.write_bytes(b"old")
+    with pytest.raises(InvalidImageError, match="max 2"):
+        write_png(target, np.full((2, 2), 2.0))
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_write_png_refuses_images_it_could_not_read_back(tmp_path):
+    with pytest.raises(InvalidImageError, match="limit is 16384 per side"):
+        write_png(tmp_path / "w.png", np.zeros((1, images.MAX_IMAGE_SIDE + 1), np.uint8))
+
+
+def test_write_png_needs_an_existing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_png(tmp_path / "missing" / "a.png", np.zeros((2, 2), np.uint8))
+
+
+# --- read_image: PNG decoding ------------------------------------------------------------
+@pytest.mark.parametrize(("colour", "depth"), ALL_COMBOS)
+def test_read_image_decodes_every_colour_type_and_bit_depth(tmp_path, rng, colour, depth):
+    samples, palette = random_png_case(rng, colour, depth)
+    path = write_bytes(tmp_path, "c.png", make_png(samples, depth, colour, 13, palette=palette))
+    out = read_image(path)
+    assert out.dtype == np.uint8 and out.shape == (6, 13)
+    np.testing.assert_array_equal(out, expected_gray(samples, depth, colour, 13, palette))
+
+
+@pytest.mark.parametrize(("colour", "depth"), ALL_COMBOS)
+def test_read_image_agrees_with_pillow_on_every_colour_type_and_bit_depth(tmp_path, rng, pil, colour, depth):
+    samples, palette = random_png_case(rng, colour, depth)
+    path = write_bytes(tmp_path, "c.png", make_png(samples, depth, colour, 13, palette=palette))
+    with pil.open(path) as im:
+        np.testing.assert_array_equal(read_image(path), pillow_gray(im))
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize(("colour", "depth"), [(0, 1), (0, 8), (2, 8), (6, 16)])
+def test_read_image_undoes_each_filter_type_at_every_pixel_stride(tmp_path, rng, kind, colour, depth):
+    samples, palette = random_png_case(rng, colour, depth, height=5, width=9)
+    path = write_bytes(tmp_path, "f.png", make_png(samples, depth, colour, 9, palette=palette, filters=(kind,)))
+    np.testing.assert_array_equal(read_image(path), expected_gray(samples, depth, colour, 9, palette))
+
+
+def test_read_image_scales_shallow_gray_to_full_range(tmp_path):
+    samples = np.array([[0, 1, 2, 3]])
+    path = write_bytes(tmp_path, "g.png", make_png(samples, 2, 0, 4))
+    np.testing.assert_array_equal(read_image(path), [[0, 85, 170, 255]])
+
+
+def test_read_image_keeps_the_high_byte_of_16_bit_samples(tmp_path):
+    samples = np.array([[0, 255, 256, 0x7FFF, 0xFFFF]])
+    path = write_bytes(tmp_path, "h.png", make_png(samples, 16, 0, 5))
+    np.testing.assert_array_equal(read_image(path), [[0, 0, 1, 127, 255]])
+
+
+def test_read_image_ignores_alpha(tmp_path):
+    rgba = np.array([[[200, 100, 50, 0], [200, 100, 50, 255]]])
+    path = write_bytes(tmp_path, "a.png", make_png(rgba.reshape(1, -1), 8, 6, 2))
+    gray = read_image(path)
+    assert gray[0, 0] == gray[0, 1] == luma(np.array([200, 100, 50]))
+
+
+def test_read_image_decodes_png_without_pillow(tmp_path, rng, no_pillow):
+    samples, palette = random_png_case(rng, 2, 8)
+    path = write_bytes(tmp_path, "c.png", make_png(samples, 8, 2, 13))
+    np.testing.assert_array_equal(read_image(path), expected_gray(samples, 8, 2, 13))
+
+
+def test_read_image_ignores_the_file_extension(tmp_path, rng):
+    path = write_bytes(tmp_path, "really_a_png.jpg", small_valid_png(rng))
+    assert read_image(path).shape == (5, 7)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "I;16", "RGB", "RGBA", "P", "LA"])
+def test_read_image_reads_pillow_written_pngs_like_pillow_convert_l(tmp_path, rng, pil, mode):
+    if mode == "1":
+        im = pil.fromarray(rng.integers(0, 2, (11, 13)).astype(bool))
+    elif mode == "I;16":
+        im = pil.fromarray(rng.integers(0, 65536, (11, 13), dtype=np.uint16))
+    elif mode == "L":
+        im = pil.fromarray(rng.integers(0, 256, (11, 13), dtype=np.uint8))
+    else:
+        bands = {"RGB": 3, "RGBA": 4, "P": 3, "LA": 2}[mode]
+        im = pil.fromarray(rng.integers(0, 256, (64, 64, bands), dtype=np.uint8))  # 4096 colours
+        im = im.convert("P", palette=pil.Palette.ADAPTIVE, colors=200) if mode == "P" else im
+    assert im.mode == mode
+    path = tmp_path / "p.png"
+    im.save(path)
+    with pil.open(path) as back:
+        reference = pillow_gray(back)  # convert("L"), except I;16 keeps the high byte
+    np.testing.assert_array_equal(read_image(path), reference)
+
+
+@pytest.mark.parametrize("colors", [2, 4, 16, 256])
+def test_read_image_reads_pillow_palette_pngs_of_every_bit_depth(tmp_path, rng, pil, colors):
+    im = pil.fromarray(rng.integers(0, 256, (9, 15, 3), dtype=np.uint8))
+    im = im.convert("P", palette=pil.Palette.ADAPTIVE, colors=colors)
+    path = tmp_path / "p.png"
+    bits = max(1, (colors - 1).bit_length())
+    im.save(path, bits=bits)
+    assert path.read_bytes()[24:26] == bytes([bits, 3])  # really a palette PNG of that depth
+    np.testing.assert_array_equal(read_image(path), np.array(im.convert("L")))
+
+
+# --- read_image: interlaced PNG ----------------------------------------------------------
+@pytest.mark.parametrize(("colour", "depth"), [(0, 8), (2, 8)])
+def test_read_image_reads_interlaced_png_through_pillow(tmp_path, rng, pil, colour, depth):
+    samples, _ = random_png_case(rng, colour, depth, height=11, width=10)
+    path = write_bytes(tmp_path, "i.png", make_png(samples, depth, colour, 10, interlace=True))
+    np.testing.assert_array_equal(read_image(path), expected_gray(samples, depth, colour, 10))
+
+
+def test_read_image_explains_interlaced_png_needs_pillow_when_it_is_missing(tmp_path, rng, no_pillow):
+    samples, _ = random_png_case(rng, 0, 8)
+    path = write_bytes(tmp_path, "i.png", make_png(samples, 8, 0, 13, interlace=True))
+    with pytest.raises(InvalidImageError, match=r"i\.png: Adam7-interlaced.*pip install pillow"):
+        read_image(path)
+
+
+# --- read_image: damaged PNG -------------------------------------------------------------
+def test_read_image_detects_a_flipped_byte_in_idat_by_crc(tmp_path, rng):
+    data = bytearray(small_valid_png(rng))
+    data[data.index(b"IDAT") + 6] ^= 0x01
+    path = write_bytes(tmp_path, "flip.png", bytes(data))
+    with pytest.raises(InvalidImageError, match=r"flip\.png: CRC mismatch in the IDAT chunk"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("keep", [8, 20, 40, -13, -12, -1])
+def test_read_image_reports_a_truncated_png(tmp_path, rng, keep):
+    data = small_valid_png(rng)
+    path = write_bytes(tmp_path, "cut.png", data[:keep])
+    with pytest.raises(InvalidImageError, match=r"cut\.png: .*truncated\?"):
+        read_image(path)
+
+
+def png_with_stream(stream, width, height, depth=8, colour=0, palette=None):
+    """A PNG with correct CRCs around arbitrary (possibly wrong) decompressed data."""
+    parts = [b"\x89PNG\r\n\x1a\n", ihdr(width, height, depth, colour)]
+    if palette is not None:
+        parts.append(chunk(b"PLTE", bytes(palette)))
+    parts += [chunk(b"IDAT", stream), chunk(b"IEND", b"")]
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        (png_with_stream(b"not zlib at all", 2, 2), "image data does not decompress"),
+        (png_with_stream(zlib.compress(b"\x00\x01\x02"), 2, 2), r"holds 3 of the 6 bytes.*truncated\?"),
+        (png_with_stream(zlib.compress(b"\x07\x01\x02\x00\x01\x02"), 2, 2), "row 0 has unknown filter type 7"),
+        (png_with_stream(zlib.compress(b"\x00\x05"), 1, 1, 8, 3, [1, 2, 3] * 2), "palette index 5.*only 2 entries"),
+        (png_with_stream(zlib.compress(b"\x00\x00"), 1, 1, 8, 3), "palette image without a PLTE chunk"),
+        (png_with_stream(b"", 1, 1, 8, 1), "unknown colour type 1"),
+        (png_with_stream(b"", 1, 1, 16, 3), "bit depth 16 is not valid for colour type 3"),
+        (png_with_stream(b"", 0, 1), r"0x1 \(width x height\)"),
+        (b"\x89PNG\r\n\x1a\n" + chunk(b"IDAT", b"") + chunk(b"IEND", b""), "first chunk is IDAT, expected IHDR"),
+        (b"\x89PNG\r\n\x1a\n" + ihdr(1, 1, 8, 0) + chunk(b"IEND", b""), "no IDAT"),
+        (b"\x89PNG\r\n\x1a\n" + ihdr(1, 1, 8, 0) + chunk(b"ABCD", b"") + chunk(b"IEND", b""), "critical chunk ABCD"),
+        (b"\x89PNG\r\n\x1a\n" + ihdr(1, 1, 8, 0) + chunk(b"I@#T", b""), "invalid chunk type"),
+    ],
+)
+def test_read_image_rejects_structurally_broken_png_with_a_specific_reason(tmp_path, data, pattern):
+    path = write_bytes(tmp_path, "broken.png", data)
+    with pytest.raises(InvalidImageError, match=rf"cannot read PNG .*broken\.png: .*{pattern}"):
+        read_image(path)
+
+
+def test_read_image_ignores_unknown_ancillary_chunks(tmp_path):
+    data = png_with_stream(zlib.compress(b"\x00\x09"), 1, 1)
+    data = data[:33] + chunk(b"teXt", b"k\x00v") + data[33:]
+    assert read_image(write_bytes(tmp_path, "t.png", data)).tolist() == [[9]]
+
+
+def test_read_image_refuses_huge_dimensions_before_allocating(tmp_path):
+    data = b"\x89PNG\r\n\x1a\n" + ihdr(100_000, 100_000, 16, 6) + chunk(b"IEND", b"")
+    path = write_bytes(tmp_path, "huge.png", data)
+    with pytest.raises(InvalidImageError, match=r"huge\.png: image is 100000x100000 .*limit is 16384 per side"):
+        read_image(path)
+
+
+def test_read_image_bounds_decompression_to_the_announced_size(tmp_path):
+    bomb = zlib.compress(b"\x00\x00" * 5_000_000)  # 10 MB of zeros for a 1x1 image
+    assert read_image(write_bytes(tmp_path, "bomb.png", png_with_stream(bomb, 1, 1))).tolist() == [[0]]
+
+
+# --- read_image: other formats and bad files ---------------------------------------------
+@pytest.mark.parametrize(("fmt", "suffix"), [("BMP", ".bmp"), ("GIF", ".gif"), ("TIFF", ".tif"), ("WEBP", ".webp")])
+def test_read_image_reads_other_lossless_formats_through_pillow(tmp_path, rng, pil, fmt, suffix):
+    x = rng.integers(0, 256, (6, 9), dtype=np.uint8)
+    path = tmp_path / f"o{suffix}"
+    pil.fromarray(x).save(path, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    np.testing.assert_array_equal(read_image(path), x)
+
+
+def test_read_image_reads_colour_jpeg_like_pillow_convert_l(tmp_path, rng, pil):
+    path = tmp_path / "c.jpg"
+    pil.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path)
+    with pil.open(path) as im:
+        np.testing.assert_array_equal(read_image(path), np.array(im.convert("L")))
+
+
+def test_read_image_applies_jpeg_exif_orientation(tmp_path, pil):
+    im = pil.fromarray(np.zeros((4, 8), np.uint8))
+    exif = pil.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    im.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (8, 4)
+
+
+def test_read_image_keeps_the_high_byte_of_16_bit_tiff(tmp_path, pil):
+    pil.fromarray(np.array([[0, 300, 65535]], np.uint16)).save(tmp_path / "d.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "d.tif"), [[0, 1, 255]])
+
+
+def test_read_image_says_to_install_pillow_for_jpeg_when_it_is_missing(tmp_path, no_pillow):
+    path = write_bytes(tmp_path, "photo.jpg", b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(InvalidImageError, match=r"photo\.jpg is a JPEG file.*pip install pillow.*to PNG"):
+        read_image(path)
+
+
+def test_read_image_rejects_unknown_bytes_without_pillow(tmp_path, no_pillow):
+    path = write_bytes(tmp_path, "notes.png", b"hello, world")
+    with pytest.raises(InvalidImageError, match=r"notes\.png is not an image this library can read"):
+        read_image(path)
+
+
+def test_read_image_rejects_a_non_image_file_with_pillow_and_names_it(tmp_path, pil):
+    path = write_bytes(tmp_path, "notes.txt", b"hello, world")
+    with pytest.raises(InvalidImageError, match=r"notes\.txt is not a readable image"):
+        read_image(path)
+
+
+def test_read_image_rejects_a_truncated_jpeg(tmp_path, rng, pil):
+    buf = io.BytesIO()
+    pil.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(buf, format="JPEG")
+    path = write_bytes(tmp_path, "cut.jpg", buf.getvalue()[:200])
+    with pytest.raises(InvalidImageError, match=r"cut\.jpg is not a readable image"):
+        read_image(path)
+
+
+def test_read_image_names_a_missing_file(tmp_path):
+    with pytest.raises(InvalidImageError, match=r"cannot read image .*nope\.png: No such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_read_image_points_folders_to_read_images(tmp_path):
+    with pytest.raises(InvalidImageError, match=r"is a folder, not an image file; use read_images"):
+        read_image(tmp_path)
+
+
+# --- read_images -------------------------------------------------------------------------
+def save_gray(path, value, shape=(4, 5)):
+    write_png(path, np.full(shape, value, np.uint8))
+
+
+def test_read_images_reads_a_folder_sorted_by_name_skipping_other_files(tmp_path):
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    save_gray(folder / "b.png", 2)
+    save_gray(folder / "a.PNG", 1)
+    save_gray(folder / "10.png", 3)
+    save_gray(folder / ".hidden.png", 9)
+    (folder / "readme.txt").write_text("not an image")
+    (folder / "sub").mkdir()
+    save_gray(folder / "sub" / "c.png", 4)
+    x, names = read_images([folder])
+    assert names == ["10", "a", "b"]
+    assert x.dtype == np.uint8 and x.shape == (3, 4, 5)
+    assert x[:, 0, 0].tolist() == [3, 1, 2]
+
+
+def test_read_images_accepts_a_single_path(tmp_path):
+    save_gray(tmp_path / "one.png", 5)
+    x, names = read_images(tmp_path / "one.png")
+    assert x.shape == (1, 4, 5) and names == ["one"]
+
+
+def test_read_images_says_when_a_folder_has_no_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InvalidImageError, match=rf"no images in {re_path(tmp_path)} \(looked for \.png"):
+        read_images([tmp_path])
+
+
+def re_path(path):
+    return str(path).replace("\\", "\\\\").replace(".", r"\.")
+
+
+def test_read_images_rejects_an_empty_path_list():
+    with pytest.raises(InvalidImageError, match="got no paths"):
+        read_images([])
+
+
+def test_read_images_mixes_files_folders_and_arrays_in_order(tmp_path):
+    save_gray(tmp_path / "first.png", 1)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    save_gray(folder / "mid.png", 2)
+    np.save(tmp_path / "arr.npy", np.full((2, 4, 5), 3, np.uint8))
+    x, names = read_images([tmp_path / "first.png", folder, tmp_path / "arr.npy"])
+    assert names == ["first", "mid", "arr[0]", "arr[1]"]
+    assert x[:, 0, 0].tolist() == [1, 2, 3, 3]
+
+
+def test_read_images_converts_float_arrays_by_rounding(tmp_path):
+    np.save(tmp_path / "p.npy", np.array([[[0.0, 0.5], [1.0, 0.2]]], np.float32)[..., None])
+    x, names = read_images([tmp_path / "p.npy"])
+    assert x.dtype == np.uint8
+    assert x.tolist() == [[[0, 128], [255, 51]]] and names == ["p[0]"]
+
+
+def test_read_images_reads_a_single_2d_array_as_one_image(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros((4, 5), np.uint8))
+    x, names = read_images([tmp_path / "one.npy"])
+    assert x.shape == (1, 4, 5) and names == ["one[0]"]
+
+
+@pytest.mark.parametrize(
+    ("arrays", "value"),
+    [({"images": 1, "x": 2, "y": 3}, 1), ({"x": 2, "labels": 3}, 2), ({"whatever": 4}, 4)],
+)
+def test_read_images_picks_the_images_array_from_npz(tmp_path, arrays, value):
+    np.savez(tmp_path / "d.npz", **{k: np.full((1, 4, 5), v, np.uint8) for k, v in arrays.items()})
+    x, names = read_images([tmp_path / "d.npz"])
+    assert x[0, 0, 0] == value and names == ["d[0]"]
+
+
+def test_read_images_asks_which_npz_array_to_use_when_ambiguous(tmp_path):
+    np.savez(tmp_path / "d.npz", a=np.zeros((1, 2, 2), np.uint8), b=np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(InvalidImageError, match=r"d\.npz: cannot tell which array.*\['a', 'b'\].*name it 'images'"):
+        read_images([tmp_path / "d.npz"])
+
+
+def test_read_images_validates_array_contents_and_names_the_file(tmp_path):
+    np.save(tmp_path / "labels.npy", np.zeros((3, 4, 4), np.int64))
+    with pytest.raises(InvalidImageError, match=r"labels\.npy: dtype int64.*convert to uint8 0\.\.255 or float 0\.\.1"):
+        read_images([tmp_path / "labels.npy"])
+
+
+def test_read_images_reports_nan_in_an_npz_with_file_key_and_position(tmp_path):
+    x = np.zeros((2, 3, 3), np.float32)
+    x[1, 2, 0] = np.nan
+    np.savez(tmp_path / "n.npz", images=x)
+    with pytest.raises(InvalidImageError, match=r"n\.npz\['images'\]: found 1 NaN.*image 1, row 2, column 0"):
+        read_images([tmp_path / "n.npz"])
+
+
+def test_read_images_refuses_pickled_arrays(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidImageError, match=r"cannot read array file .*obj\.npy"):
+        read_images([tmp_path / "obj.npy"])
+
+
+def test_read_images_rejects_a_damaged_array_file(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(InvalidImageError, match=r"cannot read array file .*bad\.npz"):
+        read_images([tmp_path / "bad.npz"])
+
+
+def test_read_images_lists_the_first_two_differing_sizes_and_files(tmp_path):
+    save_gray(tmp_path / "a.png", 0, (4, 5))
+    save_gray(tmp_path / "b.png", 0, (4, 5))
+    save_gray(tmp_path / "c.png", 0, (6, 5))
+    with pytest.raises(InvalidImageError, match=r"same size: .*a\.png is 4x5 but .*c\.png is 6x5 \(height x width\)"):
+        read_images([tmp_path])
+
+
+def test_read_images_names_a_missing_path(tmp_path):
+    with pytest.raises(InvalidImageError, match=r"ghost\.png"):
+        read_images([tmp_path / "ghost.png"])
+
+
+def test_read_images_makes_repeated_names_unique_deterministically(tmp_path):
+    for folder in ("x", "y", "z"):
+        (tmp_path / folder).mkdir()
+    save_gray(tmp_path / "x" / "a.png", 1)
+    save_gray(tmp_path / "y" / "a.png", 2)
+    save_gray(tmp_path / "z" / "A.png", 3)
+    save_gray(tmp_path / "z" / "a-1.png", 4)
+    x, names = read_images([tmp_path / "x", tmp_path / "y", tmp_path / "z"])
+    # The repeat of "a" skips "a-1" because a real file has that name; "A" collides with
+    # "a" on case-insensitive file systems, so it is renamed too.
+    assert names == ["a", "a-2", "A-3", "a-1"]
+    assert x[:, 0, 0].tolist() == [1, 2, 3, 4]
+    assert read_images([tmp_path / "x", tmp_path / "y", tmp_path / "z"])[1] == names
+
+
+# --- dependencies ------------------------------------------------------------------------
+def test_importing_images_pulls_in_neither_pillow_nor_tensorflow():
+    code = "import sys, compressor.images; assert not {'PIL', 'tensorflow'} & set(sys.modules), sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -1,0 +1,176 @@
+"""Behaviour of the integer range coder: exactness, cost, canonical codes, robustness."""
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compressor.errors import CorruptCodeError
+from compressor.rangecoder import MAX_BITS, TOTAL, RangeDecoder, RangeEncoder
+
+FAST = settings(max_examples=150, derandomize=True, deadline=None)
+
+
+@st.composite
+def cdfs(draw, max_symbols=40):
+    n = draw(st.integers(1, max_symbols))
+    cuts = draw(st.lists(st.integers(1, TOTAL - 1), min_size=n - 1, max_size=n - 1, unique=True))
+    return [0, *sorted(cuts), TOTAL]
+
+
+@st.composite
+def programs(draw):
+    """A list of ("sym", cdf, symbol) and ("bits", nbits, value) coder calls."""
+    tables = draw(st.lists(cdfs(), min_size=1, max_size=4))
+    steps = []
+    for _ in range(draw(st.integers(0, 30))):
+        if draw(st.integers(0, 4)) == 0:
+            nbits = draw(st.integers(1, MAX_BITS))
+            steps.append(("bits", nbits, draw(st.integers(0, (1 << nbits) - 1))))
+        else:
+            cdf = draw(st.sampled_from(tables))
+            steps.append(("sym", cdf, draw(st.integers(0, len(cdf) - 2))))
+    return steps
+
+
+def encode(program):
+    enc = RangeEncoder()
+    for kind, model, value in program:
+        if kind == "sym":
+            enc.encode(model[value], model[value + 1] - model[value])
+        else:
+            enc.encode_bits(value, model)
+    return enc.finish()
+
+
+def decode(data, program):
+    dec = RangeDecoder(data)
+    out = [dec.decode(model) if kind == "sym" else dec.decode_bits(model) for kind, model, _ in program]
+    return out, dec
+
+
+def ideal_bits(program):
+    bits = 0.0
+    for kind, model, value in program:
+        bits += math.log2(TOTAL / (model[value + 1] - model[value])) if kind == "sym" else model
+    return bits
+
+
+def random_program(rng, length):
+    """Skewed random distributions, as latent tables are."""
+    n = rng.randint(2, 64)
+    weights = [rng.random() ** 4 + 1e-6 for _ in range(n)]
+    scale = (TOTAL - n) / sum(weights)
+    freqs = [1 + int(w * scale) for w in weights]
+    freqs[0] += TOTAL - sum(freqs)
+    cdf = [0]
+    for f in freqs:
+        cdf.append(cdf[-1] + f)
+    symbols = rng.choices(range(n), weights=freqs, k=length)
+    return [("sym", cdf, s) for s in symbols]
+
+
+@FAST
+@given(programs())
+def test_round_trip_returns_exact_symbols_and_bits(program):
+    data = encode(program)
+    out, dec = decode(data, program)
+    assert out == [value for _, _, value in program]
+    assert dec.is_canonical()
+
+
+def test_code_costs_at_most_one_byte_over_ideal_plus_rounding():
+    rng = random.Random(1234)
+    overheads = []
+    for _ in range(3000):
+        program = random_program(rng, rng.randint(1, 40))
+        ideal = ideal_bits(program)
+        size = len(encode(program))
+        # 16-bit slices of a range >= 2**24 lose under 0.0057 bit per symbol
+        assert size <= (ideal + 0.0057 * len(program)) / 8 + 1
+        assert size <= ideal / 8 + 1.5
+        overheads.append(size - ideal / 8)
+    assert sum(overheads) / len(overheads) < 0.6
+
+
+def test_first_symbols_of_their_distributions_encode_to_no_bytes():
+    cdf = [0, 60000, TOTAL]
+    assert encode([("sym", cdf, 0)] * 10) == b""
+    assert decode(b"", [("sym", cdf, 0)] * 10)[0] == [0] * 10
+
+
+def test_code_never_ends_in_a_zero_byte():
+    rng = random.Random(7)
+    for _ in range(500):
+        data = encode(random_program(rng, rng.randint(1, 20)))
+        assert not data.endswith(b"\0")
+
+
+def test_decoder_reads_past_the_end_as_zeros_but_flags_padding_as_non_canonical():
+    program = random_program(random.Random(3), 12)
+    data = encode(program)
+    out, dec = decode(data + b"\0\0", program)
+    assert out == [value for _, _, value in program]
+    assert not dec.is_canonical()
+    assert dec.bytes_read >= len(data)
+
+
+def test_extra_trailing_byte_is_not_canonical():
+    program = random_program(random.Random(5), 12)
+    data = encode(program)
+    _, dec = decode(data + b"\x01", program)
+    assert not dec.is_canonical()
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.binary(max_size=12), programs())
+def test_is_canonical_is_true_exactly_when_reencoding_gives_the_same_bytes(data, program):
+    try:
+        out, dec = decode(data, program)
+    except CorruptCodeError:
+        return
+    decoded = [(kind, model, value) for (kind, model, _), value in zip(program, out, strict=True)]
+    assert dec.is_canonical() == (encode(decoded) == data)
+
+
+@FAST
+@given(st.binary(max_size=40), st.lists(cdfs(), min_size=1, max_size=3), st.integers(0, 64))
+def test_arbitrary_bytes_decode_or_raise_corrupt_code_error_with_32_bit_state(data, tables, count):
+    dec = RangeDecoder(data)
+    try:
+        for i in range(count):
+            if i % 5 == 4:
+                dec.decode_bits(1 + i % MAX_BITS)
+            else:
+                symbol = dec.decode(tables[i % len(tables)])
+                assert 0 <= symbol < len(tables[i % len(tables)]) - 1
+            assert 0 <= dec._code < dec._range < 1 << 32
+    except CorruptCodeError:
+        pass
+    dec.is_canonical()
+    assert dec.bytes_read <= 4 + 2 * count
+
+
+@pytest.mark.parametrize(("start", "freq"), [(0, 0), (-1, 2), (TOTAL - 1, 2), (0, TOTAL + 1)])
+def test_encoder_refuses_empty_or_out_of_range_slices(start, freq):
+    with pytest.raises(ValueError):
+        RangeEncoder().encode(start, freq)
+
+
+@pytest.mark.parametrize(("value", "nbits"), [(0, 0), (0, MAX_BITS + 1), (4, 2), (-1, 3)])
+def test_encoder_refuses_values_that_do_not_fit_their_bits(value, nbits):
+    with pytest.raises(ValueError):
+        RangeEncoder().encode_bits(value, nbits)
+
+
+def test_finish_leaves_the_encoder_usable():
+    enc = RangeEncoder()
+    enc.encode(100, 30000)
+    first = enc.finish()
+    assert enc.finish() == first
+    enc.encode(0, 5)
+    dec = RangeDecoder(enc.finish())
+    assert dec.decode([0, 100, 30100, TOTAL]) == 1
+    assert dec.decode([0, 5, TOTAL]) == 0
