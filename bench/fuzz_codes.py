@@ -6,7 +6,7 @@ Targets (the inputs are split evenly between them):
 
 * ``message``: ``unpack_message`` then ``decode_symbols``/``decode_raw`` by mode --
   what a device does with one received code;
-* ``entropy_payload``: ``decode_symbols`` alone, without the CRC-8, to show how much
+* ``entropy_payload``: ``decode_symbols`` alone, without the check byte, to show how much
   the canonical-code check rejects by itself;
 * ``raw_payload``: ``decode_raw`` alone;
 * ``stream``: ``unpack_stream``.

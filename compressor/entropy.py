@@ -54,9 +54,7 @@ def _check_table(lo: Any, freqs: Any) -> None:
     if not 1 <= len(lo) <= MAX_DIMS:
         raise ManifestError(f"entropy table: needs 1..{MAX_DIMS} dimensions, got {len(lo)}")
     if len(freqs) != len(lo):
-        raise ManifestError(
-            f"entropy table: 'lo' has {len(lo)} dimensions but 'freqs' has {len(freqs)}"
-        )
+        raise ManifestError(f"entropy table: 'lo' has {len(lo)} dimensions but 'freqs' has {len(freqs)}")
     for d, (low, row) in enumerate(zip(lo, freqs, strict=True)):
         if not _is_int(low):
             raise ManifestError(f"entropy table dim {d}: lo must be an int, got {low!r}")
@@ -65,20 +63,14 @@ def _check_table(lo: Any, freqs: Any) -> None:
         n = len(row) - 1
         if not 1 <= n <= MAX_TABLE_SYMBOLS:
             raise ManifestError(
-                f"entropy table dim {d}: needs 1..{MAX_TABLE_SYMBOLS} symbols plus ESCAPE, "
-                f"got {len(row)} frequencies"
+                f"entropy table dim {d}: needs 1..{MAX_TABLE_SYMBOLS} symbols plus ESCAPE, got {len(row)} frequencies"
             )
         if low < -MAX_ABS_SYMBOL or low + n - 1 > MAX_ABS_SYMBOL:
-            raise ManifestError(
-                f"entropy table dim {d}: symbols {low}..{low + n - 1} exceed "
-                f"±{MAX_ABS_SYMBOL}"
-            )
+            raise ManifestError(f"entropy table dim {d}: symbols {low}..{low + n - 1} exceed ±{MAX_ABS_SYMBOL}")
         if not all(_is_int(f) and f >= 1 for f in row):
             raise ManifestError(f"entropy table dim {d}: every frequency must be an int >= 1")
         if sum(row) != TOTAL:
-            raise ManifestError(
-                f"entropy table dim {d}: frequencies sum to {sum(row)}, expected {TOTAL}"
-            )
+            raise ManifestError(f"entropy table dim {d}: frequencies sum to {sum(row)}, expected {TOTAL}")
 
 
 @dataclass(frozen=True)
@@ -94,9 +86,8 @@ class CdfTable:
 
     lo: tuple[int, ...]
     freqs: tuple[tuple[int, ...], ...]
-    _rows: tuple[tuple[int, int, list[int]], ...] = field(
-        init=False, repr=False, compare=False
-    )
+    _rows: tuple[tuple[int, int, list[int]], ...] = field(init=False, repr=False, compare=False)
+    _raw: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_table(self.lo, self.freqs)
@@ -111,6 +102,8 @@ class CdfTable:
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "freqs", freqs)
         object.__setattr__(self, "_rows", tuple(rows))
+        raw = tuple((low, n, max(1, (n - 1).bit_length())) for low, n, _ in rows)
+        object.__setattr__(self, "_raw", raw)
 
     @property
     def dims(self) -> int:
@@ -141,22 +134,18 @@ class CdfTable:
     def from_json(cls, obj: Any) -> CdfTable:
         """Build a table from :meth:`to_json` output, refusing anything else."""
         if not isinstance(obj, dict):
-            raise ManifestError(
-                f"entropy table must be a JSON object, got {type(obj).__name__}"
-            )
+            raise ManifestError(f"entropy table must be a JSON object, got {type(obj).__name__}")
         keys = set(obj)
         if keys != _JSON_KEYS:
             missing = sorted(_JSON_KEYS - keys)
             extra = sorted(str(k) for k in keys - _JSON_KEYS)
             raise ManifestError(
-                f"entropy table keys: missing {missing}, unexpected {extra}; "
-                "expected precision, lo, freqs"
+                f"entropy table keys: missing {missing}, unexpected {extra}; expected precision, lo, freqs"
             )
         precision = obj["precision"]
         if not _is_int(precision) or precision != PRECISION:
             raise ManifestError(
-                f"entropy table precision is {precision!r}; this library reads only "
-                f"{PRECISION}-bit tables"
+                f"entropy table precision is {precision!r}; this library reads only {PRECISION}-bit tables"
             )
         if not isinstance(obj["lo"], list) or not isinstance(obj["freqs"], list):
             raise ManifestError("entropy table: 'lo' and 'freqs' must be JSON arrays")
@@ -226,16 +215,16 @@ def build_table(
     * ESCAPE gets ``escape_prob`` (2**-11: ~0.0007 bit per in-table symbol), every
       other frequency is scaled by ``1 - escape_prob``; then :func:`quantize_pmf`.
 
-    Deterministic for a given input. ``symbols`` must be an integer array with
+    Deterministic for a given input (on one platform: ``math.erf`` may differ in the
+    last ulp elsewhere, which is harmless because the stored JSON table, not this
+    function, is what encoder and decoder share). ``symbols`` must be an integer array with
     ``|q| <= 2**15`` (``RateError`` otherwise: the step is too small).
     """
     arr = np.asarray(symbols)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"symbols must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[0] < 1 or not 1 <= arr.shape[1] <= MAX_DIMS:
-        raise ValueError(
-            f"symbols must have shape (N >= 1, 1 <= D <= {MAX_DIMS}), got {arr.shape}"
-        )
+        raise ValueError(f"symbols must have shape (N >= 1, 1 <= D <= {MAX_DIMS}), got {arr.shape}")
     if not 0.0 <= prior_weight <= 1.0 or not 0.0 < escape_prob < 0.5:
         raise ValueError("need 0 <= prior_weight <= 1 and 0 < escape_prob < 0.5")
     if not margin_sigmas >= 0.0 or not min_sigma > 0.0:
@@ -277,9 +266,7 @@ def build_table(
 def _as_symbols(symbols: Sequence[int] | np.ndarray, dims: int) -> list[int]:
     if isinstance(symbols, np.ndarray):
         if symbols.dtype.kind not in "iu" or symbols.ndim != 1:
-            raise TypeError(
-                f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}"
-            )
+            raise TypeError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
         out = symbols.tolist()
     else:
         try:
@@ -348,8 +335,9 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     """Inverse of :func:`encode_symbols`.
 
     Raises ``CorruptCodeError`` unless ``payload`` is byte for byte what
-    :func:`encode_symbols` writes for the decoded symbols; this refuses most damaged
-    messages even though the range coder itself has no redundancy.
+    :func:`encode_symbols` writes for the decoded symbols. That refuses most altered
+    or extended payloads although the range code has no redundancy, but not most
+    truncated ones: those are the framing's CRC's job (``compressor.wire``).
     """
     dec = RangeDecoder(payload)
     decode = dec.decode
@@ -363,8 +351,7 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
             append(_decode_escape(dec, lo, lo + n - 1))
     if not dec.is_canonical():
         raise CorruptCodeError(
-            "entropy code is not what the encoder writes (extra, missing or changed "
-            "bytes): damaged data"
+            "entropy code is not what the encoder writes (extra, missing or changed bytes): damaged data"
         )
     return out
 
@@ -386,7 +373,7 @@ def ideal_bits(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> float:
 # --- raw bit-packing -----------------------------------------------------------------
 def raw_bits(table: CdfTable) -> list[int]:
     """Bits per dimension in raw mode: ``ceil(log2(size))``, at least 1."""
-    return [max(1, (n - 1).bit_length()) for _, n, _ in table._rows]
+    return [b for _, _, b in table._raw]
 
 
 def encode_raw(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> bytes:
@@ -398,8 +385,12 @@ def encode_raw(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> bytes:
     syms = _as_symbols(symbols, len(table.lo))
     acc = 0
     total = 0
-    for (lo, n, _), b, s in zip(table._rows, raw_bits(table), syms, strict=True):
-        v = min(max(s - lo, 0), n - 1)
+    for (lo, n, b), s in zip(table._raw, syms, strict=True):
+        v = s - lo
+        if v < 0:
+            v = 0
+        elif v >= n:
+            v = n - 1
         acc = (acc << b) | v
         total += b
     pad = -total % 8
@@ -408,8 +399,9 @@ def encode_raw(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> bytes:
 
 def decode_raw(payload: bytes, table: CdfTable) -> list[int]:
     """Inverse of :func:`encode_raw`; refuses wrong lengths, padding and values."""
-    bits = raw_bits(table)
-    total = sum(bits)
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
+    total = sum(b for _, _, b in table._raw)
     pad = -total % 8
     size = (total + pad) // 8
     if len(payload) < size:
@@ -422,7 +414,7 @@ def decode_raw(payload: bytes, table: CdfTable) -> list[int]:
     acc >>= pad
     out = []
     shift = total
-    for (lo, n, _), b in zip(table._rows, bits, strict=True):
+    for lo, n, b in table._raw:
         shift -= b
         v = (acc >> shift) & ((1 << b) - 1)
         if v >= n:

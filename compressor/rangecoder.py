@@ -65,10 +65,7 @@ class RangeEncoder:
     def encode(self, start: int, freq: int) -> None:
         """Narrow to the slice ``[start, start + freq)`` out of ``TOTAL``."""
         if start < 0 or freq <= 0 or start + freq > TOTAL:
-            raise ValueError(
-                f"symbol slice [{start}, {start + freq}) must be non-empty and lie "
-                f"inside [0, {TOTAL})"
-            )
+            raise ValueError(f"symbol slice [{start}, {start + freq}) must be non-empty and lie inside [0, {TOTAL})")
         r = self._range >> PRECISION
         low = self._low + r * start
         rng = r * freq
@@ -127,6 +124,8 @@ class RangeDecoder:
     __slots__ = ("_data", "_pos", "_code", "_range")
 
     def __init__(self, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
         self._data = bytes(data)
         self._code = int.from_bytes(self._data[:4].ljust(4, b"\0"), "big")
         self._range = _INITIAL_RANGE
@@ -147,9 +146,7 @@ class RangeDecoder:
         r = self._range >> PRECISION
         target = code // r
         if target >= TOTAL:
-            raise CorruptCodeError(
-                "the code points outside every symbol's interval: damaged data"
-            )
+            raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
         s = bisect_right(cdf, target) - 1
         start = cdf[s]
         code -= r * start
@@ -175,9 +172,7 @@ class RangeDecoder:
         r = self._range >> nbits
         value = code // r
         if value >> nbits:
-            raise CorruptCodeError(
-                "the code points outside the raw-bits interval: damaged data"
-            )
+            raise CorruptCodeError("the code points outside the raw-bits interval: damaged data")
         code -= r * value
         rng = r
         data = self._data

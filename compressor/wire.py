@@ -2,7 +2,7 @@
 
 The byte-by-byte specification is ``docs/format.md``; this module is its only
 implementation. Both formats name the model they were made with -- a message
-through its CRC-8 (one byte, so it cannot tell "other model" from "damaged"), a
+through its keyed check byte (one byte, so it cannot tell "other model" from "damaged"), a
 stream through the full 8-byte model id -- because a code decoded with the wrong
 model yields a plausible but wrong image, which is worse than an error.
 
@@ -15,6 +15,9 @@ raise ``ValueError``; bad *bytes* raise a :class:`~compressor.errors.CodeError`.
 
 from __future__ import annotations
 
+import hashlib
+
+import operator
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,34 +42,18 @@ _MODE_NAMES = {code: name for name, code in MODES.items()}
 _FLAG_NAMES = 0x01
 _MAX_VARINT_BYTES = 4  # values < 2**28: no stream of ours comes near
 _VARINT_LIMIT = 1 << (7 * _MAX_VARINT_BYTES)
-# magic, version, flags, mode, step, model id, count (>= 1 byte), CRC32
-_STREAM_FIXED = 4 + 4 + MODEL_ID_SIZE
-_STREAM_MIN = _STREAM_FIXED + 1 + 4
+_STREAM_FIXED = 4 + 4 + MODEL_ID_SIZE  # magic, version, flags, mode, step, model id
+_STREAM_MIN = _STREAM_FIXED + 1 + 4  # + count (>= 1 byte) + CRC-32
 
 
-def _crc8_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x2F) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-        table.append(crc)
-    return tuple(table)
+def message_check(model_id: bytes, head: int, payload: bytes) -> int:
+    """One check byte: BLAKE2s keyed with the model id over ``byte 0 || payload``.
 
-
-_CRC8 = _crc8_table()
-
-
-def crc8(data: bytes) -> int:
-    """CRC-8/AUTOSAR (poly 0x2F, init 0xFF, xorout 0xFF; ``crc8(b"123456789") == 0xDF``).
-
-    Chosen over CRC-8 0x07 for its non-zero init, so leading zero bytes count.
+    A keyed hash rather than a CRC: a CRC is linear, so for 1 in 256 *pairs* of models
+    it would accept every message of the other model. With a keyed hash each message of
+    another model (or each damaged message) passes with probability 1/256 on its own.
     """
-    crc = 0xFF
-    table = _CRC8
-    for b in data:
-        crc = table[crc ^ b]
-    return crc ^ 0xFF
+    return hashlib.blake2s(bytes((head,)) + payload, digest_size=1, key=model_id).digest()[0]
 
 
 def _check_model_id(model_id: bytes) -> bytes:
@@ -75,12 +62,23 @@ def _check_model_id(model_id: bytes) -> bytes:
     return bytes(model_id)
 
 
-def _check_mode_step(mode: str, step_index: int) -> int:
+def _as_bytes(data: bytes, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+def _check_mode_step(mode: str, step_index: int) -> tuple[int, int]:
+    """Return ``(mode code, step index as int)`` or raise ValueError."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
-    if not isinstance(step_index, int) or not 0 <= step_index < MAX_STEPS:
+    try:
+        step = operator.index(step_index)
+    except TypeError:
+        step = -1
+    if isinstance(step_index, bool) or not 0 <= step < MAX_STEPS:
         raise ValueError(f"step index must be an int in 0..{MAX_STEPS - 1}, got {step_index!r}")
-    return MODES[mode]
+    return MODES[mode], step
 
 
 def _check_version(version: int, what: str) -> None:
@@ -101,15 +99,17 @@ class Header(NamedTuple):
 
 
 def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) -> bytes:
-    """Frame one image's payload: 2-byte header (version/mode/step, CRC-8) + payload.
+    """Frame one image's payload: 2-byte header (version/mode/step, check byte) + payload.
 
-    The CRC covers ``model_id || byte 0 || payload`` so a message only decodes with
-    the model that made it (up to the 1/256 chance of a CRC collision).
+    The CRC covers ``model_id || byte 0 || payload`` so a message does not decode
+    with another model -- for 255 of 256 pairs of model ids; the CRC is linear, so
+    the verdict depends on the pair, not on the message (docs/format.md).
     """
     model_id = _check_model_id(model_id)
-    head = (FORMAT_VERSION << 6) | (_check_mode_step(mode, step_index) << 4) | step_index
-    payload = bytes(payload)
-    return bytes((head, crc8(model_id + bytes((head,)) + payload))) + payload
+    mode_code, step = _check_mode_step(mode, step_index)
+    head = (FORMAT_VERSION << 6) | (mode_code << 4) | step
+    payload = _as_bytes(payload, "payload")
+    return bytes((head, message_check(model_id, head, payload))) + payload
 
 
 def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
@@ -121,14 +121,12 @@ def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
     bundle here: the caller knows how many steps it has.
     """
     model_id = _check_model_id(model_id)
-    data = bytes(data)
+    data = _as_bytes(data, "message")
     if len(data) < 2:
-        raise TruncatedCodeError(
-            f"a message is at least 2 bytes (its header); got {len(data)}"
-        )
+        raise TruncatedCodeError(f"a message is at least 2 bytes (its header); got {len(data)}")
     head = data[0]
     _check_version(head >> 6, "message")
-    if crc8(model_id + data[:1] + data[2:]) != data[1]:
+    if message_check(model_id, head, data[2:]) != data[1]:
         raise ModelMismatchError(
             f"message check failed: it was made for another model, or damaged "
             f"(this model is {model_id.hex()}); decode it with the bundle that made it"
@@ -204,8 +202,8 @@ def pack_stream(
 ) -> bytes:
     """Concatenate many images' payloads into one container (see docs/format.md)."""
     model_id = _check_model_id(model_id)
-    mode_code = _check_mode_step(mode, step_index)
-    payloads = [bytes(p) for p in payloads]
+    mode_code, step_index = _check_mode_step(mode, step_index)
+    payloads = [_as_bytes(p, "payload") for p in payloads]
     if len(payloads) >= _VARINT_LIMIT or any(len(p) >= _VARINT_LIMIT for p in payloads):
         raise ValueError("a stream holds fewer than 2**28 payloads of under 2**28 bytes")
     parts = [
@@ -270,15 +268,13 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
     """
     if expected_model_id is not None:
         expected_model_id = _check_model_id(expected_model_id)
-    data = bytes(data)
+    data = _as_bytes(data, "stream")
     if data[:4] != STREAM_MAGIC[: len(data)]:
         raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
     if len(data) > 4:
         _check_version(data[4], "stream")
     if len(data) < _STREAM_MIN:
-        raise TruncatedCodeError(
-            f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated"
-        )
+        raise TruncatedCodeError(f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated")
     body_end = len(data) - 4
     if zlib.crc32(data[:body_end]) != int.from_bytes(data[body_end:], "little"):
         try:
@@ -288,11 +284,12 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
         except CorruptCodeError:
             announced = len(data)
         if announced > len(data):
-            raise TruncatedCodeError(
-                "stream ends before the data its header announces: truncated"
-            )
+            raise TruncatedCodeError("stream ends before the data its header announces: truncated")
         raise CorruptCodeError("stream checksum mismatch: damaged data")
-    layout = _parse_layout(data, body_end)
+    try:
+        layout = _parse_layout(data, body_end)
+    except TruncatedCodeError:  # the checksum vouches for the length: the header is wrong
+        raise CorruptCodeError("stream header announces more data than it holds: damaged data") from None
     if layout.end != body_end:
         raise CorruptCodeError("stream length disagrees with its header: damaged data")
     flags, mode_code, step_index = data[5], data[6], data[7]

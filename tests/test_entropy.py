@@ -40,7 +40,7 @@ def quantize(x, step):
     return np.rint(x / step).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def table_for(step_index):
     return build_table(quantize(latents(5000, seed=step_index), STEPS[step_index]))
 
