@@ -41,6 +41,29 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", default="bundle", help="bundle directory to write (default: %(default)s)")
     e.set_defaults(handler=_export)
 
+    c = sub.add_parser("encode", help="images (PNG/JPEG files, folders, .npy/.npz) -> one stream of latent codes")
+    c.add_argument("images", nargs="+", help="image files, folders of images, or .npy/.npz arrays")
+    c.add_argument("-o", "--out", required=True, help="stream file to write (atomically)")
+    _device_options(c, "encoder")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("--step", type=float, help="quantization step (one of the bundle's steps)")
+    rate.add_argument("--quality", type=int, help="1..16, higher keeps more detail")
+    rate.add_argument("--target-bytes", type=float, help="finest step whose stream is at most this many bytes per image")
+    c.add_argument("--mode", choices=("entropy", "raw"), default="entropy")
+    c.set_defaults(handler=_encode)
+
+    x = sub.add_parser("decode", help="a stream of latent codes -> PNG files")
+    x.add_argument("codes", help="stream file from 'compressor encode'")
+    x.add_argument("-o", "--out", required=True, help="directory for the PNG files (created if missing)")
+    _device_options(x, "decoder")
+    x.add_argument("--probabilities", action="store_true", help="write grey-level probabilities instead of 0/255 pixels")
+    x.set_defaults(handler=_decode)
+
+    i = sub.add_parser("info", help="describe a stream: model id, mode, step, count, bytes per image")
+    i.add_argument("codes", help="stream file")
+    i.add_argument("--bundle", help="bundle (or sub-bundle) to check the model id and show the step size")
+    i.set_defaults(handler=_info)
+
     d = sub.add_parser("demo", help="the main job on the embedded data: train, then show results")
     d.add_argument("-o", "--out", default="out", help="working directory (default: %(default)s)")
     d.add_argument("--retrain", action="store_true", help="train again even if OUT/run is up to date")
@@ -59,6 +82,79 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=D.BATCH_SIZE)
     p.add_argument("--learning-rate", type=float, default=D.LEARNING_RATE)
     p.add_argument("--seed", type=int, default=D.SEED)
+
+
+def _device_options(p: argparse.ArgumentParser, role: str) -> None:
+    p.add_argument("--bundle", default="out/bundle", help=f"bundle or {role} sub-bundle (default: %(default)s)")
+    p.add_argument("--runtime", default="auto", choices=("auto", "litert", "tflite", "onnx"))
+    p.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    p.add_argument("--threads", type=int, default=1)
+
+
+def _encode(args) -> int:
+    from compressor.atomic import atomic_write_bytes
+    from compressor.codec import Encoder
+    from compressor.images import read_images
+
+    images, names = read_images(args.images)
+    enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
+    data = enc.compress_stream(
+        images, step=args.step, quality=args.quality, target_bytes=args.target_bytes, mode=args.mode, names=names
+    )
+    atomic_write_bytes(args.out, data)
+    print(f"{len(images)} images -> {args.out}: {len(data)} bytes ({len(data) / len(images):.2f} per image, names included) with {enc.runtime}")
+    return 0
+
+
+def _decode(args) -> int:
+    from compressor.codec import Decoder
+    from compressor.images import to_uint8, write_png
+
+    data = Path(args.codes).read_bytes()
+    dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
+    decoded = dec.read(data)  # every byte is checked before anything is written
+    probs = dec.decode_symbols(decoded.symbols, decoded.steps)
+    names = decoded.names or [f"{i:06d}" for i in range(len(probs))]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, p in zip(names, probs):
+        write_png(out / f"{name}.png", to_uint8(p, binarize=not args.probabilities))
+    print(f"{len(probs)} images -> {out}/ with {dec.runtime}")
+    return 0
+
+
+def _info(args) -> int:
+    from compressor import wire
+
+    data = Path(args.codes).read_bytes()
+    stream = wire.unpack_stream(data)
+    info = {
+        "model_id": stream.model_id.hex(),
+        "mode": stream.mode,
+        "step_index": stream.step_index,
+        "count": len(stream.payloads),
+        "bytes": len(data),
+        "bytes_per_image": round(len(data) / len(stream.payloads), 3),
+        "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / len(stream.payloads), 3),
+        "names": stream.names is not None,
+    }
+    if args.bundle:
+        from compressor.codec import _Coding
+        from compressor.errors import ModelMismatchError
+
+        part = _any_part(args.bundle)
+        coding = _Coding(part)
+        if coding.model_id != stream.model_id:
+            raise ModelMismatchError(f"stream is for model {stream.model_id.hex()}, the bundle is {part.model_id}")
+        info["step"] = coding.steps[stream.step_index]
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _any_part(path):
+    from compressor.bundle import load_manifest, load_part
+
+    return load_part(path, "decoder" if "parts" in load_manifest(path) else None)
 
 
 def _train_config(args):

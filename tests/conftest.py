@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_EPOCHS = 4
+TEST_EPOCHS = 10
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,247 @@
+"""Images -> latent bytes -> images: the device-side API.
+
+Workflow::
+
+    enc = Encoder.load("bundle/encoder")             # camera: numpy + one runtime
+    messages = enc.compress(images)                   # one self-contained message per image
+    stream = enc.compress_stream(images, names=...)   # or one container for a batch
+    dec = Decoder.load("bundle/decoder")             # gateway
+    probs = dec.decompress(messages)                  # or dec.decompress(stream)
+
+The code is the integer vector ``q = rint(mean / step)``. What decides the bytes after that
+(the step list and the integer entropy tables) is read from the bundle and is integer
+arithmetic, so a code made on x86_64 decodes to the same symbols on aarch64, and a code
+made with one runtime decodes with any other: once quantized, the symbols do not depend on
+the runtime that produced the means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compressor import entropy, wire
+from compressor.bundle import Part, load_part
+from compressor.entropy import CdfTable
+from compressor.errors import CodeError, CorruptCodeError, ManifestError, RateError
+from compressor.images import as_batch
+from compressor.inference import Network
+
+MODES = ("entropy", "raw")
+
+
+class _Coding:
+    """The bundle's coding.json, parsed once: steps, tables, defaults."""
+
+    def __init__(self, part: Part):
+        raw = part.coding()
+        try:
+            self.steps = [float(s) for s in raw["steps"]]
+            self.tables = [CdfTable.from_json(t) for t in raw["tables"]]
+            self.default_index = int(raw["default_step_index"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{part.root}/coding.json is malformed: {e}") from e
+        if not 1 <= len(self.steps) <= wire.MAX_STEPS or len(self.tables) != len(self.steps):
+            raise ManifestError(f"{part.root}/coding.json: need 1..16 steps with one table each")
+        if any(t.dims != part.latent_dim for t in self.tables) or not 0 <= self.default_index < len(self.steps):
+            raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
+        self.model_id = bytes.fromhex(part.model_id)
+
+    def step_index(self, step: float | None, quality: int | None) -> int:
+        if step is not None and quality is not None:
+            raise RateError("give step= or quality=, not both")
+        if quality is not None:
+            if not (isinstance(quality, int) and 1 <= quality <= len(self.steps)):
+                raise RateError(f"quality must be an integer 1..{len(self.steps)} (higher = finer), got {quality!r}")
+            return len(self.steps) - quality
+        if step is None:
+            return self.default_index
+        for i, s in enumerate(self.steps):
+            if abs(s - float(step)) <= 1e-9 * max(1.0, s):
+                return i
+        raise RateError(f"step {step} is not one of this bundle's steps: {self.steps}")
+
+    def encode_one(self, symbols, index: int, mode: str) -> bytes:
+        table = self.tables[index]
+        return entropy.encode_symbols(symbols, table) if mode == "entropy" else entropy.encode_raw(symbols, table)
+
+    def decode_one(self, payload: bytes, index: int, mode: str) -> list[int]:
+        if index >= len(self.steps):
+            raise CorruptCodeError(f"step index {index} does not exist in this bundle ({len(self.steps)} steps): damaged data")
+        table = self.tables[index]
+        if mode == "entropy":
+            return entropy.decode_symbols(payload, table)
+        if mode == "raw":
+            return entropy.decode_raw(payload, table)
+        raise CorruptCodeError(f"mode {mode!r} is not supported by this decoder")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Symbols recovered from bytes, before the network runs."""
+
+    symbols: np.ndarray  # int64 (N, D)
+    steps: np.ndarray  # float64 (N,) step of each image
+    names: tuple[str, ...] | None
+
+
+class Encoder:
+    """Images -> latent codes, on the sending device."""
+
+    def __init__(self, part: Part, network: Network):
+        self.part, self.network = part, network
+        self.coding = _Coding(part)
+
+    @classmethod
+    def load(cls, path: str | Path, *, runtime: str = "auto", precision: str = "int8", threads: int | None = 1, providers=None) -> Encoder:
+        """Open ``bundle/encoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
+        part = load_part(path, "encoder")
+        return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
+
+    @property
+    def runtime(self) -> str:
+        return self.network.runtime
+
+    @property
+    def steps(self) -> list[float]:
+        return list(self.coding.steps)
+
+    def latents(self, images) -> np.ndarray:
+        """Posterior means, float32 (N, D). Images are binarized first if the model was trained so."""
+        x = as_batch(images, shape=self.part.image_shape)
+        if self.part.binarize:
+            x = (x > 0.5).astype(np.float32)
+        return self.network.run(x[..., None])
+
+    def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
+        """The integer code vectors, int64 (N, D), at one step."""
+        index = self.coding.step_index(step, quality)
+        return self._quantize(self.latents(images), index)
+
+    def _quantize(self, latents: np.ndarray, index: int) -> np.ndarray:
+        q = np.rint(latents.astype(np.float64) / self.coding.steps[index])
+        return np.clip(q, -entropy.MAX_ABS_SYMBOL, entropy.MAX_ABS_SYMBOL).astype(np.int64)
+
+    def compress(
+        self, images, *, step: float | None = None, quality: int | None = None, target_bytes: int | None = None, mode: str = "entropy"
+    ) -> list[bytes]:
+        """One self-contained message per image (2-byte header + payload).
+
+        ``target_bytes`` picks, per image, the finest step whose whole message fits; an
+        image that fits at no step raises ``RateError``.
+        """
+        _check_mode(mode)
+        latents = self.latents(images)
+        mid = self.coding.model_id
+        if target_bytes is None:
+            index = self.coding.step_index(step, quality)
+            return [wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode)) for s in self._quantize(latents, index)]
+        if step is not None or quality is not None:
+            raise RateError("give target_bytes= alone, without step= or quality=")
+        out = []
+        per_step = {}
+        for i in range(len(latents)):
+            for index in range(len(self.coding.steps)):
+                if index not in per_step:
+                    per_step[index] = self._quantize(latents, index)
+                msg = wire.pack_message(mid, mode, index, self.coding.encode_one(per_step[index][i], index, mode))
+                if len(msg) <= target_bytes:
+                    out.append(msg)
+                    break
+            else:
+                raise RateError(f"image {i} does not fit in {target_bytes} bytes even at the coarsest step")
+        return out
+
+    def compress_stream(
+        self,
+        images,
+        *,
+        step: float | None = None,
+        quality: int | None = None,
+        target_bytes: float | None = None,
+        mode: str = "entropy",
+        names: list[str] | None = None,
+    ) -> bytes:
+        """One container for a batch (one step for all; docs/format.md).
+
+        ``target_bytes`` here is the mean per image including all framing: the finest step
+        whose whole stream is at most ``target_bytes * N`` bytes.
+        """
+        _check_mode(mode)
+        latents = self.latents(images)
+        indices = [self.coding.step_index(step, quality)] if target_bytes is None else range(len(self.coding.steps))
+        if target_bytes is not None and (step is not None or quality is not None):
+            raise RateError("give target_bytes= alone, without step= or quality=")
+        for index in indices:
+            payloads = [self.coding.encode_one(s, index, mode) for s in self._quantize(latents, index)]
+            data = wire.pack_stream(self.coding.model_id, mode, index, payloads, names)
+            if target_bytes is None or len(data) <= target_bytes * len(latents):
+                return data
+        raise RateError(f"the stream does not fit in {target_bytes} bytes per image even at the coarsest step")
+
+
+class Decoder:
+    """Latent codes -> images, on the receiving device."""
+
+    def __init__(self, part: Part, network: Network):
+        self.part, self.network = part, network
+        self.coding = _Coding(part)
+
+    @classmethod
+    def load(cls, path: str | Path, *, runtime: str = "auto", precision: str = "int8", threads: int | None = 1, providers=None) -> Decoder:
+        """Open ``bundle/decoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
+        part = load_part(path, "decoder")
+        return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
+
+    @property
+    def runtime(self) -> str:
+        return self.network.runtime
+
+    def read(self, codes) -> Decoded:
+        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages."""
+        if isinstance(codes, (bytes, bytearray, memoryview)):
+            codes = bytes(codes)
+            if codes[:4] != wire.STREAM_MAGIC:
+                raise CorruptCodeError(
+                    "not a compressor stream (bad magic); to decode single messages pass a list of them"
+                )
+            stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
+            syms = [self.coding.decode_one(p, stream.step_index, stream.mode) for p in stream.payloads]
+            steps = [self.coding.steps[stream.step_index]] * len(syms)
+            names = stream.names
+        else:
+            if isinstance(codes, str) or not hasattr(codes, "__iter__"):
+                raise TypeError("codes must be stream bytes or a list of message bytes")
+            syms, steps = [], []
+            for i, msg in enumerate(codes):
+                if not isinstance(msg, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
+                try:
+                    header, payload = wire.unpack_message(self.coding.model_id, bytes(msg))
+                    syms.append(self.coding.decode_one(payload, header.step_index, header.mode))
+                except CodeError as e:
+                    raise type(e)(f"message {i}: {e}") from e
+                steps.append(self.coding.steps[header.step_index])
+            names = None
+        if not syms:
+            raise ValueError("no codes to decode")
+        return Decoded(np.asarray(syms, np.int64), np.asarray(steps, np.float64), names)
+
+    def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""
+        latents = symbols.astype(np.float64) * steps[:, None]
+        return self.network.run(latents)[..., 0]
+
+    def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
+        """Probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with ``binarize=True``."""
+        decoded = self.read(codes)
+        probs = self.decode_symbols(decoded.symbols, decoded.steps)
+        return np.where(probs >= 0.5, 255, 0).astype(np.uint8) if binarize else probs
