@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from compressor.errors import CompressorError
 
 
@@ -205,20 +207,42 @@ def _demo(args) -> int:
     run = out / "run"
     config = _train_config(args)
     if not args.retrain and _run_matches(run, dataclasses.asdict(config)):
-        print(f"[1/2] training: {run} is up to date with these settings (use --retrain to train again)")
+        print(f"[1/4] training: {run} is up to date with these settings (use --retrain to train again)")
         metrics = json.loads((run / "metrics.json").read_text())
     else:
-        print(f"[1/2] training the CVAE on {config.data} -> {run}")
+        print(f"[1/4] training the CVAE on {config.data} -> {run}")
         metrics = train(config, run)
     _print_training(metrics, run)
 
+    from export import datasets
     from export.pipeline import export_run
 
     bundle = out / "bundle"
-    print(f"[2/2] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
+    print(f"[2/4] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
     manifest = export_run(run, bundle, log=lambda msg: None)
     print((bundle / "validation.md").read_text(), end="")
     _print_bundle(manifest, bundle)
+
+    from compressor.atomic import atomic_write_bytes
+    from compressor.codec import Encoder
+
+    test = datasets.load(config.data, binarize=config.binarize).test[..., 0]
+    originals = out / "test_images.npy"
+    np.save(originals, (test * 255).astype(np.uint8))
+    enc = Encoder.load(bundle / "encoder", runtime="litert", precision="int8")
+    codes = out / "test_codes.bin"
+    atomic_write_bytes(codes, enc.compress_stream(test))
+    print(f"[3/4] compressed {len(test)} test images with the int8 {enc.runtime} encoder -> {codes} ({codes.stat().st_size} bytes)")
+
+    from bench import tf_free
+
+    print("[4/4] decoding in a separate process in which TensorFlow cannot be imported")
+    for runtime in ("litert", "onnx"):
+        proc = tf_free.run_module("bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            return 1
+        print("  " + proc.stdout.strip())
     return 0
 
 

@@ -6,12 +6,11 @@ exported to real TFLite/ONNX files; tests run them in the real runtimes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from bench import tf_free
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_EPOCHS = 10
@@ -35,17 +34,6 @@ def bundle_dir(trained_run, tmp_path_factory):
     return out
 
 
-def run_without_tensorflow(code: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
     """Run ``code`` in a fresh interpreter that cannot import TensorFlow at all."""
-    guard = (
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'export'):\n"
-        "            raise ImportError('blocked on the device side: ' + name)\n"
-        "sys.meta_path.insert(0, _Block())\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-c", guard + code, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
-    )
+    return tf_free.run(code, *args, timeout=timeout)
