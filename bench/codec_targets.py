@@ -77,7 +77,10 @@ def measure(bundle: str, images: np.ndarray, runtime: str = "litert", repeat: in
         "images": len(x),
         "default_step": enc.steps[index],
         "rate_distortion": rd,
-        "coding_us": {"encode_and_frame": _best_us(encode_one, repeat), "unframe_and_decode": _best_us(decode_one, repeat)},
+        "coding_us": {
+            "encode_and_frame": _best_us(encode_one, repeat),
+            "unframe_and_decode": _best_us(decode_one, repeat),
+        },
         "codec_us": {"batch1_one_thread": _best_us(codec_one, max(50, repeat // 10))},
     }
 

@@ -33,4 +33,8 @@ def run(code: str, *args: str, timeout: int = 600) -> subprocess.CompletedProces
 
 
 def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run(f"import runpy; sys.argv = [{module!r}] + sys.argv[1:]; runpy.run_module({module!r}, run_name='__main__')", *args, timeout=timeout)
+    return run(
+        f"import runpy; sys.argv = [{module!r}] + sys.argv[1:]; runpy.run_module({module!r}, run_name='__main__')",
+        *args,
+        timeout=timeout,
+    )

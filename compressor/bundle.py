@@ -110,7 +110,9 @@ def sha256_hex(data: bytes) -> str:
 def _read_manifest(root: Path) -> dict:
     mpath = root / "manifest.json"
     if not mpath.is_file():
-        raise BundleNotFoundError(f"{root} has no manifest.json: not a model bundle (make one with 'compressor export')")
+        raise BundleNotFoundError(
+            f"{root} has no manifest.json: not a model bundle (make one with 'compressor export')"
+        )
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:

@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("--step", type=float, help="quantization step (one of the bundle's steps)")
     rate.add_argument("--quality", type=int, help="1..16, higher keeps more detail")
-    rate.add_argument("--target-bytes", type=float, help="finest step whose stream is at most this many bytes per image")
+    rate.add_argument(
+        "--target-bytes", type=float, help="finest step whose stream is at most this many bytes per image"
+    )
     c.add_argument("--mode", choices=("entropy", "raw"), default="entropy")
     c.set_defaults(handler=_encode)
 
@@ -58,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("codes", help="stream file from 'compressor encode'")
     x.add_argument("-o", "--out", required=True, help="directory for the PNG files (created if missing)")
     _device_options(x, "decoder")
-    x.add_argument("--probabilities", action="store_true", help="write grey-level probabilities instead of 0/255 pixels")
+    x.add_argument(
+        "--probabilities", action="store_true", help="write grey-level probabilities instead of 0/255 pixels"
+    )
     x.set_defaults(handler=_decode)
 
     i = sub.add_parser("info", help="describe a stream: model id, mode, step, count, bytes per image")
@@ -77,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 def _train_options(p: argparse.ArgumentParser) -> None:
     from compressor import _defaults as D
 
-    p.add_argument("--data", default=D.DATA, help="mnist5k (embedded, default), mnist (needs internet), a folder of images, or .npy/.npz")
+    p.add_argument(
+        "--data",
+        default=D.DATA,
+        help="mnist5k (embedded, default), mnist (needs internet), a folder of images, or .npy/.npz",
+    )
     p.add_argument("--grayscale", action="store_true", help="keep grayscale values instead of binarizing at 0.5")
     p.add_argument("--latent-dim", type=int, default=D.LATENT_DIM)
     p.add_argument("--epochs", type=int, default=D.EPOCHS)
@@ -104,7 +112,10 @@ def _encode(args) -> int:
         images, step=args.step, quality=args.quality, target_bytes=args.target_bytes, mode=args.mode, names=names
     )
     atomic_write_bytes(args.out, data)
-    print(f"{len(images)} images -> {args.out}: {len(data)} bytes ({len(data) / len(images):.2f} per image, names included) with {enc.runtime}")
+    print(
+        f"{len(images)} images -> {args.out}: {len(data)} bytes "
+        f"({len(data) / len(images):.2f} per image, names included) with {enc.runtime}"
+    )
     return 0
 
 
@@ -195,7 +206,9 @@ def _export(args) -> int:
 
 
 def _print_bundle(manifest: dict, out) -> None:
-    print(f"bundle {out}: model id {manifest['model_id']}, exported and validated in {manifest['export_seconds']:.1f} s")
+    print(
+        f"bundle {out}: model id {manifest['model_id']}, exported and validated in {manifest['export_seconds']:.1f} s"
+    )
 
 
 def _demo(args) -> int:
@@ -232,13 +245,18 @@ def _demo(args) -> int:
     enc = Encoder.load(bundle / "encoder", runtime="litert", precision="int8")
     codes = out / "test_codes.bin"
     atomic_write_bytes(codes, enc.compress_stream(test))
-    print(f"[3/4] compressed {len(test)} test images with the int8 {enc.runtime} encoder -> {codes} ({codes.stat().st_size} bytes)")
+    print(
+        f"[3/4] compressed {len(test)} test images with the int8 {enc.runtime} encoder -> {codes} "
+        f"({codes.stat().st_size} bytes)"
+    )
 
     from bench import tf_free
 
     print("[4/4] decoding in a separate process in which TensorFlow cannot be imported")
     for runtime in ("litert", "onnx"):
-        proc = tf_free.run_module("bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime)
+        proc = tf_free.run_module(
+            "bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime
+        )
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return 1

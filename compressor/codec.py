@@ -69,7 +69,9 @@ class _Coding:
 
     def decode_one(self, payload: bytes, index: int, mode: str) -> list[int]:
         if index >= len(self.steps):
-            raise CorruptCodeError(f"step index {index} does not exist in this bundle ({len(self.steps)} steps): damaged data")
+            raise CorruptCodeError(
+                f"step index {index} does not exist in this bundle ({len(self.steps)} steps): damaged data"
+            )
         table = self.tables[index]
         if mode == "entropy":
             return entropy.decode_symbols(payload, table)
@@ -101,7 +103,15 @@ class Encoder:
         self.coding = _Coding(part)
 
     @classmethod
-    def load(cls, path: str | Path, *, runtime: str = "auto", precision: str = "int8", threads: int | None = 1, providers=None) -> Encoder:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        runtime: str = "auto",
+        precision: str = "int8",
+        threads: int | None = 1,
+        providers=None,
+    ) -> Encoder:
         """Open ``bundle/encoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
         part = load_part(path, "encoder")
         return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
@@ -131,7 +141,13 @@ class Encoder:
         return np.clip(q, -entropy.MAX_ABS_SYMBOL, entropy.MAX_ABS_SYMBOL).astype(np.int64)
 
     def compress(
-        self, images, *, step: float | None = None, quality: int | None = None, target_bytes: int | None = None, mode: str = "entropy"
+        self,
+        images,
+        *,
+        step: float | None = None,
+        quality: int | None = None,
+        target_bytes: int | None = None,
+        mode: str = "entropy",
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
@@ -143,7 +159,10 @@ class Encoder:
         mid = self.coding.model_id
         if target_bytes is None:
             index = self.coding.step_index(step, quality)
-            return [wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode)) for s in self._quantize(latents, index)]
+            return [
+                wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode))
+                for s in self._quantize(latents, index)
+            ]
         if step is not None or quality is not None:
             raise RateError("give target_bytes= alone, without step= or quality=")
         out = []
@@ -196,7 +215,15 @@ class Decoder:
         self.coding = _Coding(part)
 
     @classmethod
-    def load(cls, path: str | Path, *, runtime: str = "auto", precision: str = "int8", threads: int | None = 1, providers=None) -> Decoder:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        runtime: str = "auto",
+        precision: str = "int8",
+        threads: int | None = 1,
+        providers=None,
+    ) -> Decoder:
         """Open ``bundle/decoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
         part = load_part(path, "decoder")
         return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))

@@ -16,7 +16,6 @@ raise ``ValueError``; bad *bytes* raise a :class:`~compressor.errors.CodeError`.
 from __future__ import annotations
 
 import hashlib
-
 import operator
 import zlib
 from collections.abc import Sequence

@@ -123,5 +123,7 @@ def _user_images(path: Path) -> np.ndarray:
         raise DatasetError(str(e)) from e
     h, w = images.shape[1:3]
     if h % 4 or w % 4:
-        raise DatasetError(f"{path}: images are {h}x{w}; height and width must be divisible by 4 (two stride-2 convolutions)")
+        raise DatasetError(
+            f"{path}: images are {h}x{w}; height and width must be divisible by 4 (two stride-2 convolutions)"
+        )
     return images

@@ -90,10 +90,15 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
 
     manifest = common | {
         "parts": {
-            role: {"manifest": f"{role}/manifest.json", "sha256": B.sha256_hex((stage / role / "manifest.json").read_bytes())}
+            role: {
+                "manifest": f"{role}/manifest.json",
+                "sha256": B.sha256_hex((stage / role / "manifest.json").read_bytes()),
+            }
             for role in B.ROLES
         },
-        "training": {k: metrics[k] for k in ("test_elbo", "test_recon_nats", "test_kl_nats", "best_epoch", "wall_seconds")}
+        "training": {
+            k: metrics[k] for k in ("test_elbo", "test_recon_nats", "test_kl_nats", "best_epoch", "wall_seconds")
+        }
         | {"data": config["data"], "data_fingerprint": config["data_fingerprint"], "epochs": config["epochs"]},
         "macs": count_macs(data.image_shape, int(config["latent_dim"])),
         "validation": "validation.json",
@@ -119,12 +124,24 @@ def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) 
         fixed = convert.with_fixed_batch(graph, batch, in_name, out_name)
         for precision, rep in (("fp32", None), ("int8", calib)):
             log(f"  {role}: TFLite {precision} batch {batch}")
-            files.append(_write(out, f"{role}_{precision}_b{batch}.tflite", convert.to_tflite(fixed, rep), role, "tflite", precision, batch))
+            files.append(
+                _write(
+                    out,
+                    f"{role}_{precision}_b{batch}.tflite",
+                    convert.to_tflite(fixed, rep),
+                    role,
+                    "tflite",
+                    precision,
+                    batch,
+                )
+            )
     log(f"  {role}: ONNX fp32 and int8 (dynamic batch)")
     dyn = convert.with_fixed_batch(graph, None, in_name, out_name)
     fp32 = convert.to_onnx(dyn, in_name, out_name)
     files.append(_write(out, f"{role}_fp32.onnx", fp32, role, "onnx", "fp32", None))
-    files.append(_write(out, f"{role}_int8.onnx", convert.quantize_onnx(fp32, in_name, calib), role, "onnx", "int8", None))
+    files.append(
+        _write(out, f"{role}_int8.onnx", convert.quantize_onnx(fp32, in_name, calib), role, "onnx", "int8", None)
+    )
     return files
 
 

@@ -162,7 +162,11 @@ def load_run(run_dir: str | Path):
     from export.model import make_decoder, make_encoder
 
     run_dir = Path(run_dir)
-    missing = [n for n in ("config.json", "metrics.json", "encoder.weights.h5", "decoder.weights.h5") if not (run_dir / n).exists()]
+    missing = [
+        n
+        for n in ("config.json", "metrics.json", "encoder.weights.h5", "decoder.weights.h5")
+        if not (run_dir / n).exists()
+    ]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished training run: missing {', '.join(missing)}")
     config = json.loads((run_dir / "config.json").read_text())
@@ -209,4 +213,8 @@ def sample_grid(decoder, latent_dim: int, *, seed: int = 0, n: int = 32) -> np.n
 def _bar(epoch: int, epochs: int, done: int, total: int, loss: float) -> None:
     width = 30
     filled = width * done // total
-    print(f"\repoch {epoch:3d}/{epochs} [{'#' * filled}{'.' * (width - filled)}] loss {loss:8.3f}", end="", file=sys.stderr)
+    print(
+        f"\repoch {epoch:3d}/{epochs} [{'#' * filled}{'.' * (width - filled)}] loss {loss:8.3f}",
+        end="",
+        file=sys.stderr,
+    )

@@ -97,11 +97,14 @@ def validate(parts: dict[str, Part], keras_encode, keras_decode, images: np.ndar
 def end_to_end(parts: dict[str, Part], images: np.ndarray, precision: str = "int8") -> dict[str, dict]:
     """For information: encoder and decoder of the same runtime chained, per runtime."""
     out = {}
-    for fmt, runtime in RUNTIME_FOR.items():
+    for runtime in RUNTIME_FOR.values():
         enc = Network(parts["encoder"], runtime=runtime, precision=precision)
         dec = Network(parts["decoder"], runtime=runtime, precision=precision)
         probs = dec.run(enc.run(images))
-        out[f"{runtime}-{precision}"] = {"bce_nats": bce_nats(images, probs), "pixel_error_%": 100 * pixel_error(images, probs)}
+        out[f"{runtime}-{precision}"] = {
+            "bce_nats": bce_nats(images, probs),
+            "pixel_error_%": 100 * pixel_error(images, probs),
+        }
     return out
 
 

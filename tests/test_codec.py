@@ -65,7 +65,9 @@ def test_a_stream_keeps_names_and_order(enc, dec, images):
 
 
 @pytest.mark.parametrize("enc_runtime, dec_runtime", [("litert", "onnx"), ("onnx", "litert")])
-def test_codes_cross_runtimes_because_symbols_do_not_depend_on_the_decoder(bundle_dir, images, enc_runtime, dec_runtime):
+def test_codes_cross_runtimes_because_symbols_do_not_depend_on_the_decoder(
+    bundle_dir, images, enc_runtime, dec_runtime
+):
     e = compressor.Encoder.load(bundle_dir, runtime=enc_runtime)
     d_other = compressor.Decoder.load(bundle_dir, runtime=dec_runtime)
     d_same = compressor.Decoder.load(bundle_dir, runtime=enc_runtime)

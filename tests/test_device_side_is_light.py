@@ -12,7 +12,11 @@ HEAVY = ("tensorflow", "keras", "tf2onnx", "export")
 def _imported_after(statement: str) -> set[str]:
     code = f"import sys\n{statement}\nprint('\\n'.join('MODULE ' + m for m in sorted(sys.modules)))"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT))
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
     ).stdout.splitlines()
     return {line[7:].split(".")[0] for line in out if line.startswith("MODULE ")}
 
@@ -28,4 +32,6 @@ def test_importing_every_device_module_leaves_tensorflow_out():
 
 
 def test_cli_help_starts_without_tensorflow():
-    assert not _imported_after("import compressor.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass") & set(HEAVY)
+    assert not _imported_after(
+        "import compressor.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass"
+    ) & set(HEAVY)

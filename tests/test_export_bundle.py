@@ -11,9 +11,9 @@ from compressor import bundle as B
 from compressor.errors import BundleNotFoundError, IntegrityError, ManifestError, UnsupportedBundleVersionError
 from tests.conftest import ROOT, run_without_tensorflow
 
-EXPECTED_FILES = {
-    f"{role}_{p}_b{b}.tflite" for role in B.ROLES for p in B.PRECISIONS for b in (1, 64)
-} | {f"{role}_{p}.onnx" for role in B.ROLES for p in B.PRECISIONS}
+EXPECTED_FILES = {f"{role}_{p}_b{b}.tflite" for role in B.ROLES for p in B.PRECISIONS for b in (1, 64)} | {
+    f"{role}_{p}.onnx" for role in B.ROLES for p in B.PRECISIONS
+}
 
 
 def test_bundle_holds_every_format_precision_and_batch(bundle_dir):
@@ -94,7 +94,9 @@ def test_validation_fails_against_a_deliberately_perturbed_decoder(bundle_dir, t
     broken = probability_decoder(dec)
     parts = {r: B.load_part(bundle_dir / r) for r in B.ROLES}
     x = datasets.load("mnist5k").test[:100]
-    checks = validate.validate(parts, lambda v: good_enc.predict(v, verbose=0), lambda z: broken.predict(z, verbose=0), x)
+    checks = validate.validate(
+        parts, lambda v: good_enc.predict(v, verbose=0), lambda z: broken.predict(z, verbose=0), x
+    )
     failed = {c.file for c in checks if not c.ok}
     assert {"decoder_fp32_b1.tflite", "decoder_fp32.onnx"} <= failed
     with pytest.raises(validate.ValidationFailedError, match="decoder_fp32"):

@@ -51,7 +51,14 @@ def test_training_lowers_the_loss(trained_run):
 def test_run_directory_holds_weights_config_metrics_and_pictures(trained_run):
     run, metrics = trained_run
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "metrics.json", "encoder.weights.h5", "decoder.weights.h5", "reconstructions.png", "samples.png"} <= names
+    assert {
+        "config.json",
+        "metrics.json",
+        "encoder.weights.h5",
+        "decoder.weights.h5",
+        "reconstructions.png",
+        "samples.png",
+    } <= names
     config = json.loads((run / "config.json").read_text())
     assert config["latent_dim"] == 16 and config["image_shape"] == [28, 28] and config["n_test"] == 500
     assert json.loads((run / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"]
@@ -61,8 +68,8 @@ def test_run_directory_holds_weights_config_metrics_and_pictures(trained_run):
 
 
 def test_a_finished_run_reloads_to_the_same_model(trained_run):
-    from export.train import evaluate, load_run
     from export import datasets
+    from export.train import evaluate, load_run
 
     run, metrics = trained_run
     _, _, enc, dec = load_run(run)
