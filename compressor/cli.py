@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--bundle", help="bundle (or sub-bundle) to check the model id and show the step size")
     i.set_defaults(handler=_info)
 
+    _add_module_commands(sub)
+
     d = sub.add_parser("demo", help="the main job on the embedded data: train, then show results")
     d.add_argument("-o", "--out", default="out", help="working directory (default: %(default)s)")
     d.add_argument("--retrain", action="store_true", help="train again even if OUT/run is up to date")
@@ -92,6 +94,15 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=D.BATCH_SIZE)
     p.add_argument("--learning-rate", type=float, default=D.LEARNING_RATE)
     p.add_argument("--seed", type=int, default=D.SEED)
+
+
+def _add_module_commands(sub) -> None:
+    """Subcommands defined beside the code they drive (imports stay light: no TensorFlow)."""
+    from bench.commands import add_commands as bench_commands
+    from compressor.transport import add_commands as transport_commands
+
+    bench_commands(sub)  # bench, report
+    transport_commands(sub)  # send, receive
 
 
 def _device_options(p: argparse.ArgumentParser, role: str) -> None:
