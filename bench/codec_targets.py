@@ -4,8 +4,9 @@
 
 Needs only ``compressor`` and a runtime. Prints JSON:
 
-- ``rate_distortion``: per step, mean bytes per image of a stream (all framing included)
-  and of self-contained messages, and the pixel error of the int8 round trip;
+- ``rate_distortion``: per step, mean bytes per image of a joint stream and of a stream
+  with per-image lengths (all framing included) and of self-contained messages, and the
+  pixel error of the int8 round trip;
 - ``coding_us``: entropy coding + framing of one image (encode, and unframe + decode);
 - ``codec_us``: the whole path for one image at batch 1 on one thread: encoder network,
   quantization, coding, framing, unframing, decoding and decoder network.
@@ -40,11 +41,13 @@ def measure(bundle: str, images: np.ndarray, runtime: str = "litert", repeat: in
     rd = []
     for step in enc.steps:
         stream = enc.compress_stream(x, step=step)
+        joint = enc.compress_stream(x, step=step, joint=True)
         messages = enc.compress(x, step=step)
         probs = dec.decompress(stream)
         rd.append(
             {
                 "step": step,
+                "joint_stream_bytes_per_image": round(len(joint) / len(x), 3),
                 "stream_bytes_per_image": round(len(stream) / len(x), 3),
                 "message_bytes_per_image": round(float(np.mean([len(m) for m in messages])), 3),
                 "pixel_error_%": round(100 * float(np.mean((probs >= 0.5) != (x >= 0.5))), 3),

@@ -67,11 +67,20 @@ class _Coding:
         table = self.tables[index]
         return entropy.encode_symbols(symbols, table) if mode == "entropy" else entropy.encode_raw(symbols, table)
 
-    def decode_one(self, payload: bytes, index: int, mode: str) -> list[int]:
+    def decode_joint(self, block: bytes, index: int, mode: str, count: int) -> list[list[int]]:
+        self._check_index(index)
+        if mode != "entropy":
+            raise CorruptCodeError(f"a joint stream must be entropy coded, not {mode!r}: damaged data")
+        return entropy.decode_joint(block, self.tables[index], count)
+
+    def _check_index(self, index: int) -> None:
         if index >= len(self.steps):
             raise CorruptCodeError(
                 f"step index {index} does not exist in this bundle ({len(self.steps)} steps): damaged data"
             )
+
+    def decode_one(self, payload: bytes, index: int, mode: str) -> list[int]:
+        self._check_index(index)
         table = self.tables[index]
         if mode == "entropy":
             return entropy.decode_symbols(payload, table)
@@ -188,20 +197,30 @@ class Encoder:
         target_bytes: float | None = None,
         mode: str = "entropy",
         names: list[str] | None = None,
+        joint: bool = False,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
-        ``target_bytes`` here is the mean per image including all framing: the finest step
-        whose whole stream is at most ``target_bytes * N`` bytes.
+        ``joint=True`` codes the whole batch as one block: no per-image lengths and one
+        termination, about 1.3 bytes per image smaller, but images are only reachable in
+        order. ``target_bytes`` here is the mean per image including all framing: the
+        finest step whose whole stream is at most ``target_bytes * N`` bytes.
         """
         _check_mode(mode)
+        if joint and mode != "entropy":
+            raise ValueError("joint streams are entropy coded; raw mode has fixed-size payloads already")
         latents = self.latents(images)
         indices = [self.coding.step_index(step, quality)] if target_bytes is None else range(len(self.coding.steps))
         if target_bytes is not None and (step is not None or quality is not None):
             raise RateError("give target_bytes= alone, without step= or quality=")
         for index in indices:
-            payloads = [self.coding.encode_one(s, index, mode) for s in self._quantize(latents, index)]
-            data = wire.pack_stream(self.coding.model_id, mode, index, payloads, names)
+            symbols = self._quantize(latents, index)
+            if joint:
+                block = entropy.encode_joint(symbols, self.coding.tables[index])
+                data = wire.pack_stream(self.coding.model_id, mode, index, [block], names, joint_count=len(symbols))
+            else:
+                payloads = [self.coding.encode_one(s, index, mode) for s in symbols]
+                data = wire.pack_stream(self.coding.model_id, mode, index, payloads, names)
             if target_bytes is None or len(data) <= target_bytes * len(latents):
                 return data
         raise RateError(f"the stream does not fit in {target_bytes} bytes per image even at the coarsest step")
@@ -241,7 +260,10 @@ class Decoder:
                     "not a compressor stream (bad magic); to decode single messages pass a list of them"
                 )
             stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
-            syms = [self.coding.decode_one(p, stream.step_index, stream.mode) for p in stream.payloads]
+            if stream.joint_count is not None:
+                syms = self.coding.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
+            else:
+                syms = [self.coding.decode_one(p, stream.step_index, stream.mode) for p in stream.payloads]
             steps = [self.coding.steps[stream.step_index]] * len(syms)
             names = stream.names
         else:

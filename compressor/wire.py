@@ -39,6 +39,7 @@ MAX_NAME_BYTES = 255
 
 _MODE_NAMES = {code: name for name, code in MODES.items()}
 _FLAG_NAMES = 0x01
+_FLAG_JOINT = 0x02  # one entropy-coded block for all images, no per-image lengths
 _MAX_VARINT_BYTES = 4  # values < 2**28: no stream of ours comes near
 _VARINT_LIMIT = 1 << (7 * _MAX_VARINT_BYTES)
 _STREAM_FIXED = 4 + 4 + MODEL_ID_SIZE  # magic, version, flags, mode, step, model id
@@ -150,6 +151,11 @@ class Stream:
     step_index: int
     payloads: tuple[bytes, ...]
     names: tuple[str, ...] | None = None
+    joint_count: int | None = None  # set for a joint stream: ``payloads`` is one block for that many images
+
+    @property
+    def count(self) -> int:
+        return self.joint_count if self.joint_count is not None else len(self.payloads)
 
 
 def _varint(value: int) -> bytes:
@@ -198,23 +204,34 @@ def pack_stream(
     step_index: int,
     payloads: Sequence[bytes],
     names: Sequence[str] | None = None,
+    *,
+    joint_count: int | None = None,
 ) -> bytes:
-    """Concatenate many images' payloads into one container (see docs/format.md)."""
+    """Concatenate many images' payloads into one container (see docs/format.md).
+
+    With ``joint_count``, ``payloads`` is a single block coding that many images
+    (:func:`compressor.entropy.encode_joint`) and no per-image lengths are written.
+    """
     model_id = _check_model_id(model_id)
     mode_code, step_index = _check_mode_step(mode, step_index)
     payloads = [_as_bytes(p, "payload") for p in payloads]
     if len(payloads) >= _VARINT_LIMIT or any(len(p) >= _VARINT_LIMIT for p in payloads):
         raise ValueError("a stream holds fewer than 2**28 payloads of under 2**28 bytes")
+    if joint_count is not None and (len(payloads) != 1 or not 1 <= joint_count < _VARINT_LIMIT):
+        raise ValueError("a joint stream has exactly one block and a count of 1..2**28-1 images")
+    count = len(payloads) if joint_count is None else joint_count
+    flags = (_FLAG_NAMES if names is not None else 0) | (_FLAG_JOINT if joint_count is not None else 0)
     parts = [
         STREAM_MAGIC,
-        bytes((FORMAT_VERSION, _FLAG_NAMES if names is not None else 0, mode_code, step_index)),
+        bytes((FORMAT_VERSION, flags, mode_code, step_index)),
         model_id,
-        _varint(len(payloads)),
+        _varint(count),
     ]
-    parts += [_varint(len(p)) for p in payloads]
+    if joint_count is None:
+        parts += [_varint(len(p)) for p in payloads]
     if names is not None:
-        if len(names) != len(payloads):
-            raise ValueError(f"{len(names)} names for {len(payloads)} payloads")
+        if len(names) != count:
+            raise ValueError(f"{len(names)} names for {count} images")
         for name in names:
             if not isinstance(name, str):
                 raise ValueError(f"names must be str, got {name!r}")
@@ -233,16 +250,20 @@ class _Layout(NamedTuple):
     names: list[bytes] | None
     payload_start: int
     end: int  # where the payloads end (the CRC follows)
+    joint_count: int | None
 
 
 def _parse_layout(data: bytes, limit: int) -> _Layout:
     """Walk the variable part of the header, reading no further than ``limit``."""
     has_names = data[5] & _FLAG_NAMES
+    joint = data[5] & _FLAG_JOINT
     count, pos = _read_varint(data, _STREAM_FIXED, limit)
-    if count > limit - pos:  # every length takes a byte: refuse before allocating
+    if not joint and count > limit - pos:  # every length takes a byte: refuse before allocating
         raise TruncatedCodeError(f"stream announces {count} images but is too short")
+    if joint and has_names and count > limit - pos:  # every name takes 2+ bytes
+        raise TruncatedCodeError(f"stream announces {count} names but is too short")
     lengths = []
-    for _ in range(count):
+    for _ in range(0 if joint else count):
         n, pos = _read_varint(data, pos, limit)
         lengths.append(n)
     names = None
@@ -254,7 +275,9 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
                 raise TruncatedCodeError("stream ends inside its names")
             names.append(data[pos : pos + n])
             pos += n
-    return _Layout(lengths, names, pos, pos + sum(lengths))
+    if joint:
+        return _Layout([limit - pos], names, pos, limit, count)
+    return _Layout(lengths, names, pos, pos + sum(lengths), None)
 
 
 def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
@@ -277,7 +300,8 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
     body_end = len(data) - 4
     if zlib.crc32(data[:body_end]) != int.from_bytes(data[body_end:], "little"):
         try:
-            announced = _parse_layout(data, len(data)).end + 4
+            layout = _parse_layout(data, len(data))
+            announced = len(data) if layout.joint_count is not None else layout.end + 4
         except TruncatedCodeError:
             announced = len(data) + 1
         except CorruptCodeError:
@@ -292,7 +316,7 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
     if layout.end != body_end:
         raise CorruptCodeError("stream length disagrees with its header: damaged data")
     flags, mode_code, step_index = data[5], data[6], data[7]
-    if flags & ~_FLAG_NAMES:
+    if flags & ~(_FLAG_NAMES | _FLAG_JOINT):
         raise CorruptCodeError(f"stream has unknown flags {flags:#04x}: damaged data")
     if mode_code not in _MODE_NAMES:
         raise CorruptCodeError(f"stream mode {mode_code} is invalid: damaged data")
@@ -316,4 +340,4 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
     for n in layout.lengths:
         payloads.append(data[pos : pos + n])
         pos += n
-    return Stream(model_id, _MODE_NAMES[mode_code], step_index, tuple(payloads), names)
+    return Stream(model_id, _MODE_NAMES[mode_code], step_index, tuple(payloads), names, layout.joint_count)

@@ -17,7 +17,7 @@ from compressor.entropy import PRECISION, build_table, ideal_bits
 STEPS = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0)
 # The default step is the coarsest whose training pixel error stays within this many
 # percentage points of the unquantized reconstruction.
-DEFAULT_STEP_TOLERANCE_PP = 0.5
+DEFAULT_STEP_TOLERANCE_PP = 0.15
 
 
 def build_coding(train_latents: np.ndarray, train_images: np.ndarray, decode, steps=STEPS) -> dict:

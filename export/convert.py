@@ -15,6 +15,8 @@ Choices, each measured on this project's decoder (see README):
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 
@@ -50,7 +52,8 @@ def to_tflite(model, representative: np.ndarray | None = None) -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    blob = conv.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # keras prints its SavedModel signature
+        blob = conv.convert()
     if len(blob) < 1024:
         raise RuntimeError(f"TFLite conversion produced only {len(blob)} bytes: the weights are missing")
     return blob

@@ -26,7 +26,9 @@ def test_encode_info_decode_round_trip_keeps_names(bundle_dir, digits, tmp_path,
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["count"] == 6 and info["mode"] == "entropy" and info["step"] > 0
     out = tmp_path / "decoded"
-    assert main(["decode", str(codes), "-o", str(out), "--bundle", str(bundle_dir / "decoder"), "--runtime", "onnx"]) == 0
+    assert (
+        main(["decode", str(codes), "-o", str(out), "--bundle", str(bundle_dir / "decoder"), "--runtime", "onnx"]) == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == [f"digit{i}.png" for i in range(6)]
     img = read_image(out / "digit0.png")
     assert img.shape == (28, 28) and set(np.unique(img)) <= {0, 255}

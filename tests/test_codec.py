@@ -225,3 +225,28 @@ def test_any_latents_round_trip_exactly_at_every_step(enc, dec, data):
         out = dec.coding.decode_one(payload, index, mode)
         if mode == "entropy":
             assert out == symbols[0].tolist()
+
+
+def test_a_joint_stream_decodes_to_the_same_symbols_and_is_smaller(enc, dec, images):
+    joint = enc.compress_stream(images, joint=True, names=[f"n{i}" for i in range(len(images))])
+    separate = enc.compress_stream(images, names=[f"n{i}" for i in range(len(images))])
+    decoded = dec.read(joint)
+    np.testing.assert_array_equal(decoded.symbols, enc.symbols(images))
+    assert decoded.names[3] == "n3"
+    assert len(joint) < len(separate) - len(images)  # saves at least a byte per image
+
+
+def test_a_damaged_joint_stream_is_refused(enc, dec, images):
+    data = enc.compress_stream(images[:5], joint=True)
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x08
+        with pytest.raises(CodeError):
+            dec.read(bytes(damaged))
+
+
+def test_a_joint_stream_announcing_more_images_than_it_can_hold_is_refused(enc, dec, images):
+    s = wire.unpack_stream(enc.compress_stream(images[:5], joint=True))
+    forged = wire.pack_stream(s.model_id, "entropy", s.step_index, s.payloads, joint_count=200_000)
+    with pytest.raises(CorruptCodeError, match="cannot hold"):
+        dec.read(forged)

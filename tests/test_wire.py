@@ -262,7 +262,7 @@ def test_huge_announced_count_is_refused_without_allocating():
     [
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x80\x00", "overlong"),
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x80\x80\x80\x80\x01", "impossibly large"),
-        (STREAM_MAGIC + bytes((1, 2, 0, 0)) + MODEL + b"\x00", "unknown flags"),
+        (STREAM_MAGIC + bytes((1, 4, 0, 0)) + MODEL + b"\x00", "unknown flags"),
         (STREAM_MAGIC + bytes((1, 0, 3, 0)) + MODEL + b"\x00", "mode 3"),
         (STREAM_MAGIC + bytes((1, 0, 0, 16)) + MODEL + b"\x00", "step index 16"),
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x01\x01\xaa\xbb", "disagrees"),
@@ -285,7 +285,7 @@ def test_pack_stream_refuses_unsafe_names(name):
 
 
 def test_pack_stream_refuses_names_that_do_not_match_payloads():
-    with pytest.raises(ValueError, match="2 names for 1 payloads"):
+    with pytest.raises(ValueError, match="2 names for 1 images"):
         pack_stream(MODEL, "entropy", 0, [b"\x01"], names=["a", "b"])
 
 
@@ -310,3 +310,21 @@ def test_step_index_accepts_numpy_integers_but_not_bools():
     assert unpack_message(MODEL, pack_message(MODEL, "raw", np.int64(4), b"\x01"))[0].step_index == 4
     with pytest.raises(ValueError):
         pack_message(MODEL, "raw", True, b"\x01")
+
+
+def test_a_joint_stream_keeps_its_count_and_one_block():
+    data = pack_stream(MODEL, "entropy", 3, [b"\x12\x34\x56"], ["a", "b"], joint_count=2)
+    s = unpack_stream(data, MODEL)
+    assert s.joint_count == 2 and s.count == 2 and s.payloads == (b"\x12\x34\x56",) and s.names == ("a", "b")
+
+
+def test_damaged_joint_streams_are_refused():
+    data = pack_stream(MODEL, "entropy", 3, [bytes(range(40))], joint_count=5)
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x10
+        with pytest.raises(CodeError):
+            unpack_stream(bytes(damaged), MODEL)
+    for cut in range(len(data)):
+        with pytest.raises(CodeError):
+            unpack_stream(data[:cut], MODEL)
