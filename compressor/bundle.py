@@ -147,7 +147,7 @@ def _parse_part(root: Path, m: dict) -> Part:
     if not 1 <= latent <= 4096:
         raise ManifestError(f"{where}: latent_dim out of range: {latent}")
     coding = _get(m, "coding", dict, where)
-    files = tuple(_parse_file(e, where) for e in _get(m, "files", list, where))
+    files = tuple(parse_file(e, where) for e in _get(m, "files", list, where))
     if not files:
         raise ManifestError(f"{where}: lists no model files")
     if any(f.role != role for f in files):
@@ -166,7 +166,7 @@ def _parse_part(root: Path, m: dict) -> Part:
     )
 
 
-def _parse_file(e, where: str) -> FileEntry:
+def parse_file(e, where: str) -> FileEntry:
     if not isinstance(e, dict):
         raise ManifestError(f"{where}: each entry of 'files' must be an object")
     path = _get(e, "path", str, where)

@@ -22,14 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import entropy, wire
+from compressor import entropy, lossless, wire
 from compressor.bundle import Part, load_part
 from compressor.entropy import CdfTable
-from compressor.errors import CodeError, CorruptCodeError, ManifestError, RateError
+from compressor.errors import (
+    BundleError,
+    BundleNotFoundError,
+    CodeError,
+    CorruptCodeError,
+    LosslessMismatchError,
+    ManifestError,
+    RateError,
+)
 from compressor.images import as_batch
 from compressor.inference import Network
 
-MODES = ("entropy", "raw")
+MODES = ("entropy", "raw", "lossless")
 
 
 class _Coding:
@@ -48,6 +56,7 @@ class _Coding:
         if any(t.dims != part.latent_dim for t in self.tables) or not 0 <= self.default_index < len(self.steps):
             raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
         self.model_id = bytes.fromhex(part.model_id)
+        self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
 
     def step_index(self, step: float | None, quality: int | None) -> int:
         if step is not None and quality is not None:
@@ -88,6 +97,18 @@ class _Coding:
             return entropy.decode_raw(payload, table)
         raise CorruptCodeError(f"mode {mode!r} is not supported by this decoder")
 
+    def decode_item(self, payload: bytes, index: int, mode: str):
+        """(symbols, pending) where pending is the lossless decoder state, else None."""
+        if mode != "lossless":
+            return self.decode_one(payload, index, mode), None
+        self._check_index(index)
+        if self.lossless is None:
+            raise CorruptCodeError(
+                "a lossless code, but this bundle has no lossless table: damaged data or wrong bundle"
+            )
+        dec, syms, check = lossless.start_decoding(payload, self.tables[index])
+        return syms, (dec, check)
+
 
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
@@ -102,6 +123,7 @@ class Decoded:
     symbols: np.ndarray  # int64 (N, D)
     steps: np.ndarray  # float64 (N,) step of each image
     names: tuple[str, ...] | None
+    pending: tuple | None = None  # lossless: per image (range decoder, image check), pixels still to decode
 
 
 class Encoder:
@@ -164,6 +186,12 @@ class Encoder:
         image that fits at no step raises ``RateError``.
         """
         _check_mode(mode)
+        if mode == "lossless":
+            if target_bytes is not None:
+                raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
+            return [
+                wire.pack_message(self.coding.model_id, mode, i, p) for i, p in self._lossless(images, step, quality)
+            ]
         latents = self.latents(images)
         mid = self.coding.model_id
         if target_bytes is None:
@@ -188,6 +216,36 @@ class Encoder:
                 raise RateError(f"image {i} does not fit in {target_bytes} bytes even at the coarsest step")
         return out
 
+    def _lossless(self, images, step, quality) -> list[tuple[int, bytes]]:
+        """(step index, payload) per image: latent code + every pixel under the int8 decoder."""
+        table = self.coding.lossless
+        if table is None or not self.part.binarize:
+            raise ValueError(
+                "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
+            )
+        x = as_batch(images, shape=self.part.image_shape)
+        bits = x > 0.5
+        index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
+        symbols = self._quantize(self.network.run(bits.astype(np.float32)[..., None]), index)
+        net = self._lossless_decoder()
+        levels = net.run_native(net.quantize_input(symbols * self.coding.steps[index]))
+        ct = self.coding.tables[index]
+        return [(index, lossless.encode(s, b, v, ct, table)) for s, b, v in zip(symbols, bits, levels)]
+
+    def _lossless_decoder(self) -> Network:
+        """The decoder network that lossless codes are predicted with, found beside the encoder."""
+        if getattr(self, "_lossless_net", None) is None:
+            root = self.part.root.parent / "decoder"
+            try:
+                part = load_part(root, "decoder")
+            except BundleError as e:
+                raise BundleNotFoundError(
+                    f"lossless encoding runs the decoder too: keep decoder/ beside {self.part.root} ({e})"
+                ) from e
+            t = self.coding.lossless
+            self._lossless_net = Network(part, runtime=t.runtime, precision=t.precision, threads=self.network._threads)
+        return self._lossless_net
+
     def compress_stream(
         self,
         images,
@@ -207,6 +265,11 @@ class Encoder:
         finest step whose whole stream is at most ``target_bytes * N`` bytes.
         """
         _check_mode(mode)
+        if mode == "lossless":
+            if joint or target_bytes is not None:
+                raise ValueError("lossless streams are neither joint nor rate-targeted")
+            items = self._lossless(images, step, quality)
+            return wire.pack_stream(self.coding.model_id, mode, items[0][0], [p for _, p in items], names)
         if joint and mode != "entropy":
             raise ValueError("joint streams are entropy coded; raw mode has fixed-size payloads already")
         latents = self.latents(images)
@@ -262,27 +325,36 @@ class Decoder:
             stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
             if stream.joint_count is not None:
                 syms = self.coding.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
+                pending = [None] * len(syms)
             else:
-                syms = [self.coding.decode_one(p, stream.step_index, stream.mode) for p in stream.payloads]
+                items = [self.coding.decode_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                syms, pending = [i[0] for i in items], [i[1] for i in items]
             steps = [self.coding.steps[stream.step_index]] * len(syms)
             names = stream.names
         else:
             if isinstance(codes, str) or not hasattr(codes, "__iter__"):
                 raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps = [], []
+            syms, steps, pending = [], [], []
             for i, msg in enumerate(codes):
                 if not isinstance(msg, (bytes, bytearray, memoryview)):
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
                 try:
                     header, payload = wire.unpack_message(self.coding.model_id, bytes(msg))
-                    syms.append(self.coding.decode_one(payload, header.step_index, header.mode))
+                    sym, state = self.coding.decode_item(payload, header.step_index, header.mode)
                 except CodeError as e:
                     raise type(e)(f"message {i}: {e}") from e
+                syms.append(sym)
+                pending.append(state)
                 steps.append(self.coding.steps[header.step_index])
             names = None
         if not syms:
             raise ValueError("no codes to decode")
-        return Decoded(np.asarray(syms, np.int64), np.asarray(steps, np.float64), names)
+        lossless_count = sum(p is not None for p in pending)
+        if 0 < lossless_count < len(pending):
+            raise ValueError("lossless and lossy messages cannot be decoded in one call")
+        return Decoded(
+            np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
+        )
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""
@@ -292,5 +364,26 @@ class Decoder:
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
         """Probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with ``binarize=True``."""
         decoded = self.read(codes)
+        if decoded.pending is not None:
+            return self.finish_lossless(decoded)
         probs = self.decode_symbols(decoded.symbols, decoded.steps)
         return np.where(probs >= 0.5, 255, 0).astype(np.uint8) if binarize else probs
+
+    def finish_lossless(self, decoded: Decoded) -> np.ndarray:
+        """Exact uint8 0/255 images of lossless codes; refuses a decoder that cannot reproduce them."""
+        t = self.coding.lossless
+        if (self.network.runtime, self.network.precision) != (t.runtime, t.precision):
+            raise LosslessMismatchError(
+                f"lossless codes are predicted with the {t.precision} {t.runtime} decoder; this decoder runs "
+                f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
+                f"precision={t.precision!r}"
+            )
+        latents = decoded.symbols.astype(np.float64) * decoded.steps[:, None]
+        levels = self.network.run_native(self.network.quantize_input(latents))[..., 0]
+        out = np.empty(levels.shape, np.uint8)
+        for i, ((dec, check), v) in enumerate(zip(decoded.pending, levels)):
+            try:
+                out[i] = lossless.finish_decoding(dec, check, v, t) * np.uint8(255)
+            except CodeError as e:
+                raise type(e)(f"image {i}: {e}") from e
+        return out

@@ -264,7 +264,7 @@ def build_table(
 
 
 # --- entropy-coded symbols (device) --------------------------------------------------
-def _as_symbols(symbols: Sequence[int] | np.ndarray, dims: int) -> list[int]:
+def as_symbols(symbols: Sequence[int] | np.ndarray, dims: int) -> list[int]:
     if isinstance(symbols, np.ndarray):
         if symbols.dtype.kind not in "iu" or symbols.ndim != 1:
             raise TypeError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
@@ -313,7 +313,7 @@ def _decode_escape(dec: RangeDecoder, lo: int, hi: int) -> int:
     return s
 
 
-def _encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
+def encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
     encode = enc.encode
     for d, ((lo, n, cdf), s) in enumerate(zip(table._rows, syms, strict=True)):
         i = s - lo
@@ -325,7 +325,7 @@ def _encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
             _encode_escape(enc, s, lo, lo + n - 1, d)
 
 
-def _decode_row(dec: RangeDecoder, table: CdfTable) -> list[int]:
+def decode_row(dec: RangeDecoder, table: CdfTable) -> list[int]:
     decode = dec.decode
     out = []
     append = out.append
@@ -338,7 +338,7 @@ def _decode_row(dec: RangeDecoder, table: CdfTable) -> list[int]:
     return out
 
 
-def _check_canonical(dec: RangeDecoder) -> None:
+def check_canonical(dec: RangeDecoder) -> None:
     if not dec.is_canonical():
         raise CorruptCodeError(
             "entropy code is not what the encoder writes (extra, missing or changed bytes): damaged data"
@@ -351,7 +351,7 @@ def encode_symbols(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> byte
     Raises ``RateError`` for a symbol beyond ``±2**15`` (step too small).
     """
     enc = RangeEncoder()
-    _encode_row(enc, _as_symbols(symbols, len(table.lo)), table)
+    encode_row(enc, as_symbols(symbols, len(table.lo)), table)
     return enc.finish()
 
 
@@ -363,8 +363,8 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     messages even though the range coder itself has no redundancy.
     """
     dec = RangeDecoder(payload)
-    out = _decode_row(dec, table)
-    _check_canonical(dec)
+    out = decode_row(dec, table)
+    check_canonical(dec)
     return out
 
 
@@ -378,7 +378,7 @@ def encode_joint(rows: Sequence[Sequence[int]] | np.ndarray, table: CdfTable) ->
     enc = RangeEncoder()
     dims = len(table.lo)
     for row in rows:
-        _encode_row(enc, _as_symbols(row, dims), table)
+        encode_row(enc, as_symbols(row, dims), table)
     return enc.finish()
 
 
@@ -393,14 +393,14 @@ def decode_joint(block: bytes, table: CdfTable, count: int) -> list[list[int]]:
     if count > limit:
         raise CorruptCodeError(f"a {len(block)}-byte block cannot hold {count} images: damaged data")
     dec = RangeDecoder(block)
-    out = [_decode_row(dec, table) for _ in range(count)]
-    _check_canonical(dec)
+    out = [decode_row(dec, table) for _ in range(count)]
+    check_canonical(dec)
     return out
 
 
 def ideal_bits(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> float:
     """``-log2`` of the table's probability of ``symbols``, escape bits included."""
-    syms = _as_symbols(symbols, len(table.lo))
+    syms = as_symbols(symbols, len(table.lo))
     bits = 0.0
     for (lo, n, cdf), s in zip(table._rows, syms, strict=True):
         i = s - lo
@@ -424,7 +424,7 @@ def encode_raw(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> bytes:
     The size is fixed per table (``ceil(sum(bits) / 8)`` bytes), which is the point
     of raw mode; the last byte is zero-padded.
     """
-    syms = _as_symbols(symbols, len(table.lo))
+    syms = as_symbols(symbols, len(table.lo))
     acc = 0
     total = 0
     for (lo, n, b), s in zip(table._raw, syms, strict=True):

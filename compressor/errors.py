@@ -53,6 +53,11 @@ class ModelMismatchError(CodeError):
     """The code was made with a different model than the one decoding it."""
 
 
+class LosslessMismatchError(CodeError):
+    """A lossless code decoded to an image that fails its check: the two devices' int8
+    decoders disagree (another runtime build or kernel), or the data is damaged."""
+
+
 class UnsupportedFormatVersionError(CodeError):
     """The code uses a wire-format version this library does not know."""
 

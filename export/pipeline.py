@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import bundle as B
+from compressor import lossless
 from compressor.atomic import atomic_write_json, atomic_write_text
 from export import convert, validate
 from export.coding import build_coding
@@ -53,8 +54,16 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
     for role in B.ROLES:
         (stage / role).mkdir(parents=True)
 
+    files = {
+        role: _convert_role(role, graph, calibration[role], batches, stage / role, log)
+        for role, graph in graphs.items()
+    }
+
     log("building entropy tables from the training latents")
     coding = build_coding(calib_latents, calib_images, keras_decode)
+    if config["binarize"]:
+        log("calibrating the lossless pixel table on the int8 decoder's output levels")
+        coding["lossless"] = _lossless_section(stage / "decoder", files["decoder"], coding, calib_latents, calib_images)
     coding_bytes = _canonical_json(coding)
     model_id = _model_id(decoder, coding_bytes)
 
@@ -66,18 +75,15 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         "latent_dim": int(config["latent_dim"]),
         "binarize": bool(config["binarize"]),
     }
-    part_manifests = {}
-    for role, graph in graphs.items():
-        files = _convert_role(role, graph, calibration[role], batches, stage / role, log)
+    for role in B.ROLES:
         (stage / role / "coding.json").write_bytes(coding_bytes)
         part = common | {
             "role": role,
-            "files": files,
+            "files": files[role],
             "coding": {"path": "coding.json", "sha256": B.sha256_hex(coding_bytes), "bytes": len(coding_bytes)},
-            "latent_quantization": _latent_quantization(files, role),
+            "latent_quantization": _latent_quantization(files[role], role),
         }
         atomic_write_json(stage / role / "manifest.json", part)
-        part_manifests[role] = part
 
     log("validating every file in its runtime against Keras")
     parts = {role: B.load_part(stage / role, role) for role in B.ROLES}
@@ -115,6 +121,54 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         validate.raise_on_failure(checks)
     _install(stage, bundle_dir)
     return manifest
+
+
+def _lossless_section(part_dir: Path, files: list[dict], coding: dict, latents: np.ndarray, images: np.ndarray) -> dict:
+    """The lossless table (calibrated at the default step) and the step that makes lossless codes smallest.
+
+    The table maps the int8 decoder's output level to a 16-bit ink frequency; the step is
+    chosen on the training split by the ideal size: latent bits + pixel bits under the table.
+    """
+    steps = coding["steps"]
+    default = coding["default_step_index"]
+    levels = _int8_levels(part_dir, files, np.rint(latents / steps[default]) * steps[default])
+    table = lossless.build_table(levels, images)
+    f1 = np.asarray(table, np.float64) / 65536
+    ink = images.reshape(len(images), -1) > 0.5
+    sizes = []
+    for index, step in enumerate(steps):
+        q = np.rint(latents / step)
+        lv = _int8_levels(part_dir, files, q * step).reshape(len(images), -1).astype(np.int64) + 128
+        p = np.where(ink, f1[lv], 1 - f1[lv])
+        pixel_bits = -np.log2(p).sum(axis=1).mean()
+        latent_bits = coding["train_rd"][index]["ideal_bytes"] * 8
+        sizes.append((latent_bits + pixel_bits) / 8)
+    best = int(np.argmin(sizes))
+    return lossless.LosslessTable(table, "litert", "int8").to_json() | {
+        "step_index": best,
+        "train_ideal_bytes": [round(float(b), 3) for b in sizes],
+    }
+
+
+def _int8_levels(part_dir: Path, files: list[dict], latents: np.ndarray) -> np.ndarray:
+    """The int8 LiteRT decoder's raw output levels for ``latents`` (the lossless table's input)."""
+    from compressor.inference import Network
+
+    entry = next(f for f in files if f["format"] == "tflite" and f["precision"] == "int8")
+    part = B.Part(
+        root=part_dir,
+        role="decoder",
+        model_id="0" * 16,
+        image_shape=(0, 0),
+        latent_dim=latents.shape[1],
+        binarize=True,
+        files=tuple(B.parse_file(f, str(part_dir)) for f in files),
+        coding_sha256="",
+        coding_size=0,
+        manifest={},
+    )
+    net = Network(part, runtime="litert", precision="int8", batch=entry["batch"])
+    return net.run_native(net.quantize_input(latents))
 
 
 def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) -> list[dict]:
