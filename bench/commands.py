@@ -1,5 +1,183 @@
-"""``compressor bench`` and ``compressor report`` (issue: bench). Registered by compressor.cli."""
+"""``compressor bench`` and ``compressor report``. Registered by compressor.cli.
+
+Only argparse here: the handlers import the runner and the report when called, so
+``compressor --help`` and the device commands start without numpy-heavy or plotting
+imports, and never with TensorFlow.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
 
 
 def add_commands(sub) -> None:
     """Add the bench and report subparsers to ``sub``."""
+    b = sub.add_parser(
+        "bench",
+        help="measure latency, size, memory and reconstruction error on this machine -> one JSON result",
+        description="Measure this machine with whatever runtimes are installed (docs/bench.md).",
+    )
+    b.add_argument("--bundle", default="out/bundle", help="full model bundle (default: %(default)s)")
+    b.add_argument("-o", "--out", required=True, help="result file to write, e.g. results/pi5.json")
+    b.add_argument(
+        "--images",
+        help="test images (.npy/.npz, folder, image files); default: test_images.npy beside the bundle",
+    )
+    b.add_argument("--device", help="name of this machine in the report (default: Pi model or host name)")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions and 100 images for classical codecs")
+    b.add_argument("--num-runs", type=int, help="minimum timed runs per row")
+    b.add_argument("--min-secs", type=float, help="minimum seconds of timed runs per row")
+    b.add_argument("--warmup-runs", type=int, help="minimum warm-up runs per row")
+    b.add_argument("--runtimes", default="litert,tflite,onnx", help="runtimes to try (default: %(default)s)")
+    b.add_argument("--components", default="encoder,decoder,codec", help="(default: %(default)s)")
+    b.add_argument("--precisions", default="fp32,int8", help="(default: %(default)s)")
+    b.add_argument("--batches", help="batch sizes, e.g. 1,64 (default: 1 and the bundle's largest fixed batch)")
+    b.add_argument("--threads", help="thread counts, e.g. 1,4 or 1,all (default: 1,all)")
+    b.add_argument(
+        "--providers",
+        default="CUDAExecutionProvider,TensorrtExecutionProvider",
+        help="onnxruntime execution providers to try besides the CPU; missing ones are recorded as "
+        "'not available' ('' for none; default: %(default)s)",
+    )
+    b.add_argument("--with-keras", metavar="RUN", help="also time the Keras model of training run RUN (TensorFlow)")
+    b.add_argument("--no-classical", action="store_true", help="skip the classical codecs")
+    b.set_defaults(handler=_bench)
+
+    r = sub.add_parser(
+        "report",
+        help="merge bench results of several machines into report.md and report.html",
+        description="Merge result files (one per machine) into one report with tables and plots.",
+    )
+    r.add_argument("results", nargs="+", help="result files from 'compressor bench'")
+    r.add_argument("-o", "--out", default="report", help="report folder (created; default: %(default)s)")
+    r.set_defaults(handler=_report)
+
+
+def _list(text: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (text or "").split(",") if s.strip())
+
+
+def _ints(text: str | None, what: str, all_cores: int | None = None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    out = []
+    for item in _list(text):
+        if item == "all" and all_cores is not None:
+            out.append(all_cores)
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise ValueError(f"--{what} takes positive integers separated by commas, got {item!r}") from None
+        if value < 1:
+            raise ValueError(f"--{what} takes positive integers, got {value}")
+        out.append(value)
+    return tuple(sorted(set(out)))
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = _list(text)
+    bad = [i for i in items if i not in allowed]
+    if bad or not items:
+        raise ValueError(f"--{what} takes some of {', '.join(allowed)}, got {text!r}")
+    return items
+
+
+def _bench(args) -> int:
+    from dataclasses import replace
+
+    from bench import environment, runner
+    from bench.latency import COMPONENTS, PRECISIONS, PROFILES
+    from compressor import runtimes
+    from compressor.images import read_images
+
+    bundle = Path(args.bundle)
+    images_path = Path(args.images) if args.images else bundle.parent / "test_images.npy"
+    if not images_path.exists():
+        raise FileNotFoundError(
+            f"test images not found: {images_path}; pass --images (a .npy of uint8 (N, H, W), e.g. "
+            "out/test_images.npy from 'compressor demo')"
+        )
+    images, _ = read_images([images_path])
+    profile = PROFILES["quick" if args.quick else "full"]
+    overrides = {"num_runs": args.num_runs, "min_secs": args.min_secs, "warmup_runs": args.warmup_runs}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        profile = replace(profile, name="custom", **overrides)
+    result = runner.run(
+        bundle,
+        images,
+        device_name=args.device,
+        profile=profile,
+        runtime_names=_choices(args.runtimes, runtimes.RUNTIMES, "runtimes"),
+        components=_choices(args.components, COMPONENTS, "components"),
+        precisions=_choices(args.precisions, PRECISIONS, "precisions"),
+        batches=_ints(args.batches, "batches"),
+        threads=_ints(args.threads, "threads", environment.usable_cores()),
+        providers=_list(args.providers),
+        keras_run=args.with_keras,
+        with_classical=not args.no_classical,
+        images_source=str(images_path),
+        command=_command_line(args),
+    )
+    out = runner.write(result, args.out)
+    errors = [r for r in result["latency"] if r["status"] == "error"]
+    print(f"wrote {out} ({len(result['latency'])} latency rows)")
+    return 1 if errors else 0
+
+
+def _command_line(args) -> str:
+    """The command as it would be typed, rebuilt from the parsed options (recorded in the result)."""
+    words = ["compressor", "bench", "--bundle", args.bundle, "-o", args.out]
+    for name in ("images", "device", "num_runs", "min_secs", "warmup_runs", "batches", "threads", "with_keras"):
+        value = getattr(args, name)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    for name, default in (
+        ("runtimes", "litert,tflite,onnx"),
+        ("components", "encoder,decoder,codec"),
+        ("precisions", "fp32,int8"),
+        ("providers", "CUDAExecutionProvider,TensorrtExecutionProvider"),
+    ):
+        if getattr(args, name) != default:
+            words += [f"--{name}", getattr(args, name)]
+    words += ["--quick"] if args.quick else []
+    words += ["--no-classical"] if args.no_classical else []
+    return shlex.join(words)
+
+
+def _report(args) -> int:
+    from bench.report import write_report
+
+    out = write_report(args.results, args.out)
+    print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def demo_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
+    """The main job's last step: a quick benchmark of this machine, then the report.
+
+    The bench runs in a process that cannot import TensorFlow (only its Keras-baseline
+    children may), as it would on a device.
+    """
+    from bench import tf_free
+    from bench.report import write_report
+
+    result = out / "results" / "this-machine.json"
+    print(f"[5/5] benchmarking this machine (quick profile, Keras baseline from {run}) -> {result}")
+    proc = tf_free.run_module(
+        "compressor.cli",
+        *("bench", "--bundle", str(bundle), "--images", str(images), "-o", str(result)),
+        *("--quick", "--with-keras", str(run)),
+    )
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
+        return 1
+    for line in proc.stdout.splitlines():
+        if line.strip() and not line.startswith("  "):  # the summary, not one line per row
+            print("  " + line)
+    report = write_report([result], out / "report")
+    print(f"  report: {report / 'report.md'} and {report / 'report.html'}")
+    return 0

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     rate.add_argument(
         "--target-bytes", type=float, help="finest step whose stream is at most this many bytes per image"
     )
-    c.add_argument("--mode", choices=("entropy", "raw"), default="entropy")
+    c.add_argument("--mode", choices=("entropy", "raw", "lossless"), default="entropy")
+    c.add_argument("--lossless", action="store_const", const="lossless", dest="mode", help="same as --mode lossless")
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
     )
@@ -148,13 +149,16 @@ def _decode(args) -> int:
     data = Path(args.codes).read_bytes()
     dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     decoded = dec.read(data)  # every byte is checked before anything is written
-    probs = dec.decode_symbols(decoded.symbols, decoded.steps)
-    names = decoded.names or [f"{i:06d}" for i in range(len(probs))]
+    if decoded.pending is not None:  # lossless: exact pixels, each image verified
+        images = dec.finish_lossless(decoded)
+    else:
+        images = to_uint8(dec.decode_symbols(decoded.symbols, decoded.steps), binarize=not args.probabilities)
+    names = decoded.names or [f"{i:06d}" for i in range(len(images))]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, p in zip(names, probs):
-        write_png(out / f"{name}.png", to_uint8(p, binarize=not args.probabilities))
-    print(f"{len(probs)} images -> {out}/ with {dec.runtime}")
+    for name, img in zip(names, images):
+        write_png(out / f"{name}.png", img)
+    print(f"{len(images)} images -> {out}/ with {dec.runtime}")
     return 0
 
 
@@ -243,10 +247,10 @@ def _demo(args) -> int:
     run = out / "run"
     config = _train_config(args)
     if not args.retrain and _run_matches(run, dataclasses.asdict(config)):
-        print(f"[1/4] training: {run} is up to date with these settings (use --retrain to train again)")
+        print(f"[1/5] training: {run} is up to date with these settings (use --retrain to train again)")
         metrics = json.loads((run / "metrics.json").read_text())
     else:
-        print(f"[1/4] training the CVAE on {config.data} -> {run}")
+        print(f"[1/5] training the CVAE on {config.data} -> {run}")
         metrics = train(config, run)
     _print_training(metrics, run)
 
@@ -254,7 +258,7 @@ def _demo(args) -> int:
     from export.pipeline import export_run
 
     bundle = out / "bundle"
-    print(f"[2/4] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
+    print(f"[2/5] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
     manifest = export_run(run, bundle, log=lambda msg: None)
     print((bundle / "validation.md").read_text(), end="")
     _print_bundle(manifest, bundle)
@@ -269,13 +273,13 @@ def _demo(args) -> int:
     codes = out / "test_codes.bin"
     atomic_write_bytes(codes, enc.compress_stream(test, joint=True))
     print(
-        f"[3/4] compressed {len(test)} test images with the int8 {enc.runtime} encoder -> {codes} "
+        f"[3/5] compressed {len(test)} test images with the int8 {enc.runtime} encoder -> {codes} "
         f"({codes.stat().st_size} bytes, one joint stream at step {enc.steps[enc.coding.default_index]})"
     )
 
     from bench import tf_free
 
-    print("[4/4] decoding in a separate process in which TensorFlow cannot be imported")
+    print("[4/5] decoding in a separate process in which TensorFlow cannot be imported")
     for runtime in ("litert", "onnx"):
         proc = tf_free.run_module(
             "bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime
@@ -284,7 +288,10 @@ def _demo(args) -> int:
             print(proc.stderr, file=sys.stderr)
             return 1
         print("  " + proc.stdout.strip())
-    return 0
+
+    from bench.commands import demo_step
+
+    return demo_step(out, bundle, originals, run)
 
 
 def _run_matches(run: Path, config: dict) -> bool:

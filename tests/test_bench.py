@@ -1,0 +1,361 @@
+"""compressor bench: statistics, the result schema, skip paths, and a real run without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench import classical, environment, latency, quality, runner, schema, targets, tf_free
+from bench.stats import percentile, summarize
+from compressor import runtimes
+from compressor.bundle import ROLES, load_part
+from compressor.cli import main
+from compressor.codec import Encoder
+from compressor.errors import ManifestError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
+_CACHE: dict[str, Path] = {}
+
+
+def test_images(tmp_path_factory) -> Path:
+    """64 real uint8 test digits (grey, as a camera would send them)."""
+    if "images" not in _CACHE:
+        from export import datasets
+
+        x = datasets.load("mnist5k", binarize=False).test[:64, ..., 0]
+        path = tmp_path_factory.getbasetemp() / "bench_test_images.npy"
+        np.save(path, np.rint(x * 255).astype(np.uint8))
+        _CACHE["images"] = path
+    return _CACHE["images"]
+
+
+test_images.__test__ = False  # a helper, not a test
+
+
+def bench_result_file(bundle_dir: Path, tmp_path_factory) -> Path:
+    """One real ``compressor bench`` run, in a process that cannot import TensorFlow (cached)."""
+    if "result" not in _CACHE:
+        out = tmp_path_factory.getbasetemp() / "bench_results" / "this.json"
+        proc = tf_free.run_module(
+            "compressor.cli",
+            *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
+            *("--quick", "--num-runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        _CACHE["result"] = out
+    return _CACHE["result"]
+
+
+@pytest.fixture(scope="module")
+def result(bundle_dir, tmp_path_factory) -> dict:
+    return json.loads(bench_result_file(bundle_dir, tmp_path_factory).read_text())
+
+
+# --- statistics ------------------------------------------------------------------------------
+def test_percentiles_interpolate_linearly_between_ranks():
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([4, 1, 3, 2], 90) == pytest.approx(3.7)
+    assert percentile([10, 20], 99) == pytest.approx(19.9)
+    assert percentile([7], 0) == percentile([7], 100) == 7
+    assert percentile(range(101), 99) == 99
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60), st.floats(0, 100))
+def test_percentiles_agree_with_numpy(values, q):
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-6)
+
+
+def test_percentile_refuses_what_has_no_answer():
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+    with pytest.raises(ValueError, match="0..100"):
+        percentile([1.0], 101)
+    with pytest.raises(ValueError, match="NaN"):
+        percentile([1.0, math.nan], 50)
+
+
+def test_summary_uses_population_std_and_ordered_percentiles():
+    s = summarize([10.0, 20.0, 30.0, 40.0])
+    assert s["count"] == 4 and s["avg"] == 25.0 and s["min"] == 10.0 and s["max"] == 40.0
+    assert s["std"] == pytest.approx(math.sqrt(125.0), abs=0.01)
+    assert s["p50"] == 25.0 and s["p90"] == 37.0 and s["p99"] == pytest.approx(39.7)
+
+
+def test_timing_makes_at_least_the_requested_runs():
+    calls = []
+    samples = latency.time_calls(lambda: calls.append(1), runs=7, min_secs=0.0, max_secs=10.0)
+    assert len(samples) == len(calls) >= 7 and all(s >= 0 for s in samples)
+
+
+# --- distortion ------------------------------------------------------------------------------
+def test_distortion_numbers_are_exact_on_known_inputs():
+    target = np.array([[[1.0, 0.0]]])
+    half = quality.metrics(target, np.array([[[0.5, 0.5]]]))
+    assert half["bce_nats"] == pytest.approx(2 * math.log(2), abs=1e-4)
+    assert half["mse"] == 0.25 and half["psnr_db"] == pytest.approx(6.021, abs=1e-3)
+    assert half["pixel_error_%"] == 50.0  # 0.5 counts as on, so the 0 pixel is wrong
+    same = quality.metrics(target, target)
+    assert same["mse"] == 0 and same["psnr_db"] is None and same["pixel_error_%"] == 0
+
+
+def test_lossless_classical_codecs_reproduce_the_image(tmp_path_factory):
+    x = np.load(test_images(tmp_path_factory))[:8]
+    targets_ = (x > 127).astype(np.float32)
+    block = classical.measure(targets_)
+    assert block["status"] == "ok" and block["images"] == 8
+    rows = {(c["codec"], c["setting"]): c for c in block["codecs"]}
+    for key in (("png", "1-bit"), ("webp", "lossless")):
+        assert rows[key]["status"] == "ok" and rows[key]["pixel_error_%"] == 0 and rows[key]["bytes_per_image"] > 0
+    jpeg = [rows["jpeg", f"q{q}"]["bytes_per_image"] for q in classical.QUALITIES]
+    assert jpeg == sorted(jpeg)  # higher quality, more bytes
+    jxl = rows["jpeg-xl", "lossless"]
+    assert jxl["status"] == "ok" or "pillow-jxl-plugin" in jxl["reason"]
+
+
+# --- environment -----------------------------------------------------------------------------
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_raspberry_pi_state_is_read_from_its_files(tmp_path):
+    _write(tmp_path, "proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\x00")
+    _write(tmp_path, "proc/cpuinfo", "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n\nModel\t: Pi 5\n")
+    _write(tmp_path, "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "ondemand\n")
+    _write(tmp_path, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "2400000\n")
+    _write(tmp_path, "sys/class/thermal/thermal_zone0/temp", "61350\n")
+    _write(tmp_path, "sys/devices/platform/soc/soc:firmware/get_throttled", "50005\n")
+    _write(tmp_path, "etc/os-release", 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
+    d = environment.describe(root=tmp_path)
+    assert d["name"] == "Raspberry Pi 5 Model B Rev 1.0"
+    assert d["cpu_model"] == "Pi 5 (Cortex-A76)"
+    assert (d["cpu_governor"], d["cpu_max_mhz"], d["temperature_c"]) == ("ondemand", 2400, 61.4)
+    t = d["raspberry_pi"]["throttled"]
+    assert t["raw"] == "0x50005" and t["under_voltage_now"] and t["throttled_now"]
+    assert t["under_voltage_occurred"] and t["throttled_occurred"] and not t["arm_frequency_capped_now"]
+    assert d["os"] == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_a_machine_that_is_not_a_pi_has_no_pi_block(tmp_path):
+    _write(tmp_path, "proc/cpuinfo", "model name\t: Some CPU\n")
+    d = environment.describe("bench box", root=tmp_path)
+    assert d["name"] == "bench box" and d["cpu_model"] == "Some CPU"
+    assert d["raspberry_pi"] is None and d["temperature_c"] is None and d["cpu_governor"] is None
+    assert d["runtimes"] == runtimes.available()
+
+
+# --- a real run --------------------------------------------------------------------------------
+def test_bench_without_tensorflow_writes_a_result_that_follows_the_schema(result):
+    schema.check(result)
+    assert result["profile"]["name"] == "custom" and result["profile"]["num_runs"] == 3
+    assert result["images"]["count"] == 64
+    assert "--num-runs 3" in result["command"] and result["command"].startswith("compressor bench")
+
+
+def test_every_installed_runtime_format_component_and_batch_is_measured(result):
+    ok = {
+        (r["component"], r["runtime"], r["precision"], r["batch"])
+        for r in result["latency"]
+        if r["status"] == "ok" and r["device"] == "cpu"
+    }
+    installed = [rt for rt in ("litert", "onnx") if runtimes.available()[rt]]
+    for rt in installed:
+        for component in latency.COMPONENTS:
+            for precision in latency.PRECISIONS:
+                for batch in (1, 64):
+                    assert (component, rt, precision, batch) in ok
+    assert not [r for r in result["latency"] if r["status"] == "error"]
+
+
+def test_each_measured_row_is_consistent(result, bundle_dir):
+    sizes = {f"{role}/{f.path}": f.size for role in ROLES for f in load_part(bundle_dir, role).files}
+    assert result["bundle"]["files"] == sizes
+    for row in result["latency"]:
+        if row["status"] != "ok":
+            continue
+        t = row["inference_time_us"]
+        assert t["count"] >= 3 and row["warmup_time_us"]["count"] >= 1
+        assert t["min"] <= t["p50"] <= t["p90"] <= t["p99"] <= t["max"]
+        assert row["us_per_image"] == pytest.approx(t["avg"] / row["batch"], rel=1e-3, abs=1e-3)
+        assert row["images_per_s"] == pytest.approx(row["batch"] / t["avg"] * 1e6, rel=1e-3)
+        assert row["startup_latency_us"] > 0 and row["warmup_time_us"]["first"] > 0
+        assert row["peak_mem_mb"] is None or row["peak_mem_mb"] > 0
+        if row["component"] != "codec":
+            assert row["file_bytes"] == sizes[f"{row['component']}/{row['file']}"]
+            assert row["model_size_mb"] == pytest.approx(row["file_bytes"] / 1e6, abs=1e-4)
+
+
+def test_missing_runtimes_and_gpus_are_recorded_as_not_available(result):
+    gaps = {(r["runtime"], r["provider"]): r for r in result["latency"] if r["status"] == "not available"}
+    if not runtimes.available()["tflite"]:
+        assert "tflite-runtime is not installed" in gaps["tflite", None]["reason"]
+    providers = result["device"]["onnx_providers"] or []
+    for provider in latency.GPU_PROVIDERS:
+        if provider not in providers:
+            row = gaps["onnx", provider]
+            assert provider in row["reason"] and row["device"] == "gpu"
+            assert row["batch"] is None and row["num_threads"] is None
+
+
+_LITERT_ONLY = """
+class _Lean:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('onnxruntime', 'PIL', 'matplotlib', 'psutil', 'pillow_jxl'):
+            raise ImportError('not installed on this device: ' + name)
+sys.meta_path.insert(0, _Lean())
+from compressor.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, tmp_path_factory):
+    """A Raspberry Pi with only ai-edge-litert: no TensorFlow, onnxruntime, Pillow or matplotlib."""
+    out = tmp_path / "pi.json"
+    proc = tf_free.run(
+        _LITERT_ONLY,
+        *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
+        *("--quick", "--num-runs", "2", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
+        *("--components", "decoder", "--batches", "1"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = schema.load(out)
+    rows = {(r["runtime"], r["provider"]): r for r in result["latency"]}
+    assert rows["litert", None]["status"] == "ok"
+    assert rows["onnx", None]["status"] == "not available"
+    assert "onnxruntime is not installed" in rows["onnx", "CUDAExecutionProvider"]["reason"]
+    assert result["classical"]["status"] == "not available" and "Pillow" in result["classical"]["reason"]
+    assert [r["status"] for r in result["reconstruction"] if r["runtime"] == "litert"] == ["ok", "ok"]
+
+
+def test_selecting_an_execution_provider_runs_real_onnx_sessions(bundle_dir, tmp_path_factory):
+    """The accelerator path, exercised on CI with the one provider it has."""
+    if not runtimes.available()["onnx"]:
+        pytest.skip("onnxruntime is not installed")
+    parts = {role: load_part(bundle_dir, role) for role in ROLES}
+    cases, gaps = latency.plan(
+        runtime_names=("litert",),
+        components=("decoder", "codec"),
+        precisions=("int8",),
+        batches=(1,),
+        threads=(1,),
+        providers=("CPUExecutionProvider", "NoSuchExecutionProvider"),
+    )
+    assert [c.provider for c in cases if c.runtime == "onnx"] == ["CPUExecutionProvider"] * 2
+    assert {g["provider"] for g in gaps} == {"NoSuchExecutionProvider"}
+    x = np.load(test_images(tmp_path_factory))
+    enc = Encoder.load(bundle_dir / "encoder", precision="fp32")
+    inputs = latency.Inputs(x, quality.targets_of(enc, x), enc.latents(x))
+    for case in (c for c in cases if c.runtime == "onnx"):
+        row = latency.measure(case, parts, inputs, TINY)
+        assert row["status"] == "ok", row.get("reason")
+        assert (row["provider"], row["device"], row["format"]) == ("CPUExecutionProvider", "cpu", "onnx")
+
+
+def test_rate_distortion_and_reconstruction_come_from_the_real_codec(result, trained_run):
+    rd = result["rate_distortion"]
+    steps = rd["steps"]
+    assert [s["step"] for s in steps] == sorted(s["step"] for s in steps)
+    stream = [s["stream_bytes_per_image"] for s in steps]
+    assert stream == sorted(stream, reverse=True)  # coarser steps, fewer bytes
+    assert all(s["message_bytes_per_image"] > s["stream_bytes_per_image"] - 1 for s in steps)
+    assert rd["default_step"] in [s["step"] for s in steps]
+    assert rd["kl_nats"] == trained_run[1]["test_kl_nats"]
+    assert rd["kl_bytes"] == pytest.approx(rd["kl_nats"] / (8 * math.log(2)), abs=1e-3)
+    grid = rd["grid"]
+    assert quality.unpack(grid, grid["original"]).shape == tuple(grid["shape"])
+    assert rd["default_step"] in [g["step"] for g in grid["reconstructions"]]
+    recon = {(r["runtime"], r["precision"]): r for r in result["reconstruction"] if r["status"] == "ok"}
+    fp32, int8 = recon["litert", "fp32"], recon["litert", "int8"]
+    assert 0 < fp32["pixel_error_%"] < 20 and int8["bce_nats"] < 1.1 * fp32["bce_nats"]
+    assert steps[0]["pixel_error_%"] <= steps[-1]["pixel_error_%"]
+
+
+def test_targets_are_read_off_the_rows(result):
+    t = result["targets"]
+    assert t == targets.compute(result)
+    large = t["decoder_int8_us_per_image_large_batch"]
+    assert large["batch"] == 64 and large["macs_per_image"] == result["bundle"]["macs"]["decoder"]
+    assert large["gmac_per_s"] == pytest.approx(large["macs_per_image"] / large["value"] / 1e3, rel=1e-2)
+    assert t["decoder_int8_speedup_vs_keras_b1"]["value"] is None  # no --with-keras in this run
+    assert "--with-keras" in t["decoder_int8_speedup_vs_keras_b1"]["note"]
+
+
+# --- schema -------------------------------------------------------------------------------------
+def test_schema_check_names_the_key_at_fault(result):
+    broken = json.loads(json.dumps(result))
+    ok_index = next(i for i, r in enumerate(broken["latency"]) if r["status"] == "ok")
+    del broken["latency"][ok_index]["inference_time_us"]["p99"]
+    with pytest.raises(schema.ResultFileError, match=rf"latency\[{ok_index}\]\.inference_time_us: .*'p99'"):
+        schema.check(broken)
+    newer = dict(result, schema_version=schema.SCHEMA_VERSION + 1)
+    with pytest.raises(schema.ResultFileError, match="upgrade"):
+        schema.check(newer)
+    with pytest.raises(schema.ResultFileError, match="not a vae-compressor-bench result"):
+        schema.check({"latency": []})
+    wrong_type = dict(result, device=dict(result["device"], cores="two"))
+    with pytest.raises(schema.ResultFileError, match="'cores' must be int/null"):
+        schema.check(wrong_type)
+
+
+def test_docs_describe_every_key_a_result_has(result):
+    doc = re.sub(r"```.*?```", "", (ROOT / "docs" / "bench.md").read_text(), flags=re.S)
+    documented = {word for span in re.findall(r"`([^`]+)`", doc) for word in re.findall(r"[A-Za-z0-9_%]+", span)}
+    free_maps = {"runtimes", "packages", "files", "training", "macs"}
+
+    def keys(obj, parent=""):
+        if isinstance(obj, dict) and parent not in free_maps:
+            for k, v in obj.items():
+                yield k
+                yield from keys(v, k)
+        elif isinstance(obj, list):
+            for item in obj:
+                yield from keys(item, parent)
+
+    missing = sorted(set(keys(result)) - documented)
+    assert not missing, f"docs/bench.md does not document {missing}"
+
+
+# --- refusals -----------------------------------------------------------------------------------
+def test_bench_refuses_bad_options_with_a_clear_message(bundle_dir, tmp_path, capsys):
+    out = str(tmp_path / "r.json")
+    assert main(["bench", "--bundle", str(bundle_dir), "-o", out, "--images", str(tmp_path / "none.npy")]) == 1
+    assert "test images not found" in capsys.readouterr().err
+    images = str(tmp_path / "x.npy")
+    np.save(images, np.zeros((2, 28, 28), np.uint8))
+    assert main(["bench", "--bundle", str(bundle_dir), "-o", out, "--images", images, "--batches", "0"]) == 1
+    assert "--batches takes positive integers" in capsys.readouterr().err
+    assert main(["bench", "--bundle", str(bundle_dir), "-o", out, "--images", images, "--runtimes", "tpu"]) == 1
+    assert "--runtimes takes some of litert, tflite, onnx" in capsys.readouterr().err
+    assert main(["bench", "--bundle", str(bundle_dir), "-o", out, "--images", images, "--with-keras", images]) == 1
+    assert "not a finished training run" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_needs_the_full_bundle(bundle_dir):
+    with pytest.raises(ManifestError, match="full bundle"):
+        runner.run(bundle_dir / "decoder", np.zeros((1, 28, 28), np.uint8), profile=TINY, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_keras_baseline_runs_in_a_child_and_skips_a_missing_gpu(trained_run, result):
+    rows = runner.keras_rows(trained_run[0], (1,), (1,), replace(TINY, name="tiny"))
+    cpu = {r["component"]: r for r in rows if r["device"] == "cpu"}
+    assert set(cpu) == {"encoder", "decoder"} and all(r["status"] == "ok" for r in cpu.values())
+    assert all(r["runtime"] == "tensorflow" and r["format"] == "keras" and r["batch"] == 1 for r in cpu.values())
+    gpu = [r for r in rows if r["device"] == "gpu"]
+    assert len(gpu) == 2 and all(r["status"] in ("ok", "not available") for r in gpu)
+    with_keras = dict(result, latency=result["latency"] + rows)
+    schema.check(dict(with_keras, targets=targets.compute(with_keras)))
+    speed = targets.compute(with_keras)["decoder_int8_speedup_vs_keras_b1"]
+    assert speed["value"] == pytest.approx(speed["keras_us"] / speed["tflite_us"], rel=1e-2)
