@@ -9,7 +9,9 @@ Needs only ``compressor`` and a runtime. Prints JSON:
   pixel error of the int8 round trip;
 - ``coding_us``: entropy coding + framing of one image (encode, and unframe + decode);
 - ``codec_us``: the whole path for one image at batch 1 on one thread: encoder network,
-  quantization, coding, framing, unframing, decoding and decoder network.
+  quantization, coding, framing, unframing, decoding and decoder network;
+- ``lossless``: lossless mode on the binarized images: exact round trip, bytes per image
+  (messages and stream) and encode/decode µs per image (batched, one thread).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def measure(bundle: str, images: np.ndarray, runtime: str = "litert", repeat: in
         dec.decompress(m)
 
     return {
+        "lossless": lossless_point(enc, dec, x),
         "runtime": enc.runtime,
         "images": len(x),
         "default_step": enc.steps[index],
@@ -85,6 +88,34 @@ def measure(bundle: str, images: np.ndarray, runtime: str = "litert", repeat: in
             "unframe_and_decode": _best_us(decode_one, repeat),
         },
         "codec_us": {"batch1_one_thread": _best_us(codec_one, max(50, repeat // 10))},
+    }
+
+
+def lossless_point(enc: Encoder, dec: Decoder, x: np.ndarray, rounds: int = 1) -> dict:
+    """Lossless mode on the same images: exact?, bytes per image, encode/decode µs per image."""
+    table = enc.coding.lossless
+    if table is None:
+        return {"status": "not available", "reason": "the bundle has no lossless table (grayscale model)"}
+    if (dec.runtime, dec.network.precision) != (table.runtime, table.precision):
+        return {"status": "not available", "reason": f"lossless codes need {table.runtime} {table.precision}"}
+    binary = np.where(x >= 0.5, 255, 0).astype(np.uint8)
+    enc_s = dec_s = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        messages = enc.compress(binary, mode="lossless")
+        t1 = time.perf_counter()
+        out = dec.decompress(messages)
+        t2 = time.perf_counter()
+        enc_s, dec_s = min(enc_s, t1 - t0), min(dec_s, t2 - t1)
+    stream = enc.compress_stream(binary, mode="lossless")
+    return {
+        "status": "ok",
+        "exact": bool(np.array_equal(out, binary)),
+        "step": enc.steps[table.step_index],
+        "message_bytes_per_image": round(float(np.mean([len(m) for m in messages])), 3),
+        "stream_bytes_per_image": round(len(stream) / len(x), 3),
+        "encode_us": round(enc_s / len(x) * 1e6, 1),
+        "decode_us": round(dec_s / len(x) * 1e6, 1),
     }
 
 

@@ -122,6 +122,11 @@ def _our_curves(ax, rd: dict, suffix: str) -> None:
         curves.append(("joint_stream_bytes_per_image", "-.", 1, "joint stream"))
     for key, style, width, name in curves:
         ax.plot([s[key] for s in steps], err, style, color="C3", lw=width, label=f"ours: {name}{suffix}")
+    ll = rd.get("lossless") or {}
+    if ll.get("status") == "ok":
+        ax.plot(
+            [ll["message_bytes_per_image"]], [0.0], "*", mfc="none", ms=13, color="C3", label=f"ours lossless{suffix}"
+        )
     if rd.get("kl_bytes"):
         ax.axvline(rd["kl_bytes"], color="C3", ls=":", lw=1, label=f"model KL = {rd['kl_bytes']:.2f} B{suffix}")
 

@@ -98,6 +98,7 @@ def rate_distortion(bundle: Path, images: np.ndarray, runtime: str, kl_nats: flo
         "kl_bytes": round(kl_nats / NATS_PER_BYTE, 3) if kl_nats is not None else None,
         "steps": steps,
         "coding_us": measured["coding_us"],
+        "lossless": measured["lossless"],
         "grid": _grid(targets, probs_at, default),
     }
 

@@ -335,6 +335,15 @@ def _versus_classical(results, labels) -> list:
                 if name not in names:
                     names.append(name)
                 cells[name, d] = f"{s[key]:.2f} B, {s['pixel_error_%']:.2f}%{us}"
+        ll = rd.get("lossless") or {}
+        if ll.get("status") == "ok":
+            name = ("ours, lossless, message",)
+            if name not in names:
+                names.append(name)
+            exact = "exact" if ll["exact"] else "NOT exact"
+            cells[name, d] = (
+                f"{ll['message_bytes_per_image']:.1f} B, {exact}, {ll['encode_us'] + ll['decode_us']:.0f} µs"
+            )
         for c in r["classical"].get("codecs", []):
             name = (f"{c['codec']} {c['setting']}",)
             if name not in names:
