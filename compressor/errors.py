@@ -69,3 +69,12 @@ class InvalidImageError(CompressorError, ValueError):
 
 class RateError(CompressorError, ValueError):
     """A rate request (step, quality, target size) cannot be met or is malformed."""
+
+
+# --- transport (compressor send / receive) ------------------------------------------
+class TransportError(CompressorError):
+    """The link or the peer failed: closed connection, timeout, malformed frame."""
+
+
+class RefusedError(TransportError):
+    """The peer refused the session or an image (ERROR frame); retrying the same bytes cannot help."""

@@ -1,0 +1,272 @@
+"""Camera -> gateway streaming on loopback: every image arrives once, in order; cuts resume or are reported.
+
+Sender and Receiver run in this process with the session's real model; a small relay on
+127.0.0.1 between them cuts the connection mid-frame, or refuses to reconnect, on cue.
+The same protocol between two network namespaces, through the command line, is
+tests/test_transport_two_hosts.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from compressor import Decoder, Encoder
+from compressor.images import read_image
+from compressor.transport import (
+    ACK,
+    DATA,
+    STATE_FILE,
+    FrameReader,
+    Hello,
+    Receiver,
+    Sender,
+    TransportError,
+    frame,
+    image_decoder,
+    serve,
+    session_digest,
+)
+
+N = 40
+FAST = {"ack_timeout": 2.0, "connect_timeout": 2.0, "backoff": 0.05}
+
+
+@pytest.fixture(scope="module")
+def codes(bundle_dir):
+    from export import datasets
+
+    images = datasets.load("mnist5k").test[:N, ..., 0]
+    enc = Encoder.load(bundle_dir / "encoder", runtime="litert", precision="int8")
+    messages = enc.compress(images)
+    dec = Decoder.load(bundle_dir / "decoder", runtime="litert", precision="int8")
+    binary = (images * 255).astype(np.uint8)
+    return {
+        "binary": binary,
+        "lossless": enc.compress(binary, mode="lossless") if enc.coding.lossless is not None else None,
+        "messages": messages,
+        "names": [f"digit{i:02d}" for i in range(N)],
+        "model_id": enc.coding.model_id,
+        "local": dec.decompress(messages, binarize=True),  # what a local decode of the same codes gives
+        "decoder": dec,
+    }
+
+
+class Gateway:
+    """A Receiver served on 127.0.0.1 from a thread, recording its events."""
+
+    def __init__(self, out, codes):
+        self.events, self.ready = [], threading.Event()
+        self.receiver = Receiver(out, codes["model_id"], image_decoder(codes["decoder"]), self.events.append)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _serve(self):
+        serve(self.receiver, "127.0.0.1", 0, once=True, timeout=10, max_idle=15, on_listening=self._listening)
+
+    def _listening(self, address):
+        self.address = address
+        self.ready.set()
+
+    def written(self) -> list[int]:
+        return [e["seq"] for e in self.events if e["event"] == "written"]
+
+    def stop(self):
+        self.receiver.completed.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()
+
+
+class Relay:
+    """Forwards 127.0.0.1 connections to the gateway. Cuts the first after ``cut_after`` bytes from the
+    camera (RST both ways, mid-frame); with ``then_refuse`` it stops listening at that moment."""
+
+    def __init__(self, target, cut_after: int | None = None, then_refuse: bool = False):
+        self.target, self.cut_after, self.then_refuse = target, cut_after, then_refuse
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.address = self.listener.getsockname()
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                camera, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            gateway = socket.create_connection(self.target, timeout=5)
+            limit = None if self.cut.is_set() else self.cut_after
+            for args in ((camera, gateway, limit), (gateway, camera, None)):
+                t = threading.Thread(target=self._pump, args=args, daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _pump(self, src, dst, limit):
+        moved = 0
+        with contextlib.suppress(OSError):
+            while not self.stopped.is_set():
+                src.settimeout(0.2)
+                try:
+                    data = src.recv(4096 if limit is None else max(1, min(4096, limit - moved)))
+                except TimeoutError:
+                    continue
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+                moved += len(data)
+                if limit is not None and moved >= limit:
+                    self.cut.set()
+                    if self.then_refuse:  # shutdown first: close alone waits for accept()'s poll to return
+                        with contextlib.suppress(OSError):
+                            self.listener.shutdown(socket.SHUT_RDWR)
+                        self.listener.close()
+                    for s in (src, dst):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        s.close()
+                    return
+
+    def close(self):
+        self.stopped.set()
+        self.listener.close()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+def _sender(address, codes, **kw) -> Sender:
+    return Sender(address, codes["messages"], codes["names"], model_id=codes["model_id"], **{**FAST, **kw})
+
+
+def _check_folder(folder, codes):
+    """All N PNGs, each identical to the local decode; session.json says complete."""
+    for i, name in enumerate(codes["names"]):
+        np.testing.assert_array_equal(read_image(folder / f"{name}.png"), codes["local"][i], err_msg=name)
+    assert len(list(folder.glob("*.png"))) == N
+    assert json.loads((folder / STATE_FILE).read_text())["next_seq"] == N
+
+
+def test_frames_carry_a_check_and_refuse_damage():
+    reader = FrameReader()
+    good = frame(ACK, struct.pack(">I", 7))
+    reader.feed(good[:3])
+    assert reader.next() is None
+    reader.feed(good[3:])
+    assert reader.next() == (ACK, struct.pack(">I", 7))
+    bad = bytearray(frame(DATA, b"\x00\x00\x00\x01\x01a" + b"xy"))
+    bad[-6] ^= 1
+    reader.feed(bytes(bad))
+    with pytest.raises(TransportError, match="check failed"):
+        reader.next()
+    reader = FrameReader()
+    reader.feed(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(TransportError, match="wrong port"):
+        reader.next()
+
+
+def test_hello_round_trips_and_the_digest_covers_names_and_bytes():
+    mid = bytes(range(8))
+    digest = session_digest(mid, ["a", "b"], [b"\x41\x00", b"\x41\x01"])
+    hello = Hello(mid, digest, 2, "cam-1")
+    assert Hello.unpack(hello.pack()) == hello
+    assert session_digest(mid, ["a", "c"], [b"\x41\x00", b"\x41\x01"]) != digest
+    assert session_digest(mid, ["a", "b"], [b"\x41\x00", b"\x41\x02"]) != digest
+
+
+def test_all_images_arrive_once_in_order_identical_to_a_local_decode(codes, tmp_path):
+    gateway = Gateway(tmp_path, codes)
+    result = _sender(gateway.address, codes, window=4, ack_timeout=10).run()
+    gateway.thread.join(timeout=30)
+    assert result.complete and result.connections == 1 and result.error is None
+    assert gateway.written() == list(range(N))
+    _check_folder(tmp_path / result.session, codes)
+
+
+def test_lossless_codes_arrive_as_the_exact_pixels(codes, tmp_path):
+    if codes["lossless"] is None:
+        pytest.skip("this bundle has no lossless table")
+    gateway = Gateway(tmp_path, codes)
+    result = _sender(gateway.address, {**codes, "messages": codes["lossless"]}).run()
+    gateway.thread.join(timeout=30)
+    assert result.complete
+    _check_folder(tmp_path / result.session, {**codes, "local": codes["binary"]})
+
+
+def test_a_cut_mid_frame_resumes_without_loss_or_rewrite(codes, tmp_path):
+    gateway = Gateway(tmp_path, codes)
+    per_frame = len(frame(DATA, b"\0" * 4 + bytes((7,)) + b"digit00" + codes["messages"][0]))
+    relay = Relay(gateway.address, cut_after=150 + 12 * per_frame + per_frame // 2)  # HELLO, ~12 frames, half one
+    try:
+        result = _sender(relay.address, codes, window=4).run()
+    finally:
+        relay.close()
+    gateway.thread.join(timeout=30)
+    assert relay.cut.is_set()
+    assert result.complete and result.connections == 2
+    assert gateway.written() == list(range(N))  # each image written once, in order
+    assert [e for e in gateway.events if e["event"] == "session"][1]["resume"] > 0
+    _check_folder(tmp_path / result.session, codes)
+
+
+def test_when_the_gateway_stays_away_the_sender_names_exactly_the_unacknowledged_images(codes, tmp_path):
+    gateway = Gateway(tmp_path, codes)
+    per_frame = len(frame(DATA, b"\0" * 4 + bytes((7,)) + b"digit00" + codes["messages"][0]))
+    relay = Relay(gateway.address, cut_after=150 + 15 * per_frame + 3, then_refuse=True)
+    try:
+        failed = _sender(relay.address, codes, window=4, retries=2).run()
+    finally:
+        relay.close()
+    gateway.stop()
+    assert not failed.complete and "refused" in failed.error
+    k = failed.acknowledged
+    assert 0 < k < N and failed.unacknowledged == list(range(k, N))
+    assert failed.summary()["unacknowledged"] == [[k, N - 1]]
+    written = gateway.written()
+    assert written == list(range(len(written))) and len(written) >= k  # all acknowledged ones are on disk
+
+    restarted = Gateway(tmp_path, codes)  # a new gateway process: progress comes from session.json
+    result = _sender(restarted.address, codes).run()
+    restarted.thread.join(timeout=30)
+    assert result.complete
+    assert written + restarted.written() == list(range(N))  # nothing lost, nothing written twice
+    _check_folder(tmp_path / result.session, codes)
+
+
+def test_codes_of_another_model_are_refused_at_once(codes, tmp_path):
+    gateway = Gateway(tmp_path, codes)
+    wrong = {**codes, "model_id": bytes(8)}
+    result = _sender(gateway.address, wrong, retries=5).run()
+    gateway.stop()
+    assert not result.complete and result.connections == 1  # a refusal is not retried
+    assert "model" in result.error and result.unacknowledged == list(range(N))
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_a_session_name_cannot_be_reused_for_other_images(codes, tmp_path):
+    gateway = Gateway(tmp_path, codes)
+    assert _sender(gateway.address, codes, session="batch").run().complete
+    gateway.thread.join(timeout=30)
+    gateway = Gateway(tmp_path, codes)
+    other = {**codes, "messages": codes["messages"][::-1]}
+    result = _sender(gateway.address, other, session="batch").run()
+    gateway.stop()
+    assert not result.complete and "holds other images" in result.error
+    _check_folder(tmp_path / "batch", codes)  # untouched
+
+
+def test_duplicate_or_unsafe_names_are_refused_before_connecting(codes):
+    with pytest.raises(ValueError, match="unique"):
+        Sender(("127.0.0.1", 9), [b"ab", b"ab"], ["x", "X"], model_id=codes["model_id"])
+    with pytest.raises(ValueError, match="name"):
+        Sender(("127.0.0.1", 9), [b"ab"], ["../x"], model_id=codes["model_id"])
