@@ -9,6 +9,7 @@ error against the originals (threshold 0.5), and whether TensorFlow was imported
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
                 "images": len(probs),
                 "bytes_per_image": round(len(data) / len(probs), 3),
                 "pixel_error_%": round(100 * float(np.mean((probs >= 0.5) != (x >= 0.5))), 3),
+                "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
                 "tensorflow_imported": "tensorflow" in sys.modules,
             }
         )

@@ -277,12 +277,13 @@ def _demo(args) -> int:
         f"({codes.stat().st_size} bytes, one joint stream at step {enc.steps[enc.coding.default_index]})"
     )
 
-    from bench import tf_free
+    from bench import edge_env
 
-    print("[4/5] decoding in a separate process in which TensorFlow cannot be imported")
+    site = edge_env.build(out / "edge-site")
+    print(f"[4/5] decoding in a separate process whose environment has no TensorFlow installed ({site})")
     for runtime in ("litert", "onnx"):
-        proc = tf_free.run_module(
-            "bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime
+        proc = edge_env.run_module(
+            site, "bench.decode_check", str(codes), str(bundle / "decoder"), str(originals), "--runtime", runtime
         )
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)

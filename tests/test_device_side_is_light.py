@@ -35,3 +35,26 @@ def test_cli_help_starts_without_tensorflow():
     assert not _imported_after(
         "import compressor.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass"
     ) & set(HEAVY)
+
+
+def test_the_edge_environment_has_no_tensorflow_installed_and_still_decodes(bundle_dir, tmp_path):
+    import json
+
+    import numpy as np
+
+    import compressor
+    from bench import edge_env
+    from export import datasets
+
+    images = (datasets.load("mnist5k").test[:20, ..., 0] * 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    codes = tmp_path / "codes.bin"
+    codes.write_bytes(compressor.Encoder.load(bundle_dir).compress_stream(images, joint=True))
+    site = edge_env.build(tmp_path / "site")
+    proc = edge_env.run_module(
+        site, "bench.decode_check", str(codes), str(bundle_dir / "decoder"), str(tmp_path / "x.npy")
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["tensorflow_installed"] is False and report["images"] == 20
+    assert report["pixel_error_%"] < 10
