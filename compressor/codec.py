@@ -126,8 +126,10 @@ class Decoded:
     pending: tuple | None = None  # lossless: per image (range decoder, image check), pixels still to decode
 
 
-class Encoder:
-    """Images -> latent codes, on the sending device."""
+class _Half:
+    """What Encoder and Decoder share: one verified sub-bundle, its network and its coding tables."""
+
+    ROLE = ""
 
     def __init__(self, part: Part, network: Network):
         self.part, self.network = part, network
@@ -142,14 +144,21 @@ class Encoder:
         precision: str = "int8",
         threads: int | None = 1,
         providers=None,
-    ) -> Encoder:
-        """Open ``bundle/encoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
-        part = load_part(path, "encoder")
+    ):
+        """Open ``bundle/<role>`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
+        part = load_part(path, cls.ROLE)
         return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
 
     @property
     def runtime(self) -> str:
+        """The runtime actually in use (what 'auto' resolved to)."""
         return self.network.runtime
+
+
+class Encoder(_Half):
+    """Images -> latent codes, on the sending device."""
+
+    ROLE = "encoder"
 
     @property
     def steps(self) -> list[float]:
@@ -289,30 +298,10 @@ class Encoder:
         raise RateError(f"the stream does not fit in {target_bytes} bytes per image even at the coarsest step")
 
 
-class Decoder:
+class Decoder(_Half):
     """Latent codes -> images, on the receiving device."""
 
-    def __init__(self, part: Part, network: Network):
-        self.part, self.network = part, network
-        self.coding = _Coding(part)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        runtime: str = "auto",
-        precision: str = "int8",
-        threads: int | None = 1,
-        providers=None,
-    ) -> Decoder:
-        """Open ``bundle/decoder`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
-        part = load_part(path, "decoder")
-        return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
-
-    @property
-    def runtime(self) -> str:
-        return self.network.runtime
+    ROLE = "decoder"
 
     def read(self, codes) -> Decoded:
         """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages."""
