@@ -13,10 +13,11 @@ and recovered by the decoder from a cumulative list ``cdf`` (``cdf[0] == 0``,
 ``[cdf[s], cdf[s + 1])``.
 
 Encoder: ``range`` is 32 bits and is renormalised one byte at a time while it is
-below ``2**24``. ``low`` is an unbounded Python int, which is exactly what a
-carry-propagating coder computes, without the carry logic. After ``k``
-renormalisations the current interval is ``[low, low + range)`` in units of
-``2**-(32 + 8k)``.
+below ``2**24``, moving the top byte of the 32-bit ``low`` window into the settled
+output; a carry out of the window ripples into the settled bytes (a classic
+carry-propagating coder), so encoding stays linear in the message length. After
+``k`` renormalisations the interval is ``[settled * 2**32 + low, ... + range)`` in
+units of ``2**-(32 + 8k)``.
 
 Termination: :meth:`RangeEncoder.finish` returns the *shortest* byte string ``V``
 whose zero-padded value lies in the final interval (the smallest such value at that
@@ -43,6 +44,7 @@ MAX_BITS = 16
 """Most raw bits one :meth:`RangeEncoder.encode_bits` call may carry."""
 
 _TOP = 1 << 24
+_MASK32 = (1 << 32) - 1
 _INITIAL_RANGE = 0xFFFFFFFF  # fits uint32 in a C port; wastes 2**-32 of the space
 
 
@@ -55,12 +57,33 @@ class RangeEncoder:
     0
     """
 
-    __slots__ = ("_low", "_range", "_shifts")
+    __slots__ = ("_low", "_range", "_out")
 
     def __init__(self) -> None:
-        self._low = 0
+        self._low = 0  # the 32-bit window below the settled bytes; < 2**32 between calls
         self._range = _INITIAL_RANGE
-        self._shifts = 0
+        self._out = bytearray()  # settled bytes (a later carry may still add one to them)
+
+    def _add(self, low: int) -> int:
+        """Propagate a carry out of the 32-bit window into the settled bytes."""
+        if low >> 32:
+            out = self._out
+            i = len(out) - 1
+            while out[i] == 0xFF:  # a carry out of an all-0xFF tail ripples left
+                out[i] = 0
+                i -= 1
+            out[i] += 1
+            low &= _MASK32
+        return low
+
+    def _renormalise(self, low: int, rng: int) -> None:
+        out = self._out
+        while rng < _TOP:
+            out.append(low >> 24)
+            low = (low << 8) & _MASK32
+            rng <<= 8
+        self._low = low
+        self._range = rng
 
     def encode(self, start: int, freq: int) -> None:
         """Narrow to the slice ``[start, start + freq)`` out of ``TOTAL``."""
@@ -68,16 +91,14 @@ class RangeEncoder:
             raise ValueError(f"symbol slice [{start}, {start + freq}) must be non-empty and lie inside [0, {TOTAL})")
         r = self._range >> PRECISION
         low = self._low + r * start
+        if low >> 32:
+            low = self._add(low)
         rng = r * freq
         if rng < _TOP:
-            shifts = self._shifts
-            while rng < _TOP:
-                low <<= 8
-                rng <<= 8
-                shifts += 1
-            self._shifts = shifts
-        self._low = low
-        self._range = rng
+            self._renormalise(low, rng)
+        else:
+            self._low = low
+            self._range = rng
 
     def encode_bits(self, value: int, nbits: int) -> None:
         """Append ``value`` as ``nbits`` uniform bits (``1 <= nbits <= MAX_BITS``)."""
@@ -85,15 +106,9 @@ class RangeEncoder:
             raise ValueError(f"value {value} does not fit in 1..{MAX_BITS} bits ({nbits})")
         r = self._range >> nbits
         low = self._low + r * value
-        rng = r
-        shifts = self._shifts
-        while rng < _TOP:
-            low <<= 8
-            rng <<= 8
-            shifts += 1
-        self._shifts = shifts
-        self._low = low
-        self._range = rng
+        if low >> 32:
+            low = self._add(low)
+        self._renormalise(low, r)
 
     def finish(self) -> bytes:
         """Return the shortest code for everything encoded so far.
@@ -103,13 +118,14 @@ class RangeEncoder:
         trailing zero bytes are dropped because the decoder pads with zeros. The
         encoder is left unchanged, so more symbols may follow.
         """
-        low = self._low
+        shifts = len(self._out)
+        low = (int.from_bytes(self._out, "big") << 32) | self._low
         if low == 0:
             return b""
         high = low + self._range - 1
         zero_bytes = (((low - 1) ^ high).bit_length() - 1) >> 3
         value = ((low - 1) >> (8 * zero_bytes)) + 1
-        return value.to_bytes(4 + self._shifts - zero_bytes, "big")
+        return value.to_bytes(4 + shifts - zero_bytes, "big")
 
 
 class RangeDecoder:

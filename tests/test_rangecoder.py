@@ -174,3 +174,37 @@ def test_finish_leaves_the_encoder_usable():
     dec = RangeDecoder(enc.finish())
     assert dec.decode([0, 100, 30100, TOTAL]) == 1
     assert dec.decode([0, 5, TOTAL]) == 0
+
+
+def _reference_finish(slices):
+    """The coder's definition with an unbounded ``low``: what the carry logic must reproduce."""
+    low, rng, shifts = 0, 0xFFFFFFFF, 0
+    for start, freq in slices:
+        r = rng >> 16
+        low, rng = low + r * start, r * freq
+        while rng < 1 << 24:
+            low, rng, shifts = low << 8, rng << 8, shifts + 1
+    if low == 0:
+        return b""
+    high = low + rng - 1
+    zero_bytes = (((low - 1) ^ high).bit_length() - 1) >> 3
+    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(4 + shifts - zero_bytes, "big")
+
+
+def test_a_carry_ripples_through_a_long_run_of_ff_bytes():
+    # top slices push low towards the top of the window: settled bytes become 0xFF
+    slices = [(TOTAL - 3, 3)] * 60 + [(TOTAL - 1, 1)] * 8 + [(1000, 50), (TOTAL - 20, 20), (5, 1)] * 10
+    enc = RangeEncoder()
+    for start, freq in slices:
+        enc.encode(start, freq)
+    data = enc.finish()
+    assert data == _reference_finish(slices)
+    assert b"\xff\xff" in _reference_finish(slices[:68])
+    dec = RangeDecoder(data)
+    for start, freq in slices:
+        cdf = [0, start, start + freq, TOTAL] if 0 < start < TOTAL - freq else None
+        if cdf is None:
+            cdf = [0, freq, TOTAL] if start == 0 else [0, start, TOTAL]
+            assert dec.decode(cdf) == (0 if start == 0 else 1)
+        else:
+            assert dec.decode(cdf) == 1
