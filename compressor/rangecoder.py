@@ -168,29 +168,14 @@ class RangeDecoder:
         code -= r * start
         rng = r * (cdf[s + 1] - start)
         if rng < _TOP:
-            data = self._data
-            pos = self._pos
-            n = len(data)
-            while rng < _TOP:
-                code = (code << 8) | (data[pos] if pos < n else 0)
-                rng <<= 8
-                pos += 1
-            self._pos = pos
-        self._code = code
-        self._range = rng
+            self._renormalise(code, rng)
+        else:
+            self._code = code
+            self._range = rng
         return s
 
-    def decode_bits(self, nbits: int) -> int:
-        """Return ``nbits`` uniform bits written by :meth:`RangeEncoder.encode_bits`."""
-        if not 1 <= nbits <= MAX_BITS:
-            raise ValueError(f"nbits must be in 1..{MAX_BITS}, got {nbits}")
-        code = self._code
-        r = self._range >> nbits
-        value = code // r
-        if value >> nbits:
-            raise CorruptCodeError("the code points outside the raw-bits interval: damaged data")
-        code -= r * value
-        rng = r
+    def _renormalise(self, code: int, rng: int) -> None:
+        """Shift in input bytes (zeros past the end) until ``range >= 2**24``."""
         data = self._data
         pos = self._pos
         n = len(data)
@@ -201,6 +186,17 @@ class RangeDecoder:
         self._pos = pos
         self._code = code
         self._range = rng
+
+    def decode_bits(self, nbits: int) -> int:
+        """Return ``nbits`` uniform bits written by :meth:`RangeEncoder.encode_bits`."""
+        if not 1 <= nbits <= MAX_BITS:
+            raise ValueError(f"nbits must be in 1..{MAX_BITS}, got {nbits}")
+        code = self._code
+        r = self._range >> nbits
+        value = code // r
+        if value >> nbits:
+            raise CorruptCodeError("the code points outside the raw-bits interval: damaged data")
+        self._renormalise(code - r * value, r)
         return value
 
     def is_canonical(self) -> bool:

@@ -34,6 +34,22 @@ def bundle_dir(trained_run, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def enc(bundle_dir):
+    """The int8 LiteRT encoder of the session's bundle."""
+    import compressor
+
+    return compressor.Encoder.load(bundle_dir / "encoder", runtime="litert")
+
+
+@pytest.fixture(scope="session")
+def dec(bundle_dir):
+    """The int8 LiteRT decoder of the session's bundle."""
+    import compressor
+
+    return compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
+
+
 def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
     """Run ``code`` in a fresh interpreter that cannot import TensorFlow at all."""
     return tf_free.run(code, *args, timeout=timeout)

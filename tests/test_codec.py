@@ -25,16 +25,6 @@ def images():
     return datasets.load("mnist5k").test[:64, ..., 0]
 
 
-@pytest.fixture(scope="module")
-def enc(bundle_dir):
-    return compressor.Encoder.load(bundle_dir / "encoder", runtime="litert")
-
-
-@pytest.fixture(scope="module")
-def dec(bundle_dir):
-    return compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
-
-
 def test_messages_decode_to_exactly_the_quantized_symbols(enc, dec, images):
     messages = enc.compress(images)
     assert len(messages) == len(images)

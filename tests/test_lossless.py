@@ -15,16 +15,6 @@ def binary_images():
     return (datasets.load("mnist5k").test[:40, ..., 0] * 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def enc(bundle_dir):
-    return compressor.Encoder.load(bundle_dir / "encoder", runtime="litert")
-
-
-@pytest.fixture(scope="module")
-def dec(bundle_dir):
-    return compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
-
-
 def test_lossless_messages_decode_to_exactly_the_input(enc, dec, binary_images):
     messages = enc.compress(binary_images, mode="lossless")
     assert all(wire.unpack_message(enc.coding.model_id, m)[0].mode == "lossless" for m in messages)
