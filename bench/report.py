@@ -210,6 +210,25 @@ def _merged_rows(results) -> tuple[list[tuple], dict]:
     return sorted(keys), cells
 
 
+def _cell(row: dict | None, ok_text) -> str:
+    """One device's table cell: missing, not available/error, or ``ok_text(row)``."""
+    if row is None:
+        return MISSING
+    if row["status"] != "ok":
+        return UNAVAILABLE if row["status"] == "not available" else "error"
+    return ok_text(row)
+
+
+def _latency_text(row: dict) -> str:
+    t = row["inference_time_us"]
+    return f"{row['us_per_image']:.1f} (p50 {t['p50']:.0f}, p99 {t['p99']:.0f})"
+
+
+def _quality_text(row: dict) -> str:
+    psnr = f"{row['psnr_db']:.2f} dB" if row.get("psnr_db") is not None else "∞"
+    return f"{row['bce_nats']:.2f} / {row['mse']:.4f} / {psnr} / {row['pixel_error_%']:.2f}%"
+
+
 def _latency(results, labels, figure) -> list:
     keys, cells = _merged_rows(results)
     rows, notes = [], {}
@@ -219,14 +238,9 @@ def _latency(results, labels, figure) -> list:
         values = []
         for d in range(len(results)):
             row = cells.get((k, d))
-            if row is None:
-                values.append(MISSING)
-            elif row["status"] != "ok":
-                values.append(UNAVAILABLE if row["status"] == "not available" else "error")
+            if row is not None and row["status"] != "ok":
                 notes[f"{labels[d]}: {row['runtime']} {row.get('provider') or ''}".strip()] = row.get("reason", "")
-            else:
-                t = row["inference_time_us"]
-                values.append(f"{row['us_per_image']:.1f} (p50 {t['p50']:.0f}, p99 {t['p99']:.0f})")
+            values.append(_cell(row, _latency_text))
         rows.append(name + values)
     doc = [
         Heading("Latency"),
@@ -254,16 +268,7 @@ def _quality(results, labels) -> list:
             cells[k, d] = row
     rows = []
     for k in keys:
-        values = []
-        for d in range(len(results)):
-            row = cells.get((k, d))
-            if row is None:
-                values.append(MISSING)
-            elif row["status"] != "ok":
-                values.append(UNAVAILABLE)
-            else:
-                psnr = f"{row['psnr_db']:.2f} dB" if row.get("psnr_db") is not None else "∞"
-                values.append(f"{row['bce_nats']:.2f} / {row['mse']:.4f} / {psnr} / {row['pixel_error_%']:.2f}%")
+        values = [_cell(cells.get((k, d)), _quality_text) for d in range(len(results))]
         rows.append([f"{k[0]} {k[1]}", *values])
     return [
         Heading("Reconstruction (unquantized latents)"),

@@ -179,11 +179,11 @@ def _info(args) -> int:
         "names": stream.names is not None,
     }
     if args.bundle:
-        from compressor.codec import _Coding
+        from compressor.codec import Coding
         from compressor.errors import ModelMismatchError
 
         part = _any_part(args.bundle)
-        coding = _Coding(part)
+        coding = Coding(part)
         if coding.model_id != stream.model_id:
             raise ModelMismatchError(f"stream is for model {stream.model_id.hex()}, the bundle is {part.model_id}")
         info["step"] = coding.steps[stream.step_index]

@@ -40,7 +40,7 @@ from compressor.inference import Network
 MODES = ("entropy", "raw", "lossless")
 
 
-class _Coding:
+class Coding:
     """The bundle's coding.json, parsed once: steps, tables, defaults."""
 
     def __init__(self, part: Part):
@@ -125,6 +125,11 @@ class Decoded:
     names: tuple[str, ...] | None
     pending: tuple | None = None  # lossless: per image (range decoder, image check), pixels still to decode
 
+    @property
+    def latents(self) -> np.ndarray:
+        """Dequantized latents, float64 (N, D): what the decoder network is fed."""
+        return self.symbols.astype(np.float64) * self.steps[:, None]
+
 
 class _Half:
     """What Encoder and Decoder share: one verified sub-bundle, its network and its coding tables."""
@@ -133,7 +138,7 @@ class _Half:
 
     def __init__(self, part: Part, network: Network):
         self.part, self.network = part, network
-        self.coding = _Coding(part)
+        self.coding = Coding(part)
 
     @classmethod
     def load(
@@ -159,6 +164,7 @@ class Encoder(_Half):
     """Images -> latent codes, on the sending device."""
 
     ROLE = "encoder"
+    _lossless_net: Network | None = None  # loaded on the first lossless request
 
     @property
     def steps(self) -> list[float]:
@@ -232,10 +238,9 @@ class Encoder(_Half):
             raise ValueError(
                 "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
             )
-        x = as_batch(images, shape=self.part.image_shape)
-        bits = x > 0.5
+        bits = as_batch(images, shape=self.part.image_shape) > 0.5
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
-        symbols = self._quantize(self.network.run(bits.astype(np.float32)[..., None]), index)
+        symbols = self._quantize(self.latents(bits.astype(np.float32)), index)
         net = self._lossless_decoder()
         levels = net.run_native(net.quantize_input(symbols * self.coding.steps[index]))
         ct = self.coding.tables[index]
@@ -243,7 +248,7 @@ class Encoder(_Half):
 
     def _lossless_decoder(self) -> Network:
         """The decoder network that lossless codes are predicted with, found beside the encoder."""
-        if getattr(self, "_lossless_net", None) is None:
+        if self._lossless_net is None:
             root = self.part.root.parent / "decoder"
             try:
                 part = load_part(root, "decoder")
@@ -252,7 +257,7 @@ class Encoder(_Half):
                     f"lossless encoding runs the decoder too: keep decoder/ beside {self.part.root} ({e})"
                 ) from e
             t = self.coding.lossless
-            self._lossless_net = Network(part, runtime=t.runtime, precision=t.precision, threads=self.network._threads)
+            self._lossless_net = Network(part, runtime=t.runtime, precision=t.precision, threads=self.network.threads)
         return self._lossless_net
 
     def compress_stream(
@@ -347,8 +352,7 @@ class Decoder(_Half):
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""
-        latents = symbols.astype(np.float64) * steps[:, None]
-        return self.network.run(latents)[..., 0]
+        return self.network.run(Decoded(symbols, steps, None).latents)[..., 0]
 
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
         """Probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with ``binarize=True``."""
@@ -367,8 +371,7 @@ class Decoder(_Half):
                 f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
                 f"precision={t.precision!r}"
             )
-        latents = decoded.symbols.astype(np.float64) * decoded.steps[:, None]
-        levels = self.network.run_native(self.network.quantize_input(latents))[..., 0]
+        levels = self.network.run_native(self.network.quantize_input(decoded.latents))[..., 0]
         out = np.empty(levels.shape, np.uint8)
         for i, ((dec, check), v) in enumerate(zip(decoded.pending, levels)):
             try:

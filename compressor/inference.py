@@ -52,6 +52,10 @@ class Network:
         return self._sessions[entry.batch]
 
     @property
+    def threads(self) -> int | None:
+        return self._threads
+
+    @property
     def input_spec(self) -> runtimes.TensorSpec:
         return self.files[0].input
 
