@@ -23,7 +23,7 @@ setup() {
 }
 
 case "${1:-}" in
-  demo) setup; shift; exec "$VENV/bin/compressor" demo "$@" ;;
+  demo) setup; shift; exec "$VENV/bin/python" -m export demo "$@" ;;
   test) setup; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
   *) echo "usage: ./tasks.sh demo|test [args...]" >&2; exit 2 ;;
 esac

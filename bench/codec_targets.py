@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from compressor import Decoder, Encoder, wire
+from compressor.metrics import pixel_error
 
 
 def _best_us(fn, repeat: int, rounds: int = 5) -> float:
@@ -52,7 +53,7 @@ def measure(bundle: str, images: np.ndarray, runtime: str = "litert", repeat: in
                 "joint_stream_bytes_per_image": round(len(joint) / len(x), 3),
                 "stream_bytes_per_image": round(len(stream) / len(x), 3),
                 "message_bytes_per_image": round(float(np.mean([len(m) for m in messages])), 3),
-                "pixel_error_%": round(100 * float(np.mean((probs >= 0.5) != (x >= 0.5))), 3),
+                "pixel_error_%": round(100 * pixel_error(x, probs), 3),
             }
         )
     index = enc.coding.default_index

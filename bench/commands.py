@@ -1,4 +1,4 @@
-"""``compressor bench`` and ``compressor report``. Registered by compressor.cli.
+"""``python -m bench bench`` and ``python -m bench report``.
 
 Only argparse here: the handlers import the runner and the report when called, so
 ``compressor --help`` and the device commands start without numpy-heavy or plotting
@@ -8,8 +8,11 @@ imports, and never with TensorFlow.
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A malformed option value; printed as one line by ``python -m bench``."""
 
 
 def add_commands(sub) -> None:
@@ -50,7 +53,7 @@ def add_commands(sub) -> None:
         help="merge bench results of several machines into report.md and report.html",
         description="Merge result files (one per machine) into one report with tables and plots.",
     )
-    r.add_argument("results", nargs="+", help="result files from 'compressor bench'")
+    r.add_argument("results", nargs="+", help="result files from 'python -m bench bench'")
     r.add_argument("-o", "--out", default="report", help="report folder (created; default: %(default)s)")
     r.set_defaults(handler=_report)
 
@@ -70,9 +73,9 @@ def _ints(text: str | None, what: str, all_cores: int | None = None) -> tuple[in
         try:
             value = int(item)
         except ValueError:
-            raise ValueError(f"--{what} takes positive integers separated by commas, got {item!r}") from None
+            raise UsageError(f"--{what} takes positive integers separated by commas, got {item!r}") from None
         if value < 1:
-            raise ValueError(f"--{what} takes positive integers, got {value}")
+            raise UsageError(f"--{what} takes positive integers, got {value}")
         out.append(value)
     return tuple(sorted(set(out)))
 
@@ -81,7 +84,7 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     items = _list(text)
     bad = [i for i in items if i not in allowed]
     if bad or not items:
-        raise ValueError(f"--{what} takes some of {', '.join(allowed)}, got {text!r}")
+        raise UsageError(f"--{what} takes some of {', '.join(allowed)}, got {text!r}")
     return items
 
 
@@ -90,15 +93,15 @@ def _bench(args) -> int:
 
     from bench import environment, runner
     from bench.latency import COMPONENTS, PRECISIONS, PROFILES
-    from compressor import runtimes
-    from compressor.images import read_images
+    from compressor.io.files import read_images
+    from compressor.runtime import sessions as runtimes
 
     bundle = Path(args.bundle)
     images_path = Path(args.images) if args.images else bundle.parent / "test_images.npy"
     if not images_path.exists():
         raise FileNotFoundError(
             f"test images not found: {images_path}; pass --images (a .npy of uint8 (N, H, W), e.g. "
-            "out/test_images.npy from 'compressor demo')"
+            "out/test_images.npy from 'python -m export demo')"
         )
     images, _ = read_images([images_path])
     profile = PROFILES["quick" if args.quick else "full"]
@@ -130,7 +133,7 @@ def _bench(args) -> int:
 
 def _command_line(args) -> str:
     """The command as it would be typed, rebuilt from the parsed options (recorded in the result)."""
-    words = ["compressor", "bench", "--bundle", args.bundle, "-o", args.out]
+    words = ["python", "-m", "bench", "bench", "--bundle", args.bundle, "-o", args.out]
     for name in ("images", "device", "num_runs", "min_secs", "warmup_runs", "batches", "threads", "with_keras"):
         value = getattr(args, name)
         if value is not None:
@@ -153,31 +156,4 @@ def _report(args) -> int:
 
     out = write_report(args.results, args.out)
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
-    return 0
-
-
-def demo_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
-    """The main job's last step: a quick benchmark of this machine, then the report.
-
-    The bench runs in a process that cannot import TensorFlow (only its Keras-baseline
-    children may), as it would on a device.
-    """
-    from bench import tf_free
-    from bench.report import write_report
-
-    result = out / "results" / "this-machine.json"
-    print(f"[5/5] benchmarking this machine (quick profile, Keras baseline from {run}) -> {result}")
-    proc = tf_free.run_module(
-        "compressor.cli",
-        *("bench", "--bundle", str(bundle), "--images", str(images), "-o", str(result)),
-        *("--quick", "--with-keras", str(run)),
-    )
-    if proc.returncode != 0:
-        print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
-        return 1
-    for line in proc.stdout.splitlines():
-        if line.strip() and not line.startswith("  "):  # the summary, not one line per row
-            print("  " + line)
-    report = write_report([result], out / "report")
-    print(f"  report: {report / 'report.md'} and {report / 'report.html'}")
     return 0

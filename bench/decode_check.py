@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import Decoder
+from compressor.metrics import pixel_error
 
 
 def main(argv=None) -> int:
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
                 "runtime": dec.runtime,
                 "images": len(probs),
                 "bytes_per_image": round(len(data) / len(probs), 3),
-                "pixel_error_%": round(100 * float(np.mean((probs >= 0.5) != (x >= 0.5))), 3),
+                "pixel_error_%": round(100 * pixel_error(x, probs), 3),
                 "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
                 "tensorflow_imported": "tensorflow" in sys.modules,
             }

@@ -17,7 +17,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from compressor import runtimes
+from compressor.runtime import sessions as runtimes
 
 _ARM_PARTS = {  # /proc/cpuinfo "CPU part" of ARM cores found on single-board computers
     "0xd03": "Cortex-A53",

@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from compressor.entropy import build_table, decode_raw, decode_symbols, encode_raw, encode_symbols
+from compressor.coding.entropy import build_table, decode_raw, decode_symbols, encode_raw, encode_symbols
 from compressor.errors import CompressorError
 from compressor.wire import pack_message, pack_stream, unpack_message, unpack_stream
 

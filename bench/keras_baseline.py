@@ -2,7 +2,7 @@
 
     python -m bench.keras_baseline RUN --threads 1 --batches 1,64 [--gpu] [--profile quick]
 
-Run by ``compressor bench --with-keras RUN`` in a child process, once per thread count:
+Run by ``python -m bench bench --with-keras RUN`` in a child process, once per thread count:
 TensorFlow fixes its thread pools when it starts, and the bench process itself must stay
 free of TensorFlow (it is the same runner a Raspberry Pi uses). Prints one JSON object,
 ``{"tensorflow": version, "rows": [...]}``, rows shaped like the other latency rows

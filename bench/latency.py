@@ -28,11 +28,11 @@ import numpy as np
 
 from bench import memory
 from bench.stats import summarize
-from compressor import runtimes
 from compressor.bundle import Part
 from compressor.codec import Decoder, Encoder
 from compressor.errors import BundleNotFoundError, RuntimeUnavailableError
-from compressor.inference import Network
+from compressor.runtime import sessions as runtimes
+from compressor.runtime.network import Network
 
 COMPONENTS = ("encoder", "decoder", "codec")
 PRECISIONS = ("fp32", "int8")

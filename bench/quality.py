@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import codec_targets
-from compressor import runtimes
+from compressor import metrics as M
 from compressor.codec import Decoder, Encoder
 from compressor.errors import RuntimeUnavailableError
+from compressor.runtime import sessions as runtimes
 
 NATS_PER_BYTE = 8 * math.log(2)
 GRID_IMAGES = 8
@@ -35,16 +36,12 @@ GRID_IMAGES = 8
 
 def metrics(targets: np.ndarray, recon: np.ndarray) -> dict:
     """The four distortion numbers of ``recon`` (probabilities or pixels in [0, 1]) against ``targets``."""
-    t = targets.reshape(len(targets), -1).astype(np.float64)
-    r = recon.reshape(len(targets), -1).astype(np.float64)
-    p = np.clip(r, 1e-7, 1 - 1e-7)
-    bce = float(np.mean(-(t * np.log(p) + (1 - t) * np.log1p(-p)).sum(axis=1)))
-    mse = float(np.mean((r - t) ** 2))
+    psnr = M.psnr_db(targets, recon)
     return {
-        "bce_nats": round(bce, 4),
-        "mse": round(mse, 6),
-        "psnr_db": round(10 * math.log10(1.0 / mse), 3) if mse > 0 else None,
-        "pixel_error_%": round(100 * float(np.mean((r >= 0.5) != (t >= 0.5))), 4),
+        "bce_nats": round(M.bce_nats(targets, recon), 4),
+        "mse": round(M.mse(targets, recon), 6),
+        "psnr_db": round(psnr, 3) if psnr is not None else None,
+        "pixel_error_%": round(100 * M.pixel_error(targets, recon), 4),
     }
 
 

@@ -1,6 +1,6 @@
-"""``compressor report``: merge result files of several machines into one report.
+"""``python -m bench report``: merge result files of several machines into one report.
 
-    compressor report results/*.json -o report/
+    python -m bench report results/*.json -o report/
 
 Writes ``report.md`` and a static ``report.html`` with the same content, and the PNG
 figures of :mod:`bench.plots` beside them. Every table places the devices side by side,
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import plots, schema, targets
-from compressor.atomic import atomic_write_text
+from compressor.io.atomic import atomic_write_text
 
 MISSING, UNAVAILABLE = "–", "n/a"
 

@@ -1,4 +1,4 @@
-"""``compressor bench``: measure one machine and write one result file (docs/bench.md).
+"""``python -m bench bench``: measure one machine and write one result file (docs/bench.md).
 
 Needs only ``compressor`` and whichever runtimes are installed, so the same command runs
 on a training workstation and on a Raspberry Pi with nothing but ai-edge-litert.
@@ -26,12 +26,12 @@ import numpy as np
 from bench import classical, environment, latency, quality, targets
 from bench.latency import COMPONENTS, GPU_PROVIDERS, PRECISIONS, PROFILES, Inputs, Profile
 from bench.schema import SCHEMA, SCHEMA_VERSION
-from compressor import runtimes
-from compressor.atomic import atomic_write_json
 from compressor.bundle import ROLES, load_manifest, load_part
 from compressor.codec import Encoder
 from compressor.errors import ManifestError
-from compressor.images import as_batch
+from compressor.io.arrays import as_batch
+from compressor.io.atomic import atomic_write_json
+from compressor.runtime import sessions as runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSICAL_IMAGES = {"quick": 100}
@@ -58,7 +58,7 @@ def run(
 ) -> dict:
     """Measure this machine; returns the result dict (write it with :func:`write`).
 
-    ``images``: uint8 (N, H, W) test images (or anything :func:`compressor.images.as_batch`
+    ``images``: uint8 (N, H, W) test images (or anything :func:`compressor.io.files.as_batch`
     takes). ``batches`` defaults to 1 and the bundle's largest fixed batch, ``threads`` to 1
     and every usable core.
     """
@@ -169,7 +169,7 @@ def _check_run(run: str | os.PathLike) -> None:
     if missing:
         raise FileNotFoundError(
             f"--with-keras {run}: not a finished training run (missing {', '.join(missing)}); "
-            "pass the run directory of 'compressor train' (out/run after 'compressor demo')"
+            "pass the run directory of 'python -m export train' (out/run after 'python -m export demo')"
         )
 
 

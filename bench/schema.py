@@ -88,7 +88,7 @@ def load(path: str | Path) -> dict:
 def check(result, where: str = "result") -> None:
     """Raise :class:`ResultFileError` naming the first key that breaks the schema."""
     if not isinstance(result, dict) or result.get("schema") != SCHEMA:
-        raise ResultFileError(f"{where} is not a {SCHEMA} result (made by 'compressor bench')")
+        raise ResultFileError(f"{where} is not a {SCHEMA} result (made by 'python -m bench bench')")
     version = result.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise ResultFileError(

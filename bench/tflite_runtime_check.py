@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 
-from compressor import runtimes
 from compressor.bundle import load_part
-from compressor.inference import Network
+from compressor.runtime import sessions as runtimes
+from compressor.runtime.network import Network
 
 
 def outputs(bundle: str, images: np.ndarray, runtime: str) -> dict[str, np.ndarray]:

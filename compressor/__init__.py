@@ -1,37 +1,54 @@
 """Compress small grayscale images to a few latent bytes and decode them on another device.
 
-Device side only: needs numpy and one inference runtime (ai-edge-litert, tflite-runtime or
-onnxruntime); never imports TensorFlow. See README.md for the workflow.
+Device side only: needs numpy, Pillow (image files) and one inference runtime (ai-edge-litert,
+tflite-runtime or onnxruntime); never imports TensorFlow. See README.md for the workflow.
 """
 
-from compressor.codec import Decoder, Encoder
+from compressor.codec import Decoded, Decoder, Encoder
 from compressor.errors import (
     BundleError,
+    BundleNotFoundError,
     CodeError,
     CompressorError,
     CorruptCodeError,
     IntegrityError,
     InvalidImageError,
+    InvalidNameError,
+    LimitError,
+    LosslessMismatchError,
+    ManifestError,
     ModelMismatchError,
     RateError,
+    RefusedError,
     RuntimeUnavailableError,
+    TransportError,
     TruncatedCodeError,
+    UnsupportedBundleVersionError,
     UnsupportedFormatVersionError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "BundleError",
+    "BundleNotFoundError",
     "CodeError",
     "CompressorError",
     "CorruptCodeError",
+    "Decoded",
     "Decoder",
     "Encoder",
     "IntegrityError",
     "InvalidImageError",
+    "InvalidNameError",
+    "LimitError",
+    "LosslessMismatchError",
+    "ManifestError",
     "ModelMismatchError",
     "RateError",
+    "RefusedError",
     "RuntimeUnavailableError",
+    "TransportError",
     "TruncatedCodeError",
+    "UnsupportedBundleVersionError",
     "UnsupportedFormatVersionError",
 ]

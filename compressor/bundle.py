@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.errors import BundleNotFoundError, IntegrityError, ManifestError, UnsupportedBundleVersionError
-from compressor.runtimes import TensorSpec
+from compressor.runtime.sessions import TensorSpec
 
 FORMAT = "vae-compressor-bundle"
 FORMAT_VERSION = 1
@@ -98,6 +98,14 @@ def load_part(path: str | Path, role: str | None = None) -> Part:
     return part
 
 
+def load_any_part(path: str | Path) -> Part:
+    """Either half of a bundle: the decoder of a full bundle, or the part ``path`` is."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleNotFoundError(f"bundle directory not found: {root}")
+    return load_part(root, "decoder" if "parts" in _read_manifest(root) else None)
+
+
 def load_manifest(path: str | Path) -> dict:
     """The checked top-level or sub-bundle manifest as a dict (for ``compressor info``)."""
     return _read_manifest(Path(path))
@@ -111,7 +119,7 @@ def _read_manifest(root: Path) -> dict:
     mpath = root / "manifest.json"
     if not mpath.is_file():
         raise BundleNotFoundError(
-            f"{root} has no manifest.json: not a model bundle (make one with 'compressor export')"
+            f"{root} has no manifest.json: not a model bundle (make one with 'python -m export export')"
         )
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))

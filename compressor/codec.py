@@ -17,27 +17,31 @@ the runtime that produced the means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from compressor import entropy, lossless, wire
+from compressor import limits, wire
+from compressor import names as name_rules
 from compressor.bundle import Part, load_part
-from compressor.entropy import CdfTable
+from compressor.coding import entropy, lossless
+from compressor.coding.entropy import CdfTable
 from compressor.errors import (
     BundleError,
     BundleNotFoundError,
     CodeError,
     CorruptCodeError,
+    LimitError,
     LosslessMismatchError,
     ManifestError,
     RateError,
 )
-from compressor.images import as_batch
-from compressor.inference import Network
+from compressor.io.arrays import as_batch
+from compressor.runtime.network import Network
 
-MODES = ("entropy", "raw", "lossless")
+MODES = tuple(wire.MODES)
 
 
 class Coding:
@@ -97,33 +101,62 @@ class Coding:
             return entropy.decode_raw(payload, table)
         raise CorruptCodeError(f"mode {mode!r} is not supported by this decoder")
 
-    def decode_item(self, payload: bytes, index: int, mode: str):
-        """(symbols, pending) where pending is the lossless decoder state, else None."""
+    def decode_item(self, payload: bytes, index: int, mode: str) -> list[int]:
+        """The latent symbols of one payload (for a lossless payload: its latent part)."""
         if mode != "lossless":
-            return self.decode_one(payload, index, mode), None
+            return self.decode_one(payload, index, mode)
         self._check_index(index)
         if self.lossless is None:
             raise CorruptCodeError(
                 "a lossless code, but this bundle has no lossless table: damaged data or wrong bundle"
             )
-        dec, syms, check = lossless.start_decoding(payload, self.tables[index])
-        return syms, (dec, check)
+        _, syms, _ = lossless.start_decoding(payload, self.tables[index])
+        return syms
 
 
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise RateError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
+
+
+def _finest_fitting(make: Callable[[int], bytes], fits: Callable[[bytes], bool], steps: int, what: str) -> bytes:
+    """The one rate search: the code at the finest step index whose bytes ``fits`` accepts."""
+    for index in range(steps):
+        data = make(index)
+        if fits(data):
+            return data
+    raise RateError(f"{what} even at the coarsest step; raise target_bytes or use a coarser model")
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """Symbols recovered from bytes, before the network runs."""
+    """What the bytes say, before the network runs: symbols, steps, names, mode.
+
+    For lossless codes ``payloads`` keeps each image's payload: its pixels are decoded after
+    the network has predicted them (:meth:`Decoder.images`).
+    """
 
     symbols: np.ndarray  # int64 (N, D)
     steps: np.ndarray  # float64 (N,) step of each image
     names: tuple[str, ...] | None
-    pending: tuple | None = None  # lossless: per image (range decoder, image check), pixels still to decode
+    mode: str = "entropy"
+    payloads: tuple[bytes, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __getitem__(self, items: slice) -> Decoded:
+        """The images ``items`` (a slice), e.g. to decode a long stream in bounded batches."""
+        if not isinstance(items, slice):
+            raise TypeError("Decoded takes a slice, e.g. decoded[0:256]")
+        return replace(
+            self,
+            symbols=self.symbols[items],
+            steps=self.steps[items],
+            names=None if self.names is None else self.names[items],
+            payloads=None if self.payloads is None else self.payloads[items],
+        )
 
     @property
     def latents(self) -> np.ndarray:
@@ -192,44 +225,47 @@ class Encoder(_Half):
         *,
         step: float | None = None,
         quality: int | None = None,
-        target_bytes: int | None = None,
+        target_bytes: float | None = None,
         mode: str = "entropy",
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
-        ``target_bytes`` picks, per image, the finest step whose whole message fits; an
-        image that fits at no step raises ``RateError``.
+        ``target_bytes`` is a budget per image: each image gets the finest step whose whole
+        message is at most that many bytes (so images differ in step); one that fits at no
+        step raises ``RateError``.
         """
         _check_mode(mode)
+        _check_rate(step, quality, target_bytes)
+        mid = self.coding.model_id
         if mode == "lossless":
             if target_bytes is not None:
                 raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
-            return [
-                wire.pack_message(self.coding.model_id, mode, i, p) for i, p in self._lossless(images, step, quality)
-            ]
+            return [wire.pack_message(mid, mode, i, p) for i, p in self._lossless(images, step, quality)]
         latents = self.latents(images)
-        mid = self.coding.model_id
         if target_bytes is None:
             index = self.coding.step_index(step, quality)
             return [
                 wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode))
                 for s in self._quantize(latents, index)
             ]
-        if step is not None or quality is not None:
-            raise RateError("give target_bytes= alone, without step= or quality=")
-        out = []
-        per_step = {}
-        for i in range(len(latents)):
-            for index in range(len(self.coding.steps)):
-                if index not in per_step:
-                    per_step[index] = self._quantize(latents, index)
-                msg = wire.pack_message(mid, mode, index, self.coding.encode_one(per_step[index][i], index, mode))
-                if len(msg) <= target_bytes:
-                    out.append(msg)
-                    break
-            else:
-                raise RateError(f"image {i} does not fit in {target_bytes} bytes even at the coarsest step")
-        return out
+        per_step: dict[int, np.ndarray] = {}
+
+        def symbols_at(index: int) -> np.ndarray:
+            if index not in per_step:
+                per_step[index] = self._quantize(latents, index)
+            return per_step[index]
+
+        return [
+            _finest_fitting(
+                lambda index, i=i: wire.pack_message(
+                    mid, mode, index, self.coding.encode_one(symbols_at(index)[i], index, mode)
+                ),
+                lambda msg: len(msg) <= target_bytes,
+                len(self.coding.steps),
+                f"image {i} does not fit in {target_bytes:g} bytes",
+            )
+            for i in range(len(latents))
+        ]
 
     def _lossless(self, images, step, quality) -> list[tuple[int, bytes]]:
         """(step index, payload) per image: latent code + every pixel under the int8 decoder."""
@@ -268,39 +304,60 @@ class Encoder(_Half):
         quality: int | None = None,
         target_bytes: float | None = None,
         mode: str = "entropy",
-        names: list[str] | None = None,
+        names: Sequence[str] | None = None,
         joint: bool = False,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
         ``joint=True`` codes the whole batch as one block: no per-image lengths and one
         termination, about 1.3 bytes per image smaller, but images are only reachable in
-        order. ``target_bytes`` here is the mean per image including all framing: the
-        finest step whose whole stream is at most ``target_bytes * N`` bytes.
+        order. ``target_bytes`` is a budget per image, as in :meth:`compress`: the finest
+        step whose whole stream (all framing included) is at most ``target_bytes * N`` bytes.
+        ``names`` (optional) are stored with the images and become the decoder's file
+        names: each at most 251 bytes of UTF-8, no path separators, unique.
         """
         _check_mode(mode)
+        _check_rate(step, quality, target_bytes)
+        if names is not None:
+            names = list(names)
+            for name in names:
+                name_rules.encode(name)
+            name_rules.check_unique(names)
+        mid = self.coding.model_id
         if mode == "lossless":
             if joint or target_bytes is not None:
-                raise ValueError("lossless streams are neither joint nor rate-targeted")
+                raise RateError("lossless streams are neither joint nor rate-targeted; drop joint/target_bytes")
             items = self._lossless(images, step, quality)
-            return wire.pack_stream(self.coding.model_id, mode, items[0][0], [p for _, p in items], names)
+            return wire.pack_stream(mid, mode, items[0][0], [p for _, p in items], names)
         if joint and mode != "entropy":
-            raise ValueError("joint streams are entropy coded; raw mode has fixed-size payloads already")
+            raise RateError("joint streams are entropy coded; raw mode has fixed-size payloads already")
         latents = self.latents(images)
-        indices = [self.coding.step_index(step, quality)] if target_bytes is None else range(len(self.coding.steps))
-        if target_bytes is not None and (step is not None or quality is not None):
-            raise RateError("give target_bytes= alone, without step= or quality=")
-        for index in indices:
+
+        def make(index: int) -> bytes:
             symbols = self._quantize(latents, index)
             if joint:
                 block = entropy.encode_joint(symbols, self.coding.tables[index])
-                data = wire.pack_stream(self.coding.model_id, mode, index, [block], names, joint_count=len(symbols))
-            else:
-                payloads = [self.coding.encode_one(s, index, mode) for s in symbols]
-                data = wire.pack_stream(self.coding.model_id, mode, index, payloads, names)
-            if target_bytes is None or len(data) <= target_bytes * len(latents):
-                return data
-        raise RateError(f"the stream does not fit in {target_bytes} bytes per image even at the coarsest step")
+                return wire.pack_stream(mid, mode, index, [block], names, joint_count=len(symbols))
+            payloads = [self.coding.encode_one(s, index, mode) for s in symbols]
+            return wire.pack_stream(mid, mode, index, payloads, names)
+
+        if target_bytes is None:
+            return make(self.coding.step_index(step, quality))
+        return _finest_fitting(
+            make,
+            lambda data: len(data) <= target_bytes * len(latents),
+            len(self.coding.steps),
+            f"the stream does not fit in {target_bytes:g} bytes per image",
+        )
+
+
+def _check_rate(step, quality, target_bytes) -> None:
+    if target_bytes is None:
+        return
+    if step is not None or quality is not None:
+        raise RateError("give target_bytes= alone, without step= or quality=")
+    if isinstance(target_bytes, bool) or not isinstance(target_bytes, (int, float)) or not target_bytes > 0:
+        raise RateError(f"target_bytes must be a positive number of bytes per image, got {target_bytes!r}")
 
 
 class Decoder(_Half):
@@ -308,62 +365,88 @@ class Decoder(_Half):
 
     ROLE = "decoder"
 
-    def read(self, codes) -> Decoded:
-        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages."""
+    def read(self, codes, *, max_images: int = limits.MAX_IMAGES) -> Decoded:
+        """Bytes -> symbols, every byte checked. ``codes``: a stream (bytes) or a list of messages.
+
+        A stream declaring more than ``max_images`` images is refused (``LimitError``) before
+        anything is decoded: an empty payload is a valid code, so a small stream may declare
+        very many images.
+        """
+        payloads: list[bytes] = []
+        modes: set[str] = set()
         if isinstance(codes, (bytes, bytearray, memoryview)):
             codes = bytes(codes)
             if codes[:4] != wire.STREAM_MAGIC:
                 raise CorruptCodeError(
                     "not a compressor stream (bad magic); to decode single messages pass a list of them"
                 )
+            declared = wire.declared_count(codes)
+            if declared > max_images:
+                raise LimitError(
+                    f"the stream declares {declared} images; the limit is {max_images} "
+                    "(raise it with max_images= or --max-images)"
+                )
             stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
             if stream.joint_count is not None:
                 syms = self.coding.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
-                pending = [None] * len(syms)
             else:
-                items = [self.coding.decode_item(p, stream.step_index, stream.mode) for p in stream.payloads]
-                syms, pending = [i[0] for i in items], [i[1] for i in items]
+                syms = [self.coding.decode_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                payloads = list(stream.payloads)
             steps = [self.coding.steps[stream.step_index]] * len(syms)
             names = stream.names
+            modes.add(stream.mode)
         else:
             if isinstance(codes, str) or not hasattr(codes, "__iter__"):
                 raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps, pending = [], [], []
+            syms, steps = [], []
             for i, msg in enumerate(codes):
+                if i >= max_images:
+                    raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
                 if not isinstance(msg, (bytes, bytearray, memoryview)):
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
                 try:
                     header, payload = wire.unpack_message(self.coding.model_id, bytes(msg))
-                    sym, state = self.coding.decode_item(payload, header.step_index, header.mode)
+                    syms.append(self.coding.decode_item(payload, header.step_index, header.mode))
                 except CodeError as e:
                     raise type(e)(f"message {i}: {e}") from e
-                syms.append(sym)
-                pending.append(state)
+                payloads.append(payload)
+                modes.add(header.mode)
                 steps.append(self.coding.steps[header.step_index])
             names = None
         if not syms:
-            raise ValueError("no codes to decode")
-        lossless_count = sum(p is not None for p in pending)
-        if 0 < lossless_count < len(pending):
-            raise ValueError("lossless and lossy messages cannot be decoded in one call")
+            raise CorruptCodeError("no codes to decode: the stream or list holds no image")
+        if "lossless" in modes and len(modes) > 1:
+            raise RateError("lossless and lossy messages cannot be decoded in one call; decode them separately")
+        mode = "lossless" if "lossless" in modes else sorted(modes)[0]
         return Decoded(
-            np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
+            np.asarray(syms, np.int64),
+            np.asarray(steps, np.float64),
+            names,
+            mode,
+            tuple(payloads) if mode == "lossless" else None,
         )
+
+    def images(self, decoded: Decoded, *, binarize: bool = False) -> np.ndarray:
+        """Run the network on what :meth:`read` returned.
+
+        Lossy codes: probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with
+        ``binarize=True``. Lossless codes: the exact uint8 0/255 images, each verified.
+        """
+        if decoded.mode == "lossless":
+            return self._lossless_images(decoded)
+        probs = self.network.run(decoded.latents)[..., 0]
+        return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""
-        return self.network.run(Decoded(symbols, steps, None).latents)[..., 0]
+        return self.images(Decoded(np.asarray(symbols), np.asarray(steps, np.float64), None))
 
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
-        """Probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with ``binarize=True``."""
-        decoded = self.read(codes)
-        if decoded.pending is not None:
-            return self.finish_lossless(decoded)
-        probs = self.decode_symbols(decoded.symbols, decoded.steps)
-        return np.where(probs >= 0.5, 255, 0).astype(np.uint8) if binarize else probs
+        """``read`` then ``images``: probabilities float32 (N, H, W), uint8 0/255 with
+        ``binarize=True``, or exact uint8 images for lossless codes."""
+        return self.images(self.read(codes), binarize=binarize)
 
-    def finish_lossless(self, decoded: Decoded) -> np.ndarray:
-        """Exact uint8 0/255 images of lossless codes; refuses a decoder that cannot reproduce them."""
+    def _lossless_images(self, decoded: Decoded) -> np.ndarray:
         t = self.coding.lossless
         if (self.network.runtime, self.network.precision) != (t.runtime, t.precision):
             raise LosslessMismatchError(
@@ -373,7 +456,9 @@ class Decoder(_Half):
             )
         levels = self.network.run_native(self.network.quantize_input(decoded.latents))[..., 0]
         out = np.empty(levels.shape, np.uint8)
-        for i, ((dec, check), v) in enumerate(zip(decoded.pending, levels)):
+        for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
+            index = self.coding.step_index(float(step), None)
+            dec, _, check = lossless.start_decoding(payload, self.coding.tables[index])
             try:
                 out[i] = lossless.finish_decoding(dec, check, v, t) * np.uint8(255)
             except CodeError as e:

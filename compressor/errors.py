@@ -67,6 +67,15 @@ class InvalidImageError(CompressorError, ValueError):
     """Images have the wrong shape, dtype, range, or contain NaN/inf, or are empty."""
 
 
+class InvalidNameError(CompressorError, ValueError):
+    """An image name cannot be stored or written out: too long, a path, or a duplicate."""
+
+
+class LimitError(CompressorError, ValueError):
+    """An input declares more than a budget allows (images, pixels, bytes); the message names
+    the limit and the flag or keyword that raises it."""
+
+
 class RateError(CompressorError, ValueError):
     """A rate request (step, quality, target size) cannot be met or is malformed."""
 

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import (
+from compressor import names as name_rules
+from compressor.errors import (
     CorruptCodeError,
     ModelMismatchError,
     TruncatedCodeError,
@@ -32,10 +33,9 @@ from .errors import (
 FORMAT_VERSION = 1
 MODEL_ID_SIZE = 8
 MODES = {"entropy": 0, "raw": 1, "lossless": 2}
-"""Mode name -> 2-bit code. 2 is reserved for a later lossless mode; 3 is invalid."""
+"""Mode name -> 2-bit code (the one home of the mode names; 3 is invalid)."""
 MAX_STEPS = 16
 STREAM_MAGIC = b"\x89LZC"
-MAX_NAME_BYTES = 255
 
 _MODE_NAMES = {code: name for name, code in MODES.items()}
 _FLAG_NAMES = 0x01
@@ -185,19 +185,6 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise CorruptCodeError("stream header has an impossibly large number: damaged data")
 
 
-def _name_problem(raw: bytes) -> str | None:
-    """Why ``raw`` (UTF-8) cannot be a file name in a stream, or None if it can."""
-    if not 1 <= len(raw) <= MAX_NAME_BYTES:
-        return f"must be 1..{MAX_NAME_BYTES} bytes of UTF-8, got {len(raw)}"
-    if b"/" in raw or b"\\" in raw or b"\0" in raw or raw in (b".", b".."):
-        return "must not contain '/', '\\' or NUL, nor be '.' or '..'"
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "is not valid UTF-8"
-    return None
-
-
 def pack_stream(
     model_id: bytes,
     mode: str,
@@ -210,7 +197,7 @@ def pack_stream(
     """Concatenate many images' payloads into one container (see docs/format.md).
 
     With ``joint_count``, ``payloads`` is a single block coding that many images
-    (:func:`compressor.entropy.encode_joint`) and no per-image lengths are written.
+    (:func:`compressor.coding.entropy.encode_joint`) and no per-image lengths are written.
     """
     model_id = _check_model_id(model_id)
     mode_code, step_index = _check_mode_step(mode, step_index)
@@ -236,7 +223,7 @@ def pack_stream(
             if not isinstance(name, str):
                 raise ValueError(f"names must be str, got {name!r}")
             raw = name.encode("utf-8", errors="strict")
-            problem = _name_problem(raw)
+            problem = name_rules.problem(raw)
             if problem:
                 raise ValueError(f"name {name!r} {problem}")
             parts += [_varint(len(raw)), raw]
@@ -278,6 +265,18 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
     if joint:
         return _Layout([limit - pos], names, pos, limit, count)
     return _Layout(lengths, names, pos, pos + sum(lengths), None)
+
+
+def declared_count(data: bytes) -> int:
+    """The image count a stream's header declares, read before anything else is parsed, so a
+    caller can hold it against a budget first. Bytes that are no stream raise as in
+    :func:`unpack_stream`; the rest of the stream is not checked here."""
+    data = _as_bytes(data, "stream")
+    if data[:4] != STREAM_MAGIC[: len(data)]:
+        raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
+    if len(data) < _STREAM_MIN:
+        raise TruncatedCodeError(f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated")
+    return _read_varint(data, _STREAM_FIXED, len(data))[0]
 
 
 def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
@@ -331,7 +330,7 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
     names = None
     if layout.names is not None:
         for raw in layout.names:
-            problem = _name_problem(raw)
+            problem = name_rules.problem(raw)
             if problem:
                 raise CorruptCodeError(f"stream name {raw!r} {problem}: damaged data")
         names = tuple(raw.decode("utf-8") for raw in layout.names)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.entropy import PRECISION, build_table, ideal_bits
+from compressor.coding.entropy import PRECISION, build_table, ideal_bits
+from compressor.metrics import pixel_error
 
 # Step sizes Δ, finest first. The index (0..15) is what a message carries in 4 bits.
 STEPS = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -22,13 +23,13 @@ DEFAULT_STEP_TOLERANCE_PP = 0.15
 
 def build_coding(train_latents: np.ndarray, train_images: np.ndarray, decode, steps=STEPS) -> dict:
     """coding.json contents. ``decode`` maps float latents -> probabilities (Keras)."""
-    base_err = _pixel_error(train_images, decode(train_latents))
+    base_err = pixel_error(train_images, decode(train_latents))
     tables, rd = [], []
     for step in steps:
         symbols = np.rint(train_latents / step).astype(np.int64)
         table = build_table(symbols)
         tables.append(table.to_json())
-        err = _pixel_error(train_images, decode(symbols * step))
+        err = pixel_error(train_images, decode(symbols * step))
         bits = np.mean([ideal_bits(s, table) for s in symbols])
         rd.append({"step": step, "ideal_bytes": round(float(bits) / 8, 4), "pixel_error_%": round(100 * err, 4)})
     ok = [i for i, r in enumerate(rd) if r["pixel_error_%"] <= 100 * base_err + DEFAULT_STEP_TOLERANCE_PP]
@@ -41,7 +42,3 @@ def build_coding(train_latents: np.ndarray, train_images: np.ndarray, decode, st
         "train_rd": rd,
         "train_pixel_error_unquantized_%": round(100 * base_err, 4),
     }
-
-
-def _pixel_error(x: np.ndarray, probs: np.ndarray) -> float:
-    return float(np.mean((probs.reshape(x.shape) >= 0.5) != (x >= 0.5)))

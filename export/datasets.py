@@ -113,7 +113,7 @@ def _keras_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _user_images(path: Path) -> np.ndarray:
-    from compressor.images import read_images
+    from compressor.io.files import read_images
 
     if not path.exists():
         raise DatasetError(f"dataset '{path}' is neither a built-in name ({', '.join(NAMES)}) nor an existing path")

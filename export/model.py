@@ -17,7 +17,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-LATENT_DIM = 16
+from export.config import LATENT_DIM
+
 IMAGE_SHAPE = (28, 28)
 
 

@@ -1,4 +1,4 @@
-"""``compressor export``: a training run -> a validated model bundle (docs/bundle.md).
+"""``python -m export export``: a training run -> a validated model bundle (docs/bundle.md).
 
 Config -> convert -> validate, in a staging directory beside the target. Only a bundle
 whose every file passed validation is moved into place (atomically, by rename); a failed
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor import bundle as B
-from compressor import lossless
-from compressor.atomic import atomic_write_json, atomic_write_text
+from compressor.coding import lossless
+from compressor.io.atomic import atomic_write_json, atomic_write_text
 from export import convert, validate
 from export.coding import build_coding
 
@@ -152,7 +152,7 @@ def _lossless_section(part_dir: Path, files: list[dict], coding: dict, latents: 
 
 def _int8_levels(part_dir: Path, files: list[dict], latents: np.ndarray) -> np.ndarray:
     """The int8 LiteRT decoder's raw output levels for ``latents`` (the lossless table's input)."""
-    from compressor.inference import Network
+    from compressor.runtime.network import Network
 
     entry = next(f for f in files if f["format"] == "tflite" and f["precision"] == "int8")
     part = B.Part(
@@ -201,7 +201,7 @@ def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) 
 
 def _write(out: Path, name: str, blob: bytes, role: str, fmt: str, precision: str, batch) -> dict:
     """Write one model file and describe it from what its own runtime reports."""
-    from compressor.runtimes import open_session
+    from compressor.runtime.sessions import open_session
 
     (out / name).write_bytes(blob)
     sess = open_session(blob, fmt, validate.RUNTIME_FOR[fmt], threads=1)

@@ -1,4 +1,4 @@
-"""Train the CVAE and write a run directory that ``compressor export`` turns into a bundle.
+"""Train the CVAE and write a run directory that ``python -m export export`` turns into a bundle.
 
 A run directory holds::
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import _defaults as D
-from compressor.atomic import atomic_write_json
-from compressor.images import write_png
+from compressor.io.atomic import atomic_write_json
+from compressor.io.files import write_png
+from export import config as D
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from compressor.bundle import Part
-from compressor.inference import Network
+from compressor.metrics import bce_nats, pixel_error
+from compressor.runtime.network import Network
 
 ATOL_LATENT = 1e-4
 ATOL_PROBS = 1e-4
@@ -47,18 +48,6 @@ class Check:
     def row(self) -> str:
         mark = "✓" if self.ok else "✗"
         return f"| {mark} | {self.file} | {self.runtime} | {self.metric} | {self.value:.6g} | {self.limit:.6g} |"
-
-
-def bce_nats(x: np.ndarray, probs: np.ndarray) -> float:
-    """Mean over images of the summed per-pixel binary cross-entropy, in nats."""
-    p = np.clip(probs.reshape(len(x), -1).astype(np.float64), 1e-7, 1 - 1e-7)
-    t = x.reshape(len(x), -1).astype(np.float64)
-    return float(np.mean(-(t * np.log(p) + (1 - t) * np.log1p(-p)).sum(axis=1)))
-
-
-def pixel_error(x: np.ndarray, probs: np.ndarray) -> float:
-    """Fraction of pixels whose binarized reconstruction differs from the binarized input."""
-    return float(np.mean((probs.reshape(x.shape) >= 0.5) != (x >= 0.5)))
 
 
 def validate(parts: dict[str, Part], keras_encode, keras_decode, images: np.ndarray) -> list[Check]:

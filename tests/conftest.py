@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import tf_free
+from export import isolation
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_EPOCHS = 10
@@ -52,4 +52,4 @@ def dec(bundle_dir):
 
 def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
     """Run ``code`` in a fresh interpreter that cannot import TensorFlow at all."""
-    return tf_free.run(code, *args, timeout=timeout)
+    return isolation.run(code, *args, timeout=timeout)

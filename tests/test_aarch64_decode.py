@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from compressor import Decoder, Encoder
-from compressor.atomic import atomic_write_json
+from compressor.io.atomic import atomic_write_json
 from tests.aarch64 import emulator as emu_mod
 from tests.conftest import ROOT
 

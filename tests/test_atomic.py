@@ -1,4 +1,4 @@
-"""Behaviour of compressor.atomic: a target holds the old content or the new, never a mix."""
+"""Behaviour of compressor.io.atomic: a target holds the old content or the new, never a mix."""
 
 import json
 import os
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from compressor import atomic
-from compressor.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from compressor.io import atomic
+from compressor.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def only_file(folder):

@@ -1,4 +1,4 @@
-"""compressor bench: statistics, the result schema, skip paths, and a real run without TensorFlow."""
+"""python -m bench bench: statistics, the result schema, skip paths, and a real run without TensorFlow."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import classical, environment, latency, quality, runner, schema, targets, tf_free
+from bench import classical, environment, latency, quality, runner, schema, targets
+from bench.__main__ import main
 from bench.stats import percentile, summarize
-from compressor import runtimes
 from compressor.bundle import ROLES, load_part
-from compressor.cli import main
 from compressor.codec import Encoder
 from compressor.errors import ManifestError
+from compressor.runtime import sessions as runtimes
+from export import isolation
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
@@ -45,8 +46,8 @@ def bench_result_file(bundle_dir: Path, tmp_path_factory) -> Path:
     """One real ``compressor bench`` run, in a process that cannot import TensorFlow (cached)."""
     if "result" not in _CACHE:
         out = tmp_path_factory.getbasetemp() / "bench_results" / "this.json"
-        proc = tf_free.run_module(
-            "compressor.cli",
+        proc = isolation.run_module(
+            "bench",
             *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
             *("--quick", "--num-runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
         )
@@ -160,7 +161,7 @@ def test_bench_without_tensorflow_writes_a_result_that_follows_the_schema(result
     schema.check(result)
     assert result["profile"]["name"] == "custom" and result["profile"]["num_runs"] == 3
     assert result["images"]["count"] == 64
-    assert "--num-runs 3" in result["command"] and result["command"].startswith("compressor bench")
+    assert "--num-runs 3" in result["command"] and result["command"].startswith("python -m bench bench")
 
 
 def test_every_installed_runtime_format_component_and_batch_is_measured(result):
@@ -214,7 +215,7 @@ class _Lean:
         if name.split('.')[0] in ('onnxruntime', 'PIL', 'matplotlib', 'psutil', 'pillow_jxl'):
             raise ImportError('not installed on this device: ' + name)
 sys.meta_path.insert(0, _Lean())
-from compressor.cli import main
+from bench.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -222,7 +223,7 @@ sys.exit(main(sys.argv[1:]))
 def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, tmp_path_factory):
     """A Raspberry Pi with only ai-edge-litert: no TensorFlow, onnxruntime, Pillow or matplotlib."""
     out = tmp_path / "pi.json"
-    proc = tf_free.run(
+    proc = isolation.run(
         _LITERT_ONLY,
         *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
         *("--quick", "--num-runs", "2", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compressor.cli import main
-from compressor.images import read_image, write_png
+from compressor.io.files import read_image, write_png
 
 
 @pytest.fixture(scope="module")

@@ -191,7 +191,7 @@ def test_random_bytes_are_refused_with_library_errors(dec):
 
 
 def test_decoding_nothing_is_an_error(dec):
-    with pytest.raises(ValueError, match="no codes"):
+    with pytest.raises(CorruptCodeError, match="no codes"):
         dec.read([])
     with pytest.raises(TruncatedCodeError):
         dec.read([b"\x40"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compressor.images import write_png
+from compressor.io.files import write_png
 from export import datasets
 from export.datasets import DatasetError
 

@@ -1,12 +1,14 @@
-"""The device side never imports TensorFlow, Keras, tf2onnx or the export package."""
+"""The device side never imports TensorFlow, Keras, tf2onnx, export or bench, and the import
+graph has one direction: export -> compressor <- bench, with no cycle."""
 
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import ROOT
-
-HEAVY = ("tensorflow", "keras", "tf2onnx", "export")
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("tensorflow", "keras", "tf2onnx", "export", "bench")
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -21,13 +23,80 @@ def _imported_after(statement: str) -> set[str]:
     return {line[7:].split(".")[0] for line in out if line.startswith("MODULE ")}
 
 
-def test_importing_compressor_leaves_tensorflow_out():
-    assert not _imported_after("import compressor") & set(HEAVY)
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def test_importing_every_device_module_leaves_tensorflow_out():
-    modules = sorted(p.stem for p in (ROOT / "compressor").glob("*.py") if p.stem != "__init__")
-    stmt = "\n".join(f"import compressor.{m}" for m in modules) + "\nimport bench"
+def _import_graph(packages=("compressor", "export", "bench")) -> dict[str, set[str]]:
+    """module -> the project modules it imports anywhere in its source (lazily or not)."""
+    modules = {_module_name(p): p for pkg in packages for p in (ROOT / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [t for t in subs if t in modules] or [node.module]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    targets = [node.args[0].value]
+            deps |= {t for t in targets if t in modules}
+        if name == "compressor.cli":  # command modules registered by name
+            deps |= {m for m in modules if m.endswith(".cli") and m.startswith("compressor.") and m != name}
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_nothing_in_compressor_imports_export_or_bench_even_lazily():
+    upward = {
+        (m, d)
+        for m, deps in _import_graph().items()
+        if m.startswith("compressor")
+        for d in deps
+        if d.split(".")[0] in ("export", "bench")
+    }
+    assert not upward
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _import_graph()
+    seen, on_path = set(), []
+
+    def visit(node):
+        if node in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(node) :] + [node]))
+        if node in seen:
+            return
+        on_path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            visit(dep)
+        on_path.pop()
+        seen.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
+def test_no_module_imports_a_private_name_of_another():
+    private = []
+    for path in ROOT.joinpath("compressor").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("compressor"):
+                private += [
+                    f"{path.name}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not private
+
+
+def test_importing_every_device_module_leaves_tensorflow_export_and_bench_out():
+    modules = sorted(m for m in _import_graph(("compressor",)) if m != "compressor")
+    stmt = "\n".join(f"import {m}" for m in modules)
     assert not _imported_after(stmt) & set(HEAVY)
 
 
@@ -43,15 +112,14 @@ def test_the_edge_environment_has_no_tensorflow_installed_and_still_decodes(bund
     import numpy as np
 
     import compressor
-    from bench import edge_env
-    from export import datasets
+    from export import datasets, isolation
 
     images = (datasets.load("mnist5k").test[:20, ..., 0] * 255).astype(np.uint8)
     np.save(tmp_path / "x.npy", images)
     codes = tmp_path / "codes.bin"
     codes.write_bytes(compressor.Encoder.load(bundle_dir).compress_stream(images, joint=True))
-    site = edge_env.build(tmp_path / "site")
-    proc = edge_env.run_module(
+    site = isolation.build_edge_site(tmp_path / "site")
+    proc = isolation.run_in_edge_site(
         site, "bench.decode_check", str(codes), str(bundle_dir / "decoder"), str(tmp_path / "x.npy")
     )
     assert proc.returncode == 0, proc.stderr

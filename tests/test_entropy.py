@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compressor.entropy import (
+from compressor.coding.entropy import (
     MAX_ABS_SYMBOL,
     MAX_TABLE_SYMBOLS,
     CdfTable,
@@ -23,8 +23,8 @@ from compressor.entropy import (
     quantize_pmf,
     raw_bits,
 )
+from compressor.coding.rangecoder import TOTAL
 from compressor.errors import CodeError, CorruptCodeError, ManifestError, RateError, TruncatedCodeError
-from compressor.rangecoder import TOTAL
 
 FAST = settings(max_examples=200, derandomize=True, deadline=None)
 DIMS = 16

@@ -51,7 +51,7 @@ DEVICE_SCRIPT = r"""
 import json, sys
 import numpy as np
 from compressor.bundle import load_part
-from compressor.inference import Network
+from compressor.runtime.network import Network
 root = sys.argv[1]
 x = np.load(sys.argv[2])
 out = {}
@@ -111,7 +111,7 @@ def bundle_copy(bundle_dir, tmp_path):
 
 
 def test_a_tampered_model_file_is_refused_before_it_reaches_a_runtime(bundle_copy):
-    from compressor.inference import Network
+    from compressor.runtime.network import Network
 
     f = bundle_copy / "decoder" / "decoder_int8_b1.tflite"
     data = bytearray(f.read_bytes())
@@ -129,7 +129,7 @@ def test_a_replaced_file_of_another_size_is_refused(bundle_copy):
 
 
 def test_a_missing_model_file_is_named(bundle_copy):
-    from compressor.inference import Network
+    from compressor.runtime.network import Network
 
     (bundle_copy / "decoder" / "decoder_fp32.onnx").unlink()
     with pytest.raises(BundleNotFoundError, match="decoder_fp32.onnx"):
@@ -165,7 +165,7 @@ def test_a_malformed_manifest_names_the_key_at_fault(bundle_copy, edit, message)
 
 
 def test_a_directory_without_manifest_is_not_a_bundle(tmp_path):
-    with pytest.raises(BundleNotFoundError, match="compressor export"):
+    with pytest.raises(BundleNotFoundError, match="python -m export export"):
         B.load_part(tmp_path)
 
 

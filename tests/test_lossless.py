@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import compressor
-from compressor import lossless, wire
+from compressor import wire
+from compressor.coding import lossless
 from compressor.errors import LosslessMismatchError
 
 
@@ -26,14 +27,14 @@ def test_a_lossless_stream_decodes_exactly_with_names(enc, dec, binary_images):
     stream = enc.compress_stream(binary_images, mode="lossless", names=names)
     decoded = dec.read(stream)
     assert list(decoded.names) == names
-    np.testing.assert_array_equal(dec.finish_lossless(decoded), binary_images)
+    np.testing.assert_array_equal(dec.images(decoded), binary_images)
 
 
 def test_lossless_costs_far_less_than_png(enc, binary_images):
-    from compressor.images import _encode_png
+    from compressor.io.files import encode_png
 
     size = np.mean([len(m) for m in enc.compress(binary_images, mode="lossless")])
-    png = np.mean([len(_encode_png(img)) for img in binary_images])
+    png = np.mean([len(encode_png(img)) for img in binary_images])
     assert size < png / 3
 
 

@@ -62,7 +62,7 @@ def test_run_directory_holds_weights_config_metrics_and_pictures(trained_run):
     config = json.loads((run / "config.json").read_text())
     assert config["latent_dim"] == 16 and config["image_shape"] == [28, 28] and config["n_test"] == 500
     assert json.loads((run / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"]
-    from compressor.images import read_image
+    from compressor.io.files import read_image
 
     assert read_image(run / "reconstructions.png").shape[1] == 8 * 30 + 2
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compressor.coding.rangecoder import MAX_BITS, TOTAL, RangeDecoder, RangeEncoder
 from compressor.errors import CorruptCodeError
-from compressor.rangecoder import MAX_BITS, TOTAL, RangeDecoder, RangeEncoder
 
 FAST = settings(max_examples=150, derandomize=True, deadline=None)
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bench import report, schema
-from compressor.cli import main
+from bench.__main__ import main
 from tests.test_bench import bench_result_file
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -18,21 +18,11 @@ import numpy as np
 import pytest
 
 from compressor import Decoder, Encoder
-from compressor.images import read_image
-from compressor.transport import (
-    ACK,
-    DATA,
-    STATE_FILE,
-    FrameReader,
-    Hello,
-    Receiver,
-    Sender,
-    TransportError,
-    frame,
-    image_decoder,
-    serve,
-    session_digest,
-)
+from compressor.errors import TransportError
+from compressor.io.files import read_image
+from compressor.transport.protocol import ACK, DATA, STATE_FILE, FrameReader, Hello, frame, session_digest
+from compressor.transport.receiver import Receiver, image_decoder, serve
+from compressor.transport.sender import Sender
 
 N = 40
 FAST = {"ack_timeout": 2.0, "connect_timeout": 2.0, "backoff": 0.05}

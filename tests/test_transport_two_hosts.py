@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from compressor import Decoder, Encoder
-from compressor.images import read_image, read_images, write_png
+from compressor.io.files import read_image, read_images, write_png
 from tests.conftest import ROOT
 
 CAMERA_IP, GATEWAY_IP, PREFIX = "192.0.2.1", "192.0.2.2", 24

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compressor.entropy import build_table, decode_symbols, encode_symbols
+from compressor.coding.entropy import build_table, decode_symbols, encode_symbols
 from compressor.errors import (
     CodeError,
     CorruptCodeError,

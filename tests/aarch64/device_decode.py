@@ -27,7 +27,8 @@ import platform  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from compressor import Decoder, runtimes  # noqa: E402
+from compressor import Decoder  # noqa: E402
+from compressor.runtime import sessions as runtimes  # noqa: E402
 
 
 def _split(codes, key: str) -> list[bytes]:

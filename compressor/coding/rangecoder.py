@@ -36,7 +36,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from .errors import CorruptCodeError
+from compressor.errors import CorruptCodeError
 
 PRECISION = 16
 TOTAL = 1 << PRECISION

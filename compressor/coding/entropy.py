@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptCodeError, ManifestError, RateError, TruncatedCodeError
-from .rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
+from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
+from compressor.errors import CorruptCodeError, ManifestError, RateError, TruncatedCodeError
 
 MAX_ABS_SYMBOL = 1 << 15
 MAX_TABLE_SYMBOLS = 4096

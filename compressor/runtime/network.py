@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor import runtimes
 from compressor.bundle import FileEntry, Part
+from compressor.runtime import sessions as runtimes
 
 
 class Network:

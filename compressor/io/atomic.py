@@ -24,8 +24,13 @@ __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 _TEMP_SUFFIX = ".tmp"
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, overwrite: bool = True
+) -> None:
     """Replace ``path`` with ``data`` atomically.
+
+    With ``overwrite=False`` the final step is a hard link that fails when ``path`` exists
+    (``FileExistsError``), so even two writers racing for one name never replace each other.
 
     Raises:
         TypeError: ``data`` is not bytes-like (checked before anything touches the disk).
@@ -47,7 +52,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, target)
+        if overwrite:
+            os.replace(temp, target)
+        else:
+            os.link(temp, target)
+            os.unlink(temp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -55,14 +64,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     _fsync_directory(directory)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> None:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8", overwrite: bool = True
+) -> None:
     """Replace ``path`` with ``text`` atomically; no newline translation (what you pass is what lands).
 
     Raises ``TypeError`` if ``text`` is not a ``str``, otherwise as :func:`atomic_write_bytes`.
     """
     if not isinstance(text, str):
         raise TypeError(f"atomic_write_text needs str, got {type(text).__name__}")
-    atomic_write_bytes(path, text.encode(encoding))
+    atomic_write_bytes(path, text.encode(encoding), overwrite=overwrite)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -78,14 +89,17 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def _create_temp(directory: str, basename: str) -> tuple[int, str]:
-    """Create a fresh hidden temp file next to the target.
+    """Create a fresh hidden temp file next to the target, with a name of at most 51 bytes.
 
     ``os.open`` with mode 0o666 (not ``tempfile.mkstemp``'s 0o600) so the final file gets the
     usual umask-derived permissions, like any file created with ``open(path, "w")``.
     """
+    # The target's name is cut to 32 bytes here: a temp name must fit the file-system limit
+    # whenever the target's own name does (255 bytes), whatever that name is.
+    stem = basename.encode("utf-8")[:32].decode("utf-8", "ignore")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        temp = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}{_TEMP_SUFFIX}")
+        temp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}{_TEMP_SUFFIX}")
         try:
             return os.open(temp, flags, 0o666), temp
         except FileExistsError:

@@ -23,7 +23,13 @@ from compressor.errors import RuntimeUnavailableError
 RUNTIMES = ("litert", "tflite", "onnx")
 FILE_FORMAT = {"litert": "tflite", "tflite": "tflite", "onnx": "onnx"}
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite": "tflite_runtime.interpreter", "onnx": "onnxruntime"}
-_DISTRIBUTIONS = {"litert": "ai-edge-litert", "tflite": "tflite-runtime", "onnx": "onnxruntime"}
+DISTRIBUTIONS = {"litert": "ai-edge-litert", "tflite": "tflite-runtime", "onnx": "onnxruntime"}
+#: The command that installs each runtime on a device (the one home of these hints).
+INSTALL = {
+    "litert": "pip install 'ai-edge-litert==2.3.0'",
+    "tflite": "pip install 'tflite-runtime==2.14.0' 'numpy<2' (in its own venv)",
+    "onnx": "pip install 'onnxruntime==1.32.0'",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def _version(name: str, mod) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version(_DISTRIBUTIONS[name])
+        return version(DISTRIBUTIONS[name])
     except PackageNotFoundError:  # pragma: no cover
         return "unknown"
 
@@ -74,11 +80,8 @@ def resolve(runtime: str = "auto") -> str:
     for name in candidates:
         if _import(name) is not None:
             return name
-    wanted = ", ".join(f"{_DISTRIBUTIONS[n]} ({n})" for n in candidates)
-    raise RuntimeUnavailableError(
-        f"no inference runtime installed for {runtime!r}: install one of {wanted}, "
-        "e.g. pip install 'vae-compressor[litert]'"
-    )
+    hint = "; or ".join(INSTALL[n] for n in candidates)
+    raise RuntimeUnavailableError(f"no inference runtime installed for {runtime!r}: {hint}")
 
 
 class Session:
@@ -100,7 +103,7 @@ class TFLiteSession(Session):
     def __init__(self, model: bytes, runtime: str, threads: int | None):
         mod = _import(runtime)
         if mod is None:
-            raise RuntimeUnavailableError(f"{_DISTRIBUTIONS[runtime]} is not installed")
+            raise RuntimeUnavailableError(f"{DISTRIBUTIONS[runtime]} is not installed")
         self.runtime = runtime
         self._model = model  # the interpreter reads from this buffer; keep it alive
         try:
@@ -130,7 +133,7 @@ class OnnxSession(Session):
     def __init__(self, model: bytes, threads: int | None, providers: list[str] | None):
         ort = _import("onnx")
         if ort is None:
-            raise RuntimeUnavailableError("onnxruntime is not installed: pip install 'vae-compressor[onnx]'")
+            raise RuntimeUnavailableError(f"onnxruntime is not installed: {INSTALL['onnx']}")
         self.runtime = "onnx"
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compressor.entropy import CdfTable, as_symbols, check_canonical, decode_row, encode_row
+from compressor.coding.entropy import CdfTable, as_symbols, check_canonical, decode_row, encode_row
+from compressor.coding.rangecoder import TOTAL, RangeDecoder, RangeEncoder
 from compressor.errors import LosslessMismatchError, ManifestError, TruncatedCodeError
-from compressor.rangecoder import TOTAL, RangeDecoder, RangeEncoder
 
 CHECK_BYTES = 2
 

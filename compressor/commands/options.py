@@ -1,0 +1,82 @@
+"""Options that several device commands share, so each flag has one spelling, default and help."""
+
+from __future__ import annotations
+
+import argparse
+
+from compressor import limits
+from compressor.codec import MODES
+from compressor.runtime.sessions import RUNTIMES
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for every option; epilog examples kept as written."""
+
+
+def device_options(p: argparse.ArgumentParser, role: str) -> None:
+    """--bundle, --runtime, --precision, --threads."""
+    p.add_argument("--bundle", default="out/bundle", help=f"bundle or its {role}/ part (default: %(default)s)")
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto",) + RUNTIMES,
+        help="inference runtime; auto tries " + ", then ".join(RUNTIMES) + " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--precision", default="int8", choices=("int8", "fp32"), help="model files to run (default: %(default)s)"
+    )
+    p.add_argument("--threads", type=positive_int, default=1, help="runtime threads (default: %(default)s)")
+
+
+def rate_options(p: argparse.ArgumentParser) -> None:
+    """--step | --quality | --target-bytes, and --mode/--lossless."""
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--step", type=float, help="quantization step Δ, one of the bundle's steps (default: the bundle's)"
+    )
+    rate.add_argument("--quality", type=int, help="1..16, higher keeps more detail")
+    rate.add_argument(
+        "--target-bytes",
+        type=float,
+        help="budget per image: the finest step whose code is at most this many bytes per image "
+        "(a stream: its whole size ÷ images; messages: each message)",
+    )
+    p.add_argument("--mode", choices=MODES, default="entropy", help="how the latent is coded (default: %(default)s)")
+    p.add_argument("--lossless", action="store_const", const="lossless", dest="mode", help="same as --mode lossless")
+
+
+def input_limit_options(p: argparse.ArgumentParser) -> None:
+    """Budgets for reading input image files (compressor.limits)."""
+    max_images_option(p, "input images")
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=limits.MAX_IMAGE_PIXELS,
+        help="refuse an image file declaring more pixels, before decoding it (default: %(default)s)",
+    )
+    max_input_bytes_option(p, "input file")
+
+
+def max_images_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--max-images", type=positive_int, default=limits.MAX_IMAGES, help=f"refuse more {what} (default: %(default)s)"
+    )
+
+
+def max_input_bytes_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--max-input-bytes",
+        type=positive_int,
+        default=limits.MAX_INPUT_BYTES,
+        help=f"refuse a larger {what} (default: %(default)s)",
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value

@@ -1,0 +1,288 @@
+"""Images in memory: validation of caller arrays and ``.npy``/``.npz`` files, numpy only.
+
+Contracts:
+
+* In memory, a batch is ``float32 (N, H, W)`` in ``[0, 1]`` (:func:`as_batch`); on disk and
+  for display an image is ``uint8 (H, W)`` grayscale.
+* Every refusal is an :class:`~compressor.errors.InvalidImageError` (also a ``ValueError``)
+  whose message says what was expected, what was found, and what to do.
+* Array files are read without pickles, and the shape their header declares is checked
+  against :mod:`compressor.limits` before the data is read, so a small file declaring a huge
+  array costs nothing.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor import limits
+from compressor.errors import InvalidImageError
+
+__all__ = ["ARRAY_SUFFIXES", "as_batch", "as_uint8_image", "read_array_file", "to_uint8"]
+
+#: File suffixes read as arrays by :func:`read_array_file`.
+ARRAY_SUFFIXES = (".npy", ".npz")
+BATCH_AXES = ("image", "row", "column")
+IMAGE_AXES = ("row", "column")
+
+
+def as_batch(images: Any, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate caller images and return a fresh ``float32 (N, H, W)`` array in ``[0, 1]``.
+
+    Accepts ``(N, H, W)``, ``(N, H, W, 1)`` or a single ``(H, W)`` image, as ``uint8``
+    (0..255, divided by 255) or any float dtype already in ``[0, 1]``; a list of equally
+    shaped arrays is stacked. ``shape`` is the ``(H, W)`` the model expects, if known.
+    The result never aliases the input, so callers may keep mutating their array.
+
+    Raises:
+        InvalidImageError: not array-like or ragged, object/bool/other-integer dtype, empty,
+            wrong number of dimensions, more than one channel, NaN/inf, floats outside
+            ``[0, 1]``, or ``(H, W)`` different from ``shape``.
+        ValueError: ``shape`` itself is not a positive ``(height, width)`` pair (a caller bug).
+    """
+    expected = _check_shape_argument(shape)
+    what = "images"
+    arr = _as_ndarray(images, what)
+    _check_dtype(arr, what)
+    batch = _as_nhw(arr, what)
+    if expected is not None and batch.shape[1:] != expected:
+        raise InvalidImageError(_shape_mismatch_message(arr, batch, expected))
+    _check_values(batch, what, BATCH_AXES)
+    if batch.dtype == np.uint8:
+        return batch.astype(np.float32) / np.float32(255)
+    return np.array(batch, dtype=np.float32, order="C", copy=True)
+
+
+def to_uint8(probabilities: Any, binarize: bool = False) -> np.ndarray:
+    """Turn decoder output (floats in ``[0, 1]``, any shape) into displayable ``uint8``.
+
+    ``binarize=False`` maps ``x`` to ``rint(255 x)``; ``binarize=True`` maps ``x >= 0.5`` to
+    255 and the rest to 0 (for MNIST-like digits, whose model outputs are pixel
+    probabilities). NaN/inf are refused rather than silently turned into black pixels,
+    because they mean the model or runtime is broken.
+
+    Raises:
+        InvalidImageError: not a float array, empty, NaN/inf, or values outside ``[0, 1]``.
+    """
+    what = "probabilities"
+    arr = _as_ndarray(probabilities, what)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InvalidImageError(f"{what}: expected floats in [0, 1], got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InvalidImageError(f"{what} is empty: got shape {arr.shape}")
+    _check_values(arr, what, BATCH_AXES if arr.ndim == 3 else IMAGE_AXES if arr.ndim == 2 else None)
+    if binarize:
+        return np.where(arr >= 0.5, np.uint8(255), np.uint8(0))
+    return _float_to_uint8(arr)
+
+
+def as_uint8_image(image: Any, what: str = "image") -> np.ndarray:
+    """Validate one image for writing: ``uint8 (H, W)`` as is, float ``[0, 1]`` as ``rint(255 x)``.
+
+    ``(H, W, 1)`` is accepted too.
+    """
+    arr = _as_ndarray(image, what)
+    _check_dtype(arr, what)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        hint = "; grayscale only: convert RGB first" if arr.ndim == 3 and arr.shape[-1] in (3, 4) else ""
+        raise InvalidImageError(
+            f"{what}: expected one grayscale image of shape (H, W) or (H, W, 1), got {arr.shape}{hint}"
+        )
+    if arr.size == 0:
+        raise InvalidImageError(f"{what} is empty: got shape {arr.shape}")
+    check_side(arr.shape[0], arr.shape[1], what)
+    _check_values(arr, what, IMAGE_AXES)
+    return arr if arr.dtype == np.uint8 else _float_to_uint8(arr)
+
+
+def _check_shape_argument(shape: tuple[int, int] | None) -> tuple[int, int] | None:
+    if shape is None:
+        return None
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (height, width), got {shape!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"shape must be positive (height, width), got {shape!r}")
+    return h, w
+
+
+def _as_ndarray(images: Any, what: str) -> np.ndarray:
+    if isinstance(images, np.ndarray):
+        arr = images
+    else:
+        try:
+            arr = np.asarray(images)
+        except (ValueError, TypeError) as e:
+            raise InvalidImageError(
+                f"{what}: could not make one array from a {type(images).__name__} ({e}); "
+                "pass a numpy array, or a list of images that all have the same shape"
+            ) from e
+    if arr.dtype == object:
+        raise InvalidImageError(
+            f"{what}: expected a numeric numpy array, got dtype object from a {type(images).__name__} "
+            "(ragged list, None, or mixed types?); pass uint8 0..255 or float 0..1 arrays"
+        )
+    return arr
+
+
+def _check_dtype(arr: np.ndarray, what: str) -> None:
+    dtype = arr.dtype
+    if dtype == np.uint8 or np.issubdtype(dtype, np.floating):
+        return
+    if dtype == np.bool_:
+        raise InvalidImageError(
+            f"{what}: dtype bool is not accepted; convert to uint8 0..255 or float 0..1 "
+            "(e.g. mask.astype(np.uint8) * 255)"
+        )
+    if np.issubdtype(dtype, np.integer):
+        raise InvalidImageError(
+            f"{what}: dtype {dtype} is not accepted; convert to uint8 0..255 or float 0..1 "
+            "(only uint8 has an unambiguous 0..255 scale)"
+        )
+    raise InvalidImageError(f"{what}: dtype {dtype} is not an image dtype; expected uint8 0..255 or float 0..1")
+
+
+def _as_nhw(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.size == 0:
+        raise InvalidImageError(f"{what} is empty: got shape {arr.shape}; pass at least one image of non-zero size")
+    if arr.ndim == 2:
+        return arr[np.newaxis]
+    if arr.ndim == 4:
+        if arr.shape[-1] != 1:
+            raise InvalidImageError(
+                f"{what}: grayscale only; convert RGB first. Expected (N, H, W, 1) with 1 channel, "
+                f"got shape {arr.shape} with {arr.shape[-1]} channels"
+            )
+        return arr[..., 0]
+    if arr.ndim != 3:
+        raise InvalidImageError(
+            f"{what}: expected shape (H, W), (N, H, W) or (N, H, W, 1), got {arr.ndim}-D {arr.shape}"
+        )
+    return arr
+
+
+def _shape_mismatch_message(original: np.ndarray, batch: np.ndarray, expected: tuple[int, int]) -> str:
+    message = f"the model expects {hw(expected)} images (height x width), got {hw(batch.shape[1:])}"
+    if original.ndim == 3 and original.shape[-1] in (3, 4):
+        return message + f" (is shape {original.shape} one RGB image? convert it to grayscale (H, W) first)"
+    return message + f"; resize or crop them to {hw(expected)} first"
+
+
+def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> None:
+    """Refuse NaN/inf and floats outside [0, 1]; uint8 needs no check."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        return
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_nan = int(np.count_nonzero(np.isnan(arr)))
+        n_inf = int(arr.size - np.count_nonzero(finite) - n_nan)
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        where = ", ".join(f"{a} {i}" for a, i in zip(axes, first, strict=True)) if axes else f"index {first}"
+        raise InvalidImageError(
+            f"{what}: found {n_nan} NaN and {n_inf} inf values; first at {where}; expected finite values in [0, 1]"
+        )
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0.0 or high > 1.0:
+        hint = "; looks like 0..255 data: divide by 255 or pass uint8" if low >= 0.0 and high <= 255.0 else ""
+        raise InvalidImageError(f"{what}: float values must be in [0, 1], got min {low:g} and max {high:g}{hint}")
+
+
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    # float64 makes 255*x exact for float16/32 inputs, so rounding is identical everywhere.
+    return np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+
+
+def check_side(height: int, width: int, what: str) -> None:
+    if height > limits.MAX_IMAGE_SIDE or width > limits.MAX_IMAGE_SIDE:
+        raise InvalidImageError(
+            f"{what}: image is {hw((height, width))} pixels (height x width); "
+            f"the limit is {limits.MAX_IMAGE_SIDE} per side"
+        )
+
+
+def hw(shape: Sequence[int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def read_array_file(
+    path: Path, *, max_images: int = limits.MAX_IMAGES, max_pixels: int = limits.MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Load ``path`` (.npy/.npz, no pickles) and return validated ``uint8 (N, H, W)``.
+
+    The shape and dtype in the array header are checked against ``max_images`` and
+    ``max_pixels`` (per image) before the data is read; in an ``.npz`` the member's
+    uncompressed size is checked too, so a zip bomb is refused unread.
+    """
+    try:
+        # Our own handle: np.load(path) leaks its file when a damaged .npz fails to open.
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                f.seek(0)
+                _check_npy_header(f, str(path), max_images, max_pixels)
+                f.seek(0)
+                arr, what = np.load(f, allow_pickle=False), str(path)
+            else:
+                f.seek(0)
+                with zipfile.ZipFile(f) as archive:
+                    key = _pick_npz_member(archive, path)
+                    with archive.open(key + ".npy") as member:
+                        what = f"{path}['{key}']"
+                        _check_npy_header(member, what, max_images, max_pixels)
+                    with archive.open(key + ".npy") as member:
+                        arr = np.lib.format.read_array(member, allow_pickle=False)
+    except InvalidImageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise InvalidImageError(f"cannot read array file {path}: {e}") from e
+    _check_dtype(arr, what)
+    batch = _as_nhw(arr, what)
+    _check_values(batch, what, BATCH_AXES)
+    return batch if batch.dtype == np.uint8 else _float_to_uint8(batch)
+
+
+def _check_npy_header(f, what: str, max_images: int, max_pixels: int) -> None:
+    """Refuse, from the .npy header alone, an array larger than the budgets."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=4096)
+    elif version in ((2, 0), (3, 0)):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=4096)
+    else:
+        raise InvalidImageError(f"{what}: unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise InvalidImageError(f"{what}: holds Python objects; save a uint8 or float array instead")
+    if len(shape) not in (2, 3, 4):
+        raise InvalidImageError(f"{what}: expected shape (H, W), (N, H, W) or (N, H, W, 1), got {shape}")
+    count = 1 if len(shape) == 2 else int(shape[0])
+    pixels = int(shape[-2]) * int(shape[-1]) if len(shape) < 4 else int(shape[1]) * int(shape[2])
+    if count > max_images:
+        raise InvalidImageError(
+            f"{what} declares {count} images; the limit is {max_images} (raise it with --max-images)"
+        )
+    if pixels > max_pixels:
+        raise InvalidImageError(
+            f"{what} declares images of {pixels} pixels; the limit is {max_pixels} (raise it with --max-pixels)"
+        )
+
+
+def _pick_npz_member(archive: zipfile.ZipFile, path: Path) -> str:
+    keys = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+    if "images" in keys:
+        return "images"
+    if "x" in keys:
+        return "x"
+    if len(keys) == 1:
+        return keys[0]
+    raise InvalidImageError(
+        f"{path}: cannot tell which array holds the images among {keys}; "
+        "name it 'images' (or 'x'), or save only one array"
+    )

@@ -1,0 +1,217 @@
+"""Image files in and out: Pillow reads every format, a small writer makes 8-bit grey PNGs.
+
+Why Pillow: it is maintained, fuzzed continuously, ships aarch64 wheels and refuses
+decompression bombs; a hand-written decoder is code to maintain and an attack surface.
+Before any pixel is decoded, the file must be a regular file within the byte budget and its
+header must declare at most ``max_pixels`` pixels (:mod:`compressor.limits`), so a small
+file that declares a huge image costs a header read, not gigabytes.
+
+Colour is reduced to grey as Pillow's ``convert("L")`` does (ITU-R BT.601 luma); alpha is
+ignored; 16-bit samples keep their high byte; JPEG/WebP/TIFF EXIF orientation is applied.
+Every refusal is an :class:`~compressor.errors.InvalidImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor import limits
+from compressor import names as name_rules
+from compressor.errors import InvalidImageError
+from compressor.io.arrays import ARRAY_SUFFIXES, as_uint8_image, hw, read_array_file
+from compressor.io.atomic import atomic_write_bytes
+
+__all__ = ["IMAGE_SUFFIXES", "read_bytes_limited", "read_image", "read_images", "write_png"]
+
+#: File suffixes (lower case) that :func:`read_images` picks up from a folder.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+StrPath = str | os.PathLike[str]
+
+
+def read_bytes_limited(path: StrPath, *, max_bytes: int = limits.MAX_INPUT_BYTES, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or an ``InvalidImageError``.
+
+    Devices (``/dev/zero``), FIFOs and folders are refused before reading, so no input can
+    make a read run forever or grow without bound.
+    """
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidImageError(f"{name} is a folder, not a {what}")
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidImageError(f"{name} is not a regular file (a device or pipe?); save the {what} first")
+            if st.st_size > max_bytes:
+                raise InvalidImageError(
+                    f"{name} is {st.st_size} bytes; the limit for a {what} is {max_bytes} (--max-input-bytes)"
+                )
+            data = f.read(max_bytes + 1)
+    except IsADirectoryError:
+        raise InvalidImageError(f"{name} is a folder, not a {what}") from None
+    except OSError as e:
+        raise InvalidImageError(f"cannot read {what} {name}: {e.strerror or e}") from e
+    if len(data) > max_bytes:
+        raise InvalidImageError(f"{name} grew past the {max_bytes}-byte limit while being read")
+    return data
+
+
+def read_image(
+    path: StrPath, *, max_pixels: int = limits.MAX_IMAGE_PIXELS, max_bytes: int = limits.MAX_INPUT_BYTES
+) -> np.ndarray:
+    """Read one image file (any format Pillow reads) as ``uint8 (H, W)`` grayscale."""
+    name = os.fspath(path)
+    data = read_bytes_limited(path, max_bytes=max_bytes, what="image file")
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:  # pragma: no cover - Pillow is a declared dependency
+        raise InvalidImageError(f"reading {name} needs Pillow: pip install pillow") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            height, width = im.height, im.width
+            limits_side = limits.MAX_IMAGE_SIDE
+            if height > limits_side or width > limits_side or height * width > max_pixels:
+                raise InvalidImageError(
+                    f"{name}: image is {hw((height, width))} pixels (height x width); the limit is "
+                    f"{max_pixels} pixels and {limits_side} per side (raise it with --max-pixels)"
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_gray(im)
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow's own guard fires in open() for absurd sizes
+        raise InvalidImageError(f"{name}: {e}; the limit is {max_pixels} pixels (raise it with --max-pixels)") from None
+    # Pillow signals a bad file with any of these, depending on the format plugin.
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+        raise InvalidImageError(f"{name} is not a readable image: {e}") from e
+
+
+def _to_gray(im: Any) -> np.ndarray:
+    if im.mode.startswith("I;16"):
+        return (np.array(im).astype(np.uint16) >> 8).astype(np.uint8)
+    if im.mode == "I":  # 16-bit grey opened as 32-bit ints; values are 0..65535
+        return (np.clip(np.array(im), 0, 65535) >> 8).astype(np.uint8)
+    return np.array(im.convert("L"), dtype=np.uint8)
+
+
+def read_images(
+    paths: StrPath | Iterable[StrPath],
+    *,
+    max_images: int = limits.MAX_IMAGES,
+    max_pixels: int = limits.MAX_IMAGE_PIXELS,
+    max_bytes: int = limits.MAX_INPUT_BYTES,
+) -> tuple[np.ndarray, list[str] | None]:
+    """Read images from files, folders and ``.npy``/``.npz`` arrays into one ``uint8 (N, H, W)``.
+
+    Each path may be an image file (its name is the file stem), a folder (its files ending in
+    one of ``IMAGE_SUFFIXES``, any case, sorted, not recursing, skipping dot-files), or a
+    ``.npy``/``.npz`` array (see :func:`compressor.io.arrays.read_array_file`).
+
+    Returns ``(images, names)``. ``names`` is ``None`` when every input is an array file
+    (arrays carry no names; decoders number the outputs), else one name per image: the file
+    stem, or ``stem[i]`` for the images of an array file mixed with files. Names are unique
+    case-insensitively; duplicates are refused (two files of one stem in different folders),
+    because a name becomes an output file and one would overwrite the other.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    path_list = [Path(p) for p in paths]
+    if not path_list:
+        raise InvalidImageError("no input paths; pass image files, folders, or .npy/.npz files")
+    images: list[np.ndarray] = []
+    names: list[str] = []
+    sources: list[str] = []
+    only_arrays = True
+    for path in path_list:
+        if path.is_dir():
+            only_arrays = False
+            files = _image_files_in(path)
+            if not files:
+                raise InvalidImageError(
+                    f"no images in {path} (looked for {', '.join(IMAGE_SUFFIXES)} files; subfolders are not searched)"
+                )
+            for file in files:
+                _check_count(len(images) + 1, max_images)
+                images.append(read_image(file, max_pixels=max_pixels, max_bytes=max_bytes))
+                names.append(file.stem)
+                sources.append(str(file))
+        elif path.suffix.lower() in ARRAY_SUFFIXES:
+            batch = read_array_file(path, max_images=max_images - len(images), max_pixels=max_pixels)
+            for i, image in enumerate(batch):
+                images.append(image)
+                names.append(f"{path.stem}[{i}]")
+                sources.append(f"{path}[{i}]")
+        else:
+            only_arrays = False
+            _check_count(len(images) + 1, max_images)
+            images.append(read_image(path, max_pixels=max_pixels, max_bytes=max_bytes))
+            names.append(path.stem)
+            sources.append(str(path))
+    first = images[0].shape
+    for image, source in zip(images, sources, strict=True):
+        if image.shape != first:
+            raise InvalidImageError(
+                f"all images must have the same size: {sources[0]} is {hw(first)} but {source} is "
+                f"{hw(image.shape)} (height x width); resize or crop them to one size"
+            )
+    if only_arrays:
+        return np.stack(images), None
+    name_rules.check_unique(names, sources, InvalidImageError)
+    return np.stack(images), names
+
+
+def _check_count(count: int, max_images: int) -> None:
+    if count > max_images:
+        raise InvalidImageError(f"more than {max_images} input images (raise the limit with --max-images)")
+
+
+def _image_files_in(folder: Path) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError as e:
+        raise InvalidImageError(f"cannot list folder {folder}: {e.strerror or e}") from e
+    files = [e for e in entries if e.suffix.lower() in IMAGE_SUFFIXES and not e.name.startswith(".") and e.is_file()]
+    return sorted(files, key=lambda e: e.name)
+
+
+def write_png(path: StrPath, image: Any, *, overwrite: bool = True) -> None:
+    """Write one image as an 8-bit greyscale PNG, atomically (see :mod:`compressor.io.atomic`).
+
+    ``image`` is ``uint8 (H, W)`` or float ``(H, W)`` in ``[0, 1]`` (stored as ``rint(255 x)``).
+    It reads back identically with :func:`read_image`. With ``overwrite=False`` an existing
+    file is refused (``FileExistsError``) and left as it was.
+    """
+    pixels = as_uint8_image(image)
+    atomic_write_bytes(path, encode_png(pixels), overwrite=overwrite)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """``uint8 (H, W)`` -> the bytes of a greyscale PNG (filter 0 rows, zlib level 6).
+
+    Twenty lines of numpy, so that ``decode`` can write PNGs on a device without Pillow.
+    """
+    h, w = pixels.shape
+    raw = np.zeros((h, w + 1), np.uint8)
+    raw[:, 1:] = pixels
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
