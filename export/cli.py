@@ -225,7 +225,7 @@ def _run_matches(run: Path, config: dict) -> bool:
 def _print_training(metrics: dict, run) -> None:
     print(
         f"test ELBO {metrics['test_elbo']:.2f} nats (reconstruction {metrics['test_recon_nats']:.2f}, "
-        f"KL {metrics['test_kl_nats']:.2f}) at epoch {metrics['best_epoch']}; "
+        f"KL {metrics['test_kl_nats']:.2f}) at epoch {metrics['best_epoch']}, chosen by validation ELBO; "
         f"training took {metrics['wall_seconds']:.1f} s"
     )
     print(f"run directory: {run}  (reconstructions.png, samples.png, metrics.json)")

@@ -45,7 +45,16 @@ def test_training_lowers_the_loss(trained_run):
     _, metrics = trained_run
     losses = [row["train_loss"] for row in metrics["history"]]
     assert losses[-1] < losses[0] - 20
-    assert metrics["test_elbo"] == max(row["test_elbo"] for row in metrics["history"])
+    assert metrics["val_elbo"] == max(row["val_elbo"] for row in metrics["history"])
+
+
+def test_the_best_epoch_is_chosen_on_validation_data_and_never_looks_at_the_test_split(trained_run):
+    run, metrics = trained_run
+    best = max(metrics["history"], key=lambda row: row["val_elbo"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert not any("test" in key for row in metrics["history"] for key in row)
+    config = json.loads((run / "config.json").read_text())
+    assert config["n_train"] + config["n_validation"] == 4500 and config["n_validation"] == 450
 
 
 def test_run_directory_holds_weights_config_metrics_and_pictures(trained_run):
