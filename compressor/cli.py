@@ -174,8 +174,8 @@ def _info(args) -> int:
         "count": stream.count,
         "joint": stream.joint_count is not None,
         "bytes": len(data),
-        "bytes_per_image": round(len(data) / stream.count, 3),
-        "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / stream.count, 3),
+        "bytes_per_image": round(len(data) / max(stream.count, 1), 3),  # count 0: a container, not a code
+        "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / max(stream.count, 1), 3),
         "names": stream.names is not None,
     }
     if args.bundle:

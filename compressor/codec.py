@@ -33,6 +33,7 @@ from compressor.errors import (
     LosslessMismatchError,
     ManifestError,
     RateError,
+    TruncatedCodeError,
 )
 from compressor.images import as_batch
 from compressor.inference import Network
@@ -108,6 +109,60 @@ class Coding:
             )
         dec, syms, check = lossless.start_decoding(payload, self.tables[index])
         return syms, (dec, check)
+
+    def read(self, codes) -> Decoded:
+        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages.
+
+        Every refusal of docs/format.md, in its order; the network is not needed.
+        """
+        if isinstance(codes, (bytes, bytearray, memoryview)):
+            codes = bytes(codes)
+            if codes[:4] != wire.STREAM_MAGIC:
+                raise CorruptCodeError(
+                    "not a compressor stream (bad magic); to decode single messages pass a list of them"
+                )
+            stream = wire.unpack_stream(codes, expected_model_id=self.model_id)
+            if stream.count == 0:
+                raise CorruptCodeError("the stream holds no images (an encoder never writes one): damaged data")
+            if stream.joint_count is not None:
+                syms = self.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
+                pending = [None] * len(syms)
+            else:
+                items = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                syms, pending = [i[0] for i in items], [i[1] for i in items]
+            steps = [self.steps[stream.step_index]] * len(syms)
+            names = stream.names
+        else:
+            if isinstance(codes, str) or not hasattr(codes, "__iter__"):
+                raise TypeError("codes must be stream bytes or a list of message bytes")
+            syms, steps, pending = [], [], []
+            for i, msg in enumerate(codes):
+                if not isinstance(msg, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
+                try:
+                    header, payload = wire.unpack_message(self.model_id, bytes(msg))
+                    sym, state = self.decode_item(payload, header.step_index, header.mode)
+                except CodeError as e:
+                    raise type(e)(f"message {i}: {e}") from e
+                syms.append(sym)
+                pending.append(state)
+                steps.append(self.steps[header.step_index])
+            names = None
+        if not syms:
+            raise ValueError("no codes to decode")
+        lossless_count = sum(p is not None for p in pending)
+        if 0 < lossless_count < len(pending):
+            raise ValueError("lossless and lossy messages cannot be decoded in one call")
+        return Decoded(
+            np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
+        )
+
+    def _decode_stream_item(self, payload: bytes, index: int, mode: str):
+        """:meth:`decode_item` for a stream payload: its length is checksummed, so a short one is damage."""
+        try:
+            return self.decode_item(payload, index, mode)
+        except TruncatedCodeError as e:
+            raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
 
 def _check_mode(mode: str) -> str:
@@ -309,46 +364,8 @@ class Decoder(_Half):
     ROLE = "decoder"
 
     def read(self, codes) -> Decoded:
-        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages."""
-        if isinstance(codes, (bytes, bytearray, memoryview)):
-            codes = bytes(codes)
-            if codes[:4] != wire.STREAM_MAGIC:
-                raise CorruptCodeError(
-                    "not a compressor stream (bad magic); to decode single messages pass a list of them"
-                )
-            stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
-            if stream.joint_count is not None:
-                syms = self.coding.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
-                pending = [None] * len(syms)
-            else:
-                items = [self.coding.decode_item(p, stream.step_index, stream.mode) for p in stream.payloads]
-                syms, pending = [i[0] for i in items], [i[1] for i in items]
-            steps = [self.coding.steps[stream.step_index]] * len(syms)
-            names = stream.names
-        else:
-            if isinstance(codes, str) or not hasattr(codes, "__iter__"):
-                raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps, pending = [], [], []
-            for i, msg in enumerate(codes):
-                if not isinstance(msg, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
-                try:
-                    header, payload = wire.unpack_message(self.coding.model_id, bytes(msg))
-                    sym, state = self.coding.decode_item(payload, header.step_index, header.mode)
-                except CodeError as e:
-                    raise type(e)(f"message {i}: {e}") from e
-                syms.append(sym)
-                pending.append(state)
-                steps.append(self.coding.steps[header.step_index])
-            names = None
-        if not syms:
-            raise ValueError("no codes to decode")
-        lossless_count = sum(p is not None for p in pending)
-        if 0 < lossless_count < len(pending):
-            raise ValueError("lossless and lossy messages cannot be decoded in one call")
-        return Decoded(
-            np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
-        )
+        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages (docs/format.md)."""
+        return self.coding.read(codes)
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""

@@ -32,7 +32,7 @@ from .errors import (
 FORMAT_VERSION = 1
 MODEL_ID_SIZE = 8
 MODES = {"entropy": 0, "raw": 1, "lossless": 2}
-"""Mode name -> 2-bit code. 2 is reserved for a later lossless mode; 3 is invalid."""
+"""Mode name -> 2-bit code; 3 is invalid."""
 MAX_STEPS = 16
 STREAM_MAGIC = b"\x89LZC"
 MAX_NAME_BYTES = 255
@@ -101,9 +101,8 @@ class Header(NamedTuple):
 def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) -> bytes:
     """Frame one image's payload: 2-byte header (version/mode/step, check byte) + payload.
 
-    The CRC covers ``model_id || byte 0 || payload`` so a message does not decode
-    with another model -- for 255 of 256 pairs of model ids; the CRC is linear, so
-    the verdict depends on the pair, not on the message (docs/format.md).
+    The check byte is keyed with ``model_id`` so a message made for another model fails
+    it with probability 255/256, independently for each message (docs/format.md).
     """
     model_id = _check_model_id(model_id)
     mode_code, step = _check_mode_step(mode, step_index)
@@ -116,7 +115,7 @@ def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
     """Check and strip the header of a :func:`pack_message` message.
 
     Raises ``TruncatedCodeError`` (under 2 bytes), ``UnsupportedFormatVersionError``,
-    ``CorruptCodeError`` (version 0, mode 3) or ``ModelMismatchError`` (CRC differs:
+    ``CorruptCodeError`` (version 0, mode 3) or ``ModelMismatchError`` (check byte differs:
     another model's code, or damaged). The step index is not checked against the
     bundle here: the caller knows how many steps it has.
     """
