@@ -1,0 +1,117 @@
+"""docs/format.md and the code cannot drift apart: every conformance vector decodes (or is
+refused) exactly as recorded, every refusal rule of the spec has a vector, and every error
+class the spec names exists."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from compressor import entropy, errors, wire
+from compressor.entropy import CdfTable
+from compressor.errors import CodeError, RateError
+
+from .vectors import conformance
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+DOC = conformance.load()
+VECTORS = DOC["vectors"]
+NOT_IN_VECTORS = {"L2": "needs a decoder network of another runtime; tests/test_lossless.py covers it"}
+
+
+@pytest.fixture(scope="module")
+def codings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    return {name: conformance.coding_for(spec, root / name) for name, spec in DOC["bundles"].items()}
+
+
+def spec_rules() -> set[str]:
+    """Rule ids of the refusal tables: rows that start ``| X12 |``."""
+    return set(re.findall(r"^\| ([A-Z]\d+) \|", SPEC, flags=re.M))
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["id"] for v in VECTORS])
+def test_each_vector_decodes_or_is_refused_as_recorded(vector, codings):
+    got = conformance.run(vector, codings[vector["bundle"]])
+    assert conformance.verdict_matches(vector, got), f"{vector['note']}: expected {vector['expect']}, got {got}"
+
+
+def test_every_refusal_rule_of_the_spec_has_an_invalid_vector():
+    rules = spec_rules()
+    assert len(rules) >= 30, "the rule tables of docs/format.md were not found"
+    covered = {v["expect"]["rule"] for v in VECTORS if "error" in v["expect"]}
+    assert covered <= rules, f"vectors cite rules the spec lacks: {sorted(covered - rules)}"
+    assert rules - covered == set(NOT_IN_VECTORS), f"rules without a vector: {sorted(rules - covered)}"
+
+
+def test_each_vector_error_is_the_class_its_rule_names_in_the_spec():
+    for v in VECTORS:
+        if "error" in v["expect"]:
+            row = re.search(rf"^\| {v['expect']['rule']} \|.*$", SPEC, flags=re.M).group(0)
+            assert f"`{v['expect']['error']}`" in row.rsplit("|", 2)[-2], (v["id"], row)
+
+
+def test_every_error_class_named_in_the_spec_exists_in_compressor_errors():
+    named = set(re.findall(r"`(\w+Error)`", SPEC))
+    assert {"CorruptCodeError", "TruncatedCodeError", "ModelMismatchError"} <= named
+    for name in named:
+        if hasattr(builtins, name):
+            continue
+        cls = getattr(errors, name, None)
+        assert isinstance(cls, type) and issubclass(cls, errors.CompressorError), name
+    for name in named - {"ManifestError", "RateError"} - set(dir(builtins)):
+        assert issubclass(getattr(errors, name), CodeError), f"{name} refuses bytes, so it is a CodeError"
+
+
+def _mode_of(vector) -> str:
+    modes = ("entropy", "raw", "lossless")
+    if vector["kind"] == "stream":
+        data = bytes.fromhex(vector["hex"])
+        return "joint" if data[5] & 2 else modes[data[6]]
+    return modes[(bytes.fromhex(vector["messages"][0])[0] >> 4) & 3]
+
+
+def test_valid_vectors_cover_every_mode_container_and_feature():
+    valid = [v for v in VECTORS if "error" not in v["expect"]]
+    kinds = {(v["kind"], _mode_of(v)) for v in valid}
+    for kind in ("messages", "stream"):
+        for mode in ("entropy", "raw", "lossless"):
+            assert (kind, mode) in kinds
+    assert ("stream", "joint") in kinds
+    tags = {t for v in valid for t in v.get("tags", ())}
+    assert {"escape", "carry", "names", "joint", "gamma16", "guard", "lossless"} <= tags
+    assert any(len(bytes.fromhex(m)) == 2 for v in valid if v["kind"] == "messages" for m in v["messages"])
+
+
+def test_the_vectors_file_is_what_the_generator_writes(tmp_path, monkeypatch):
+    from .vectors import make_vectors
+
+    out = tmp_path / "vectors.json"
+    monkeypatch.setattr(make_vectors, "VECTORS", out)
+    monkeypatch.setattr(make_vectors, "vectors", [])
+    assert make_vectors.main() == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == DOC
+
+
+def test_the_joint_count_guard_is_the_integer_rule_of_the_spec():
+    table = CdfTable.from_json(DOC["bundles"]["J"]["tables"][0])  # S = 8192
+    assert entropy.joint_count_fits(table, 0, 321) and not entropy.joint_count_fits(table, 0, 322)
+    assert entropy.joint_count_fits(table, 1, 321 + 64) and not entropy.joint_count_fits(table, 1, 322 + 64)
+    assert not entropy.joint_count_fits(table, 10**6, (1 << 20) + 1) and not entropy.joint_count_fits(table, 5, 0)
+
+
+def test_the_encoder_refuses_a_joint_batch_that_no_decoder_would_accept():
+    table = CdfTable.from_json(DOC["bundles"]["J"]["tables"][0])
+    assert entropy.encode_joint([[0, -1]] * 321, table) == b""
+    with pytest.raises(RateError, match="plain stream"):
+        entropy.encode_joint([[0, -1]] * 322, table)
+
+
+def test_a_count_zero_stream_is_still_a_well_formed_container():
+    data = wire.pack_stream(bytes.fromhex(DOC["bundles"]["A"]["model_id"]), "entropy", 0, [])
+    assert len(data) == 21 and wire.unpack_stream(data).count == 0
