@@ -14,6 +14,7 @@ import pytest
 from compressor import entropy, errors, wire
 from compressor.entropy import CdfTable
 from compressor.errors import CodeError, RateError
+from compressor.rangecoder import TOTAL
 
 from . import reference_decoder
 from .vectors import conformance
@@ -167,3 +168,42 @@ def test_the_spec_decoder_and_the_implementation_agree_on_damaged_vectors(coding
         want = reference_decoder.decode(DOC["bundles"][v["bundle"]], v)
         want.pop("rule", None)
         assert conformance.run(v, codings[v["bundle"]]) == want, v
+
+
+def _shortest_then_smallest(low: int, rng_: int, shifts: int) -> bytes:
+    """The literal definition of the termination: try every length, shortest first."""
+    for m in range(4 + shifts + 1):
+        unit = 256 ** (4 + shifts - m)
+        value = -(-low // unit)  # the smallest m-byte value at or above low
+        if value * unit < low + rng_:
+            return value.to_bytes(m, "big") if m else b""
+    raise AssertionError("the interval holds no value")
+
+
+def _closed_form(low: int, rng_: int, shifts: int) -> bytes:
+    """docs/format.md's closed form, transcribed."""
+    if low == 0:
+        return b""
+    z = (((low - 1) ^ (low + rng_ - 1)).bit_length() - 1) // 8
+    return (((low - 1) >> (8 * z)) + 1).to_bytes(4 + shifts - z, "big")
+
+
+def test_the_closed_form_termination_of_the_spec_is_the_shortest_then_smallest_code():
+    import random
+
+    from compressor.rangecoder import RangeEncoder
+
+    rng = random.Random(6)
+    for _ in range(3000):
+        enc = RangeEncoder()
+        for _ in range(rng.randrange(0, 12)):
+            if rng.random() < 0.2:
+                t = rng.randrange(1, 17)
+                enc.encode_bits(rng.randrange(1 << t), t)
+            else:
+                start = rng.choice([0, rng.randrange(TOTAL - 1)])
+                enc.encode(start, rng.choice([1, rng.randrange(1, TOTAL - start + 1)]))
+        shifts = len(enc._out)
+        low = (int.from_bytes(enc._out, "big") << 32) | enc._low
+        want = _shortest_then_smallest(low, enc._range, shifts)
+        assert _closed_form(low, enc._range, shifts) == want == enc.finish()
