@@ -207,3 +207,12 @@ def test_the_closed_form_termination_of_the_spec_is_the_shortest_then_smallest_c
         low = (int.from_bytes(enc._out, "big") << 32) | enc._low
         want = _shortest_then_smallest(low, enc._range, shifts)
         assert _closed_form(low, enc._range, shifts) == want == enc.finish()
+
+
+def test_compressor_info_describes_a_count_zero_stream(tmp_path, capsys):
+    from compressor.cli import main
+
+    path = tmp_path / "empty.lzc"
+    path.write_bytes(wire.pack_stream(bytes.fromhex(DOC["bundles"]["A"]["model_id"]), "entropy", 0, []))
+    assert main(["info", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 0
