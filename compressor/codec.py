@@ -37,6 +37,7 @@ from compressor.errors import (
     LosslessMismatchError,
     ManifestError,
     RateError,
+    TruncatedCodeError,
 )
 from compressor.io.arrays import as_batch
 from compressor.runtime.network import Network
@@ -112,6 +113,81 @@ class Coding:
             )
         _, syms, _ = lossless.start_decoding(payload, self.tables[index])
         return syms
+
+    def read(self, codes, *, max_images: int = limits.MAX_IMAGES) -> Decoded:
+        """Bytes -> symbols. ``codes``: a stream (bytes) or a list of messages.
+
+        Every refusal of docs/format.md, in its order; the network is not needed. A stream
+        declaring more than ``max_images`` images is refused (``LimitError``) before anything
+        is decoded: an empty payload is a valid code, so a small stream may declare very many.
+        """
+        payloads: list[bytes] = []
+        modes: set[str] = set()
+        if isinstance(codes, (bytes, bytearray, memoryview)):
+            codes = bytes(codes)
+            if codes[:4] != wire.STREAM_MAGIC:
+                raise CorruptCodeError(
+                    "not a compressor stream (bad magic); to decode single messages pass a list of them"
+                )
+            stream = wire.unpack_stream(codes, expected_model_id=self.model_id)  # format refusals first
+            if stream.count == 0:
+                raise CorruptCodeError("the stream holds no images (an encoder never writes one): damaged data")
+            if stream.count > max_images:  # before any symbol is decoded
+                raise LimitError(
+                    f"the stream declares {stream.count} images; the limit is {max_images} "
+                    "(raise it with max_images= or --max-images)"
+                )
+            if stream.joint_count is not None:
+                syms = self.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
+            else:
+                syms = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                payloads = list(stream.payloads)
+            steps = [self.steps[stream.step_index]] * len(syms)
+            names = stream.names
+            modes.add(stream.mode)
+        else:
+            if isinstance(codes, str) or not hasattr(codes, "__iter__"):
+                raise TypeError("codes must be stream bytes or a list of message bytes")
+            syms, steps = [], []
+            for i, msg in enumerate(codes):
+                if i >= max_images:
+                    raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
+                if not isinstance(msg, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
+                try:
+                    header, payload = wire.unpack_message(self.model_id, bytes(msg))
+                    syms.append(self.decode_item(payload, header.step_index, header.mode))
+                except CodeError as e:
+                    raise type(e)(f"message {i}: {e}") from e
+                payloads.append(payload)
+                modes.add(header.mode)
+                steps.append(self.steps[header.step_index])
+            names = None
+        if not syms:
+            raise CorruptCodeError("no codes to decode: the list holds no message")
+        if "lossless" in modes and len(modes) > 1:
+            raise RateError("lossless and lossy messages cannot be decoded in one call; decode them separately")
+        mode = "lossless" if "lossless" in modes else sorted(modes)[0]
+        return Decoded(
+            np.asarray(syms, np.int64),
+            np.asarray(steps, np.float64),
+            names,
+            mode,
+            tuple(payloads) if mode == "lossless" else None,
+        )
+
+    def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
+        """The bits (bool, H x W) of one lossless payload, given the int8 decoder's output levels
+        for its latent; ``LosslessMismatchError`` when the image check fails."""
+        dec, _, check = lossless.start_decoding(payload, self.tables[index])
+        return lossless.finish_decoding(dec, check, levels, self.lossless)
+
+    def _decode_stream_item(self, payload: bytes, index: int, mode: str):
+        """:meth:`decode_item` for a stream payload: its length is checksummed, so a short one is damage."""
+        try:
+            return self.decode_item(payload, index, mode)
+        except TruncatedCodeError as e:
+            raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
 
 def _check_mode(mode: str) -> str:
@@ -366,65 +442,9 @@ class Decoder(_Half):
     ROLE = "decoder"
 
     def read(self, codes, *, max_images: int = limits.MAX_IMAGES) -> Decoded:
-        """Bytes -> symbols, every byte checked. ``codes``: a stream (bytes) or a list of messages.
-
-        A stream declaring more than ``max_images`` images is refused (``LimitError``) before
-        anything is decoded: an empty payload is a valid code, so a small stream may declare
-        very many images.
-        """
-        payloads: list[bytes] = []
-        modes: set[str] = set()
-        if isinstance(codes, (bytes, bytearray, memoryview)):
-            codes = bytes(codes)
-            if codes[:4] != wire.STREAM_MAGIC:
-                raise CorruptCodeError(
-                    "not a compressor stream (bad magic); to decode single messages pass a list of them"
-                )
-            declared = wire.declared_count(codes)
-            if declared > max_images:
-                raise LimitError(
-                    f"the stream declares {declared} images; the limit is {max_images} "
-                    "(raise it with max_images= or --max-images)"
-                )
-            stream = wire.unpack_stream(codes, expected_model_id=self.coding.model_id)
-            if stream.joint_count is not None:
-                syms = self.coding.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
-            else:
-                syms = [self.coding.decode_item(p, stream.step_index, stream.mode) for p in stream.payloads]
-                payloads = list(stream.payloads)
-            steps = [self.coding.steps[stream.step_index]] * len(syms)
-            names = stream.names
-            modes.add(stream.mode)
-        else:
-            if isinstance(codes, str) or not hasattr(codes, "__iter__"):
-                raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps = [], []
-            for i, msg in enumerate(codes):
-                if i >= max_images:
-                    raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
-                if not isinstance(msg, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
-                try:
-                    header, payload = wire.unpack_message(self.coding.model_id, bytes(msg))
-                    syms.append(self.coding.decode_item(payload, header.step_index, header.mode))
-                except CodeError as e:
-                    raise type(e)(f"message {i}: {e}") from e
-                payloads.append(payload)
-                modes.add(header.mode)
-                steps.append(self.coding.steps[header.step_index])
-            names = None
-        if not syms:
-            raise CorruptCodeError("no codes to decode: the stream or list holds no image")
-        if "lossless" in modes and len(modes) > 1:
-            raise RateError("lossless and lossy messages cannot be decoded in one call; decode them separately")
-        mode = "lossless" if "lossless" in modes else sorted(modes)[0]
-        return Decoded(
-            np.asarray(syms, np.int64),
-            np.asarray(steps, np.float64),
-            names,
-            mode,
-            tuple(payloads) if mode == "lossless" else None,
-        )
+        """Bytes -> symbols, every byte checked (docs/format.md). ``codes``: a stream (bytes) or a
+        list of messages. See :meth:`Coding.read`."""
+        return self.coding.read(codes, max_images=max_images)
 
     def images(self, decoded: Decoded, *, binarize: bool = False) -> np.ndarray:
         """Run the network on what :meth:`read` returned.
@@ -457,10 +477,10 @@ class Decoder(_Half):
         levels = self.network.run_native(self.network.quantize_input(decoded.latents))[..., 0]
         out = np.empty(levels.shape, np.uint8)
         for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
-            index = self.coding.step_index(float(step), None)
-            dec, _, check = lossless.start_decoding(payload, self.coding.tables[index])
             try:
-                out[i] = lossless.finish_decoding(dec, check, v, t) * np.uint8(255)
+                out[i] = self.coding.lossless_pixels(payload, self.coding.step_index(float(step), None), v) * np.uint8(
+                    255
+                )
             except CodeError as e:
                 raise type(e)(f"image {i}: {e}") from e
         return out

@@ -101,9 +101,8 @@ class Header(NamedTuple):
 def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) -> bytes:
     """Frame one image's payload: 2-byte header (version/mode/step, check byte) + payload.
 
-    The CRC covers ``model_id || byte 0 || payload`` so a message does not decode
-    with another model -- for 255 of 256 pairs of model ids; the CRC is linear, so
-    the verdict depends on the pair, not on the message (docs/format.md).
+    The check byte is keyed with ``model_id`` so a message made for another model fails
+    it with probability 255/256, independently for each message (docs/format.md).
     """
     model_id = _check_model_id(model_id)
     mode_code, step = _check_mode_step(mode, step_index)
@@ -116,7 +115,7 @@ def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
     """Check and strip the header of a :func:`pack_message` message.
 
     Raises ``TruncatedCodeError`` (under 2 bytes), ``UnsupportedFormatVersionError``,
-    ``CorruptCodeError`` (version 0, mode 3) or ``ModelMismatchError`` (CRC differs:
+    ``CorruptCodeError`` (version 0, mode 3) or ``ModelMismatchError`` (check byte differs:
     another model's code, or damaged). The step index is not checked against the
     bundle here: the caller knows how many steps it has.
     """
@@ -265,18 +264,6 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
     if joint:
         return _Layout([limit - pos], names, pos, limit, count)
     return _Layout(lengths, names, pos, pos + sum(lengths), None)
-
-
-def declared_count(data: bytes) -> int:
-    """The image count a stream's header declares, read before anything else is parsed, so a
-    caller can hold it against a budget first. Bytes that are no stream raise as in
-    :func:`unpack_stream`; the rest of the stream is not checked here."""
-    data = _as_bytes(data, "stream")
-    if data[:4] != STREAM_MAGIC[: len(data)]:
-        raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
-    if len(data) < _STREAM_MIN:
-        raise TruncatedCodeError(f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated")
-    return _read_varint(data, _STREAM_FIXED, len(data))[0]
 
 
 def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:

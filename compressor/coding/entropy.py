@@ -368,6 +368,23 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     return out
 
 
+def joint_count_fits(table: CdfTable, block_bytes: int, count: int) -> bool:
+    """Whether a joint block of ``block_bytes`` bytes may announce ``count`` images.
+
+    The header's count is checksummed but not trusted: it must pass this guard before the
+    decoder loops. With ``S = sum over d of (2**16 - max(freqs[d]))`` the rule is
+    ``1 <= count <= MAX_JOINT_IMAGES`` and ``(count - 1) * S <= 2**16 * (8 * block_bytes + 40)``.
+    ``S / 2**16`` is a lower bound (``1 - p <= -log2 p``) on the bits every image costs, so the
+    guard only bites when the block ends in far more zero bytes than chance gives; the
+    encoder refuses such a batch (:func:`encode_joint`) instead of writing a block no decoder
+    accepts. Integer arithmetic, so every decoder draws the line at the same count.
+    """
+    if not 1 <= count <= MAX_JOINT_IMAGES:
+        return False
+    spread = sum(TOTAL - max(row) for row in table.freqs)
+    return (count - 1) * spread <= TOTAL * (8 * block_bytes + 40)
+
+
 def encode_joint(rows: Sequence[Sequence[int]] | np.ndarray, table: CdfTable) -> bytes:
     """Entropy-code many images' symbols as one code (a *joint* stream block).
 
@@ -377,20 +394,24 @@ def encode_joint(rows: Sequence[Sequence[int]] | np.ndarray, table: CdfTable) ->
     """
     enc = RangeEncoder()
     dims = len(table.lo)
+    count = 0
     for row in rows:
         encode_row(enc, as_symbols(row, dims), table)
-    return enc.finish()
+        count += 1
+    block = enc.finish()
+    if not joint_count_fits(table, len(block), count):
+        raise RateError(
+            f"these {count} images code to a {len(block)}-byte joint block, shorter than a decoder accepts for "
+            "that many images (docs/format.md, joint count guard): send them as a plain stream (joint=False)"
+        )
+    return block
 
 
 def decode_joint(block: bytes, table: CdfTable, count: int) -> list[list[int]]:
     """Inverse of :func:`encode_joint`; ``count`` comes from the (checksummed) header."""
     if count < 1:
         raise CorruptCodeError("a joint block holds at least one image")
-    # Refuse before looping: no image can cost less than the most probable symbol of
-    # every dimension, so the block's size bounds how many images it can hold.
-    min_bits = sum(PRECISION - math.log2(max(f)) for f in table.freqs)
-    limit = MAX_JOINT_IMAGES if min_bits <= 0 else min(MAX_JOINT_IMAGES, int((8 * len(block) + 40) / min_bits) + 1)
-    if count > limit:
+    if not joint_count_fits(table, len(block), count):
         raise CorruptCodeError(f"a {len(block)}-byte block cannot hold {count} images: damaged data")
     dec = RangeDecoder(block)
     out = [decode_row(dec, table) for _ in range(count)]
