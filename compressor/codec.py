@@ -354,7 +354,7 @@ class Encoder(_Half):
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
         symbols = self._quantize(self.latents(bits.astype(np.float32)), index)
         net = self._lossless_decoder()
-        levels = net.run_native(net.quantize_input(symbols * self.coding.steps[index]))
+        levels = net.levels(symbols * self.coding.steps[index])
         ct = self.coding.tables[index]
         return [(index, lossless.encode(s, b, v, ct, table)) for s, b, v in zip(symbols, bits, levels)]
 
@@ -474,7 +474,7 @@ class Decoder(_Half):
                 f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
                 f"precision={t.precision!r}"
             )
-        levels = self.network.run_native(self.network.quantize_input(decoded.latents))[..., 0]
+        levels = self.network.levels(decoded.latents)[..., 0]
         out = np.empty(levels.shape, np.uint8)
         for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
             try:

@@ -154,7 +154,9 @@ def _int8_levels(part_dir: Path, files: list[dict], latents: np.ndarray) -> np.n
     """The int8 LiteRT decoder's raw output levels for ``latents`` (the lossless table's input)."""
     from compressor.runtime.network import Network
 
-    entry = next(f for f in files if f["format"] == "tflite" and f["precision"] == "int8")
+    entry = min(
+        (f for f in files if f["format"] == "tflite" and f["precision"] == "int8"), key=lambda f: f["batch"] or 0
+    )  # the canonical (batch-1) file, as devices run it
     part = B.Part(
         root=part_dir,
         role="decoder",
@@ -168,7 +170,7 @@ def _int8_levels(part_dir: Path, files: list[dict], latents: np.ndarray) -> np.n
         manifest={},
     )
     net = Network(part, runtime="litert", precision="int8", batch=entry["batch"])
-    return net.run_native(net.quantize_input(latents))
+    return net.levels(latents)
 
 
 def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) -> list[dict]:

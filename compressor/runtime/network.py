@@ -104,6 +104,22 @@ class Network:
                 pos += real
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
+    def levels(self, latents: np.ndarray) -> np.ndarray:
+        """The int8 output levels for ``latents``, always from the smallest-batch file, one image
+        per invoke: the canonical levels that lossless codes are predicted with.
+
+        Batch-1 and batch-64 int8 files are converted and calibrated separately and may differ
+        in a few levels, so a level must not depend on how images happen to be grouped in a
+        call; the sender and the receiver both run this.
+        """
+        entry = min(self.files, key=lambda f: f.batch or 0)
+        sess = self.session(entry)
+        x = self.quantize_input(latents)
+        if entry.batch is None:
+            return sess.run(x)
+        out = [sess.run(np.ascontiguousarray(x[i : i + 1]))[:1].copy() for i in range(len(x))]
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
     def _plan(self, n: int) -> list[tuple[FileEntry, int]]:
         """Which file runs how many times: the large batch while at least half full, batch 1 after."""
         dynamic = [f for f in self.files if f.batch is None]
