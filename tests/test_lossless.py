@@ -52,8 +52,8 @@ def test_a_receiver_whose_probabilities_differ_fails_with_a_clear_error(bundle_d
     """Simulates a device whose int8 kernels round differently: its levels are off by one."""
     messages = enc.compress(binary_images[:10], mode="lossless")
     drifting = compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
-    real = drifting.network.run_native
-    drifting.network.run_native = lambda x: np.clip(real(x).astype(np.int16) + 3, -128, 127).astype(np.int8)
+    real = drifting.network.levels
+    drifting.network.levels = lambda x: np.clip(real(x).astype(np.int16) + 3, -128, 127).astype(np.int8)
     with pytest.raises(LosslessMismatchError, match="image"):
         drifting.decompress(messages)
 
