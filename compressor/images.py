@@ -40,9 +40,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_SIDE",
     "as_batch",
+    "decode_image",
+    "png_bytes",
     "read_image",
     "read_images",
     "to_uint8",
+    "unique_names",
     "write_png",
 ]
 
@@ -136,6 +139,15 @@ def read_image(path: StrPath) -> np.ndarray:
         raise InvalidImageError(f"{name} is a folder, not an image file; use read_images() for folders") from None
     except OSError as e:
         raise InvalidImageError(f"cannot read image {name}: {e.strerror or e}") from e
+    return decode_image(data, name)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """The bytes of one image file (as :func:`read_image` reads them) -> ``uint8 (H, W)``.
+
+    For images that do not come from a file of their own, e.g. a Parquet column of PNG bytes;
+    ``name`` is what error messages call the image.
+    """
     if data.startswith(_PNG_SIGNATURE):
         return _decode_png(data, name)
     return _read_with_pillow(data, name, orient=True)
@@ -198,7 +210,7 @@ def read_images(paths: StrPath | Iterable[StrPath]) -> tuple[np.ndarray, list[st
                 f"all images must have the same size: {sources[0]} is {_hw(first)} but {source} is "
                 f"{_hw(image.shape)} (height x width); resize or crop them to one size"
             )
-    return np.stack(images), _unique_names(names)
+    return np.stack(images), unique_names(names)
 
 
 # --- writing -------------------------------------------------------------------------
@@ -215,6 +227,11 @@ def write_png(path: StrPath, image: Any) -> None:
         FileNotFoundError: the destination folder does not exist.
         OSError: the file could not be written; an existing file is left as it was.
     """
+    atomic_write_bytes(path, png_bytes(image))
+
+
+def png_bytes(image: Any) -> bytes:
+    """The PNG file :func:`write_png` writes for ``image``, as bytes (e.g. for a Parquet column)."""
     what = "image"
     arr = _as_ndarray(image, what)
     _check_dtype(arr, what)
@@ -230,7 +247,7 @@ def write_png(path: StrPath, image: Any) -> None:
     _check_side(arr.shape[0], arr.shape[1], what)
     _check_values(arr, what, _IMAGE_AXES)
     pixels = arr if arr.dtype == np.uint8 else _float_to_uint8(arr)
-    atomic_write_bytes(path, _encode_png(pixels))
+    return _encode_png(pixels)
 
 
 # --- validation helpers ----------------------------------------------------------------
@@ -394,7 +411,7 @@ def _pick_npz_array(archive: Any, path: Path) -> tuple[np.ndarray, str]:
     return archive[key], f"{path}['{key}']"
 
 
-def _unique_names(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
     """Make names unique case-insensitively: repeats get ``-1``, ``-2``... avoiding every given name."""
     reserved = {name.casefold() for name in names}
     used: set[str] = set()
