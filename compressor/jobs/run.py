@@ -129,6 +129,10 @@ def _check(engine: str, workers: int, threads: int, batch_size: int, out, suffix
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if workers < 1 or threads < 1 or batch_size < 1:
         raise ValueError("workers, threads and batch size must be at least 1")
+    if engine == "ray":
+        from compressor.jobs.ray_engine import require_ray
+
+        require_ray()  # before anything is planned or written
     if engine == "local" and workers != 1:
         raise ValueError("the local engine runs one worker; for more use --engine ray")
     if suffix and not str(out).endswith(suffix):

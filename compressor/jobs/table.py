@@ -226,15 +226,22 @@ class ParquetSink:
             self._pending, self._pending_rows = [], 0
 
     def __exit__(self, kind, value, tb):
-        try:
-            if kind is None:
+        error = value
+        if kind is None:
+            try:
                 self.check.finish()
                 self._flush()
+                self._writer.close()
+            except BaseException as e:
+                error = e
+        if error is None:
+            return self._stack.__exit__(None, None, None)  # fsync, rename: the file appears
+        with contextlib.suppress(Exception):
             self._writer.close()
-        except BaseException as e:
-            self._stack.__exit__(type(e), e, e.__traceback__)  # removes the temporary file
-            raise
-        return self._stack.__exit__(kind, value, tb)
+        self._stack.__exit__(type(error), error, error.__traceback__)  # removes the temporary file
+        if error is not value:
+            raise error
+        return False
 
 
 class FolderSink:
