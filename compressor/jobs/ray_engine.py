@@ -1,8 +1,8 @@
 """The Ray engine: the units as a Ray Dataset, coded by a pool of actors, streamed back in order.
 
 ``ray.data.from_items`` holds one small description per unit; ``map_batches`` runs
-:mod:`compressor.jobs.work`'s class on an actor pool (``concurrency`` = workers, ``num_cpus``
-= the runtime session's threads), so each actor loads the model once and then reads and codes
+:mod:`compressor.jobs.work`'s class on a fixed pool of ``workers`` actors (``num_cpus`` = the
+runtime session's threads), so each actor loads the model once and then reads and codes
 unit after unit; the images never travel through the object store, only the rows out do.
 ``preserve_order`` makes rows arrive in input order, and the writer checks it.
 
@@ -85,7 +85,7 @@ def run(
             batch_size=1,
             batch_format="numpy",
             fn_constructor_kwargs=kwargs,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=threads,
             max_restarts=-1,
             max_task_retries=TASK_RETRIES,
