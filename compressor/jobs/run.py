@@ -30,10 +30,20 @@ class Summary:
     workers: int
     out: str
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: When the first rows reached the writer, and how many: the job's start-up (for Ray:
+    #: starting the actors and loading the model in each) is over by then.
+    first_rows_seconds: float = 0.0
+    first_rows: int = 0
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """Images per second after the first rows arrived: the rate a longer job approaches."""
+        rows, seconds = self.images - self.first_rows, self.seconds - self.first_rows_seconds
+        return rows / seconds if rows > 0 and seconds > 0 else self.images_per_second
 
     @property
     def bytes_per_image(self) -> float:
@@ -146,10 +156,12 @@ def _run(work_cls, kwargs, plan, sink, engine, address, workers, threads, on_pro
         from compressor.jobs import ray_engine as chosen
     else:
         from compressor.jobs import local as chosen
-    done = 0
+    done, first = 0, (0.0, 0)
 
     def on_rows(rows: int) -> None:
-        nonlocal done
+        nonlocal done, first
+        if not done:
+            first = (time.perf_counter() - start, rows)
         done += rows
         if on_progress is not None:
             on_progress(done, plan.total)
@@ -167,4 +179,6 @@ def _run(work_cls, kwargs, plan, sink, engine, address, workers, threads, on_pro
         workers=workers,
         out=str(out),
         errors=list(tally.errors),
+        first_rows_seconds=first[0],
+        first_rows=first[1],
     )
