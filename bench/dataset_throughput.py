@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--npy", help="images to repeat (default: the embedded MNIST digits)")
     p.add_argument("--repeat", type=int, default=3, help="runs per engine; the best counts (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--unit-images", type=int, default=500, help="20 units of 10,000: the steady rate is not one unit")
+    p.add_argument("--unit-images", type=int, default=1024, help="images per unit (default: %(default)s, as the CLI)")
     p.add_argument("--runtime", default="litert")
     args = p.parse_args(argv)
     r = measure(

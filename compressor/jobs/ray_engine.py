@@ -19,6 +19,7 @@ package with the same runtime installed, and see the bundle and the sources at t
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 
 from compressor.errors import MissingExtraError
@@ -80,16 +81,20 @@ def run(
         ctx.execution_options.preserve_order = True
         items = [{"unit": unit.to_json()} for unit in plan.units]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
-        ds = ds.map_batches(
-            work_cls,
-            batch_size=1,
-            batch_format="numpy",
-            fn_constructor_kwargs=kwargs,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=threads,
-            max_restarts=-1,
-            max_task_retries=TASK_RETRIES,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates passing max_restarts/max_task_retries this way but offers no
+            # other: without them a unit that crashes its actor every time would be retried forever.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = ds.map_batches(
+                work_cls,
+                batch_size=1,
+                batch_format="numpy",
+                fn_constructor_kwargs=kwargs,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=threads,
+                max_restarts=-1,
+                max_task_retries=TASK_RETRIES,
+            )
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             sink.write(table)
             if on_rows is not None:
