@@ -202,6 +202,14 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(bundle_dir, digits, 
     assert "Traceback" not in proc.stderr and not (tmp_path / "c.parquet").exists()
 
 
+def test_the_dataset_modules_import_neither_ray_nor_pyarrow_until_a_job_runs():
+    modules = ["compressor.cli"] + [f"compressor.jobs.{m}" for m in ("cli", "run", "work", "table", "sources")]
+    modules += ["compressor.jobs.local", "compressor.jobs.ray_engine"]
+    code = f"import sys, {', '.join(modules)}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert "'ray'" not in loaded and "'pyarrow'" not in loaded and "'compressor'" in loaded
+
+
 # --- Ray engine (one real local cluster for the session) -------------------------------------
 @pytest.fixture(scope="session")
 def ray_cluster():

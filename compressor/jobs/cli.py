@@ -1,7 +1,7 @@
 """``compressor encode-dataset`` and ``compressor decode-dataset``.
 
 Exit status: 0 every input became a row with a code (an image); 3 the output was written but
-some rows carry an error instead (the first few are printed, all are in the ``error``
+some rows carry an error instead (the first few are printed, all are in the 'error'
 column); 1 nothing was written (bad arguments, bundle, source path, missing extra, or a
 check that the rows arrived exactly once failed); 2 usage.
 """

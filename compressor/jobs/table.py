@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compressor.errors import DatasetError, ModelMismatchError
-from compressor.jobs.sources import Plan, Unit, require_pyarrow
+from compressor.jobs.sources import MAX_LOADED_BYTES, Plan, Unit, require_pyarrow
 
 FORMAT = "vae-compressor-dataset"
 VERSION = 1
 METADATA_KEY = b"vae_compressor"
 #: Rows per Parquet row group written (also the most rows a writer buffers).
 ROW_GROUP_ROWS = 65536
+#: A message longer than this is reported, not decoded (a lossless 28x28 digit is ~25 bytes).
+MAX_CODE_BYTES = 1024 * 1024
 #: Errors kept in memory for the summary (all of them are in the file).
 SHOWN_ERRORS = 20
 
@@ -108,6 +110,12 @@ def plan_codes(path: str | os.PathLike[str], *, model_id: bytes, unit_rows: int)
     units, row = [], 0
     for g in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
+        size = pf.metadata.row_group(g).total_byte_size
+        if size > MAX_LOADED_BYTES:  # a row group is read whole
+            raise DatasetError(
+                f"{path}: row group {g} is {size / 2**20:.0f} MiB, over the {MAX_LOADED_BYTES / 2**20:.0f} MiB "
+                "limit; encode-dataset writes row groups of 65,536 rows (a few MiB)"
+            )
         for s in range(0, n, unit_rows):
             units.append(Unit("codes", str(Path(path).resolve()), row + s, min(unit_rows, n - s), start=s, group=g))
         row += n

@@ -123,11 +123,14 @@ class DecodeUnits:
         """``{"index", "name", "code", "error"}`` lists -> one table of PNGs or errors."""
         from compressor.images import png_bytes
 
-        codes, errors = rows["code"], list(rows["error"])
+        codes, errors = list(rows["code"]), list(rows["error"])
         pngs: list[bytes | None] = [None] * len(codes)
         for i, code in enumerate(codes):
             if code is None:
                 errors[i] = f"no code to decode (encoding failed: {errors[i] or 'no reason recorded'})"
+            elif len(code) > table.MAX_CODE_BYTES:
+                errors[i] = f"the message is {len(code):,} bytes, over the {table.MAX_CODE_BYTES:,} byte limit: damaged"
+                codes[i] = None
         ok = [i for i, c in enumerate(codes) if c is not None]
         # Lossless and lossy messages cannot share one call: decode each mode separately.
         by_mode: dict[int, list[int]] = {}
