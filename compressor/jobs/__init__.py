@@ -14,6 +14,7 @@ Modules, one job each:
 * :mod:`~compressor.jobs.work`: the per-unit work (read + code), a class both engines call;
 * :mod:`~compressor.jobs.table`: the Parquet schemas and the atomic, order-checking writers;
 * :mod:`~compressor.jobs.local` and :mod:`~compressor.jobs.ray_engine`: the two engines;
+* :mod:`~compressor.jobs.run`: ``encode_dataset`` / ``decode_dataset``, the Python API;
 * :mod:`~compressor.jobs.cli`: the two subcommands.
 
 Only numpy and a runtime are needed to import this package; pyarrow (Parquet) and Ray are
