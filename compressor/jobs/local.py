@@ -35,7 +35,7 @@ class ProgressLine:
         self.label, self.total, self.done = label, 0, 0
         self.stream = stream or sys.stderr
         self.enabled = getattr(self.stream, "isatty", lambda: False)()
-        self.start = self.last = time.perf_counter()
+        self.start, self.last = time.perf_counter(), float("-inf")
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
