@@ -36,6 +36,11 @@ class RuntimeUnavailableError(CompressorError):
     """No installed inference runtime can run the requested model file."""
 
 
+class MissingExtraError(CompressorError):
+    """An optional dependency is not installed (pyarrow for Parquet, Ray for --engine ray);
+    the message names the extra that installs it."""
+
+
 # --- codes (bytes) ------------------------------------------------------------------
 class CodeError(CompressorError):
     """Bytes handed to the decoder are not a valid code for this model."""
@@ -87,3 +92,9 @@ class TransportError(CompressorError):
 
 class RefusedError(TransportError):
     """The peer refused the session or an image (ERROR frame); retrying the same bytes cannot help."""
+
+
+# --- dataset jobs (compressor encode-dataset / decode-dataset) -----------------------
+class DatasetError(CompressorError):
+    """A dataset job cannot run or its output cannot be trusted: a codes file that is not one,
+    or rows lost or repeated on the way from the workers (the output is then not written)."""

@@ -60,3 +60,22 @@ def numbered(stem: str, count: int) -> list[str]:
     """Names for ``count`` unnamed images: ``stem-000``, ``stem-001``, ... zero-padded so they sort."""
     width = max(3, len(str(count - 1)))
     return [f"{stem}-{i:0{width}d}" for i in range(count)]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Make names unique case-insensitively by a fixed rule, for sources where duplicates are
+    expected (dataset folder trees): a repeat gets ``-1``, ``-2``, ... in input order, avoiding
+    every name given."""
+    reserved = {name.casefold() for name in names}
+    used: set[str] = set()
+    unique = []
+    for name in names:
+        candidate = name
+        if candidate.casefold() in used:
+            k = 1
+            while f"{name}-{k}".casefold() in used or f"{name}-{k}".casefold() in reserved:
+                k += 1
+            candidate = f"{name}-{k}"
+        used.add(candidate.casefold())
+        unique.append(candidate)
+    return unique

@@ -153,9 +153,8 @@ def _demo(args) -> int:
     print((bundle / "validation.md").read_text(), end="")
     _print_bundle(manifest, bundle)
 
-    from compressor.atomic import atomic_write_bytes
-
     from compressor.codec import Encoder
+    from compressor.io.atomic import atomic_write_bytes
 
     test = datasets.load(config.data, binarize=config.binarize).test[..., 0]
     originals = out / "test_images.npy"

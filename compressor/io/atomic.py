@@ -17,9 +17,10 @@ import errno
 import json
 import os
 import secrets
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -86,6 +87,35 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """
     text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
     atomic_write_text(path, text)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` in pieces: it appears, complete, only when the block ends.
+
+    For output too large to hold in memory (a Parquet file written row group by row group).
+    The same rules as :func:`atomic_write_bytes`: the temporary file sits beside ``path``; if
+    the block raises (or the process dies) ``path`` is untouched and the temporary file is
+    removed (or, after a kill, left as a hidden ``.NAME.*.tmp``, never as ``path``).
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write {target}: folder {directory} does not exist (create it first)", directory
+        )
+    fd, temp = _create_temp(directory, os.path.basename(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(directory)
 
 
 def _create_temp(directory: str, basename: str) -> tuple[int, str]:

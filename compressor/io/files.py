@@ -30,7 +30,15 @@ from compressor.errors import InvalidImageError
 from compressor.io.arrays import ARRAY_SUFFIXES, as_uint8_image, hw, read_array_file
 from compressor.io.atomic import atomic_write_bytes
 
-__all__ = ["IMAGE_SUFFIXES", "read_bytes_limited", "read_image", "read_images", "write_png"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "decode_image",
+    "png_bytes",
+    "read_bytes_limited",
+    "read_image",
+    "read_images",
+    "write_png",
+]
 
 #: File suffixes (lower case) that :func:`read_images` picks up from a folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -70,8 +78,15 @@ def read_image(
     path: StrPath, *, max_pixels: int = limits.MAX_IMAGE_PIXELS, max_bytes: int = limits.MAX_INPUT_BYTES
 ) -> np.ndarray:
     """Read one image file (any format Pillow reads) as ``uint8 (H, W)`` grayscale."""
-    name = os.fspath(path)
-    data = read_bytes_limited(path, max_bytes=max_bytes, what="image file")
+    return decode_image(read_bytes_limited(path, max_bytes=max_bytes, what="image file"), os.fspath(path), max_pixels)
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The bytes of one image file -> ``uint8 (H, W)`` grey, as :func:`read_image` reads them.
+
+    For images that do not come from a file of their own (a Parquet column of PNG bytes);
+    ``name`` is what error messages call the image.
+    """
     try:
         from PIL import Image, ImageOps
     except ImportError:  # pragma: no cover - Pillow is a declared dependency
@@ -192,8 +207,12 @@ def write_png(path: StrPath, image: Any, *, overwrite: bool = True) -> None:
     It reads back identically with :func:`read_image`. With ``overwrite=False`` an existing
     file is refused (``FileExistsError``) and left as it was.
     """
-    pixels = as_uint8_image(image)
-    atomic_write_bytes(path, encode_png(pixels), overwrite=overwrite)
+    atomic_write_bytes(path, png_bytes(image), overwrite=overwrite)
+
+
+def png_bytes(image: Any) -> bytes:
+    """The PNG file :func:`write_png` writes for ``image``, as bytes (e.g. for a Parquet column)."""
+    return encode_png(as_uint8_image(image))
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -1,0 +1,134 @@
+"""``compressor encode-dataset`` and ``compressor decode-dataset``.
+
+Exit status: 0 every input became a row with a code (an image); 3 the output was written but
+some rows carry an error instead (the first few are printed, all are in the 'error'
+column); 1 nothing was written (bad arguments, bundle, source path, missing extra, or a
+check that the rows arrived exactly once failed); 2 usage.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_ROW_ERRORS = 3
+
+
+def add_commands(sub) -> None:
+    """Add the encode-dataset and decode-dataset subparsers to ``sub``."""
+    from compressor.cli import _device_options
+    from compressor.codec import MODES
+
+    e = sub.add_parser(
+        "encode-dataset",
+        help="a folder tree / .npy/.npz shards / Parquet of images -> one Parquet file of codes",
+        description="Compress a whole dataset, locally or on a Ray cluster, into one Parquet file "
+        "(one row per image; layout in docs/format.md). " + __doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    e.add_argument("sources", nargs="+", help="folders (searched recursively), .npy/.npz shards, .parquet files")
+    e.add_argument("-o", "--out", required=True, help="Parquet file to write (atomically)")
+    _device_options(e, "encoder")
+    rate = e.add_mutually_exclusive_group()
+    rate.add_argument("--step", type=float, help="quantization step (one of the bundle's steps)")
+    rate.add_argument("--quality", type=int, help="1..16, higher keeps more detail")
+    rate.add_argument("--target-bytes", type=int, help="per image: the finest step whose message fits")
+    e.add_argument("--mode", choices=MODES, default="entropy")
+    e.add_argument("--image-column", default="image", help="image column of Parquet sources (default: %(default)s)")
+    e.add_argument("--name-column", default="name", help="name column of Parquet sources, if present")
+    _engine_options(e)
+    e.set_defaults(handler=_encode_dataset)
+
+    d = sub.add_parser(
+        "decode-dataset",
+        help="a Parquet file of codes -> a folder of PNGs, or a Parquet file of PNGs (OUT ending in .parquet)",
+        description="Decode an encode-dataset file. " + __doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    d.add_argument("codes", help="Parquet file from encode-dataset")
+    d.add_argument("-o", "--out", required=True, help="folder for NAME.png files, or a .parquet file")
+    _device_options(d, "decoder")
+    d.add_argument("--probabilities", action="store_true", help="grey-level probabilities instead of 0/255 pixels")
+    _engine_options(d)
+    d.set_defaults(handler=_decode_dataset)
+
+
+def _engine_options(p) -> None:
+    from compressor.jobs.sources import UNIT_IMAGES
+
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="(default: %(default)s)")
+    p.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:10001); default: start a local one")
+    p.add_argument("--workers", type=int, default=1, help="Ray actors, each with --threads CPUs (default: 1)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per runtime call (default: %(default)s)")
+    p.add_argument(
+        "--unit-images", type=int, default=UNIT_IMAGES, help="images per unit of work and retry (default: %(default)s)"
+    )
+
+
+def _engine_args(args) -> dict:
+    if args.address and args.engine != "ray":
+        raise ValueError("--address is for --engine ray")
+    return {
+        "engine": args.engine,
+        "address": args.address,
+        "workers": args.workers,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "unit_images": args.unit_images,
+        "runtime": args.runtime,
+        "precision": args.precision,
+    }
+
+
+def _encode_dataset(args) -> int:
+    from compressor.jobs.run import encode_dataset
+
+    options = {"mode": args.mode}
+    for key in ("step", "quality", "target_bytes"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    summary = encode_dataset(
+        args.sources,
+        args.out,
+        bundle=args.bundle,
+        options=options,
+        image_column=args.image_column,
+        name_column=args.name_column,
+        on_progress=_progress(args, "encode-dataset"),
+        **_engine_args(args),
+    )
+    return _report("encode-dataset", summary, codes=True)
+
+
+def _decode_dataset(args) -> int:
+    from compressor.jobs.run import decode_dataset
+
+    summary = decode_dataset(
+        args.codes,
+        args.out,
+        bundle=args.bundle,
+        binarize=not args.probabilities,
+        on_progress=_progress(args, "decode-dataset"),
+        **_engine_args(args),
+    )
+    return _report("decode-dataset", summary, codes=False)
+
+
+def _progress(args, label: str):
+    """Our progress line for the local engine; Ray Data draws its own bars (rows/s per operator)."""
+    if args.engine != "local":
+        return None
+    from compressor.jobs.local import ProgressLine
+
+    return ProgressLine(label)
+
+
+def _report(command: str, s, *, codes: bool) -> int:
+    for name, error in s.errors:
+        print(f"compressor {command}: {name}: {error}", file=sys.stderr)
+    if s.failed > len(s.errors):
+        print(f"compressor {command}: ... and {s.failed - len(s.errors)} more (column 'error' of the output)")
+    size = f", {s.bytes_per_image:.2f} bytes/image" if codes else ""
+    workers = f", {s.workers} workers" if s.engine == "ray" else ""
+    print(
+        f"{s.images} images ({s.failed} errors) -> {s.out}{size}, {s.seconds:.1f} s wall, "
+        f"{s.images_per_second:,.0f} images/s (engine {s.engine}{workers})"
+    )
+    return EXIT_ROW_ERRORS if s.failed else 0
