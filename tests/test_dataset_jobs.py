@@ -104,7 +104,7 @@ def test_a_bad_image_is_an_error_row_with_its_name_and_the_rest_is_coded(bundle_
     assert rows["name"] == ["d0", "d1", "d2", "d3"]
     assert rows["code"][0] == enc.compress(digits[:1])[0] and rows["code"][3] == enc.compress(digits[3:4])[0]
     assert rows["code"][1] is None and rows["code"][2] is None
-    assert "PNG" in rows["error"][1] and rows["error"][0] is None
+    assert "d1.png is not a readable image" in rows["error"][1] and rows["error"][0] is None
 
 
 def test_decode_dataset_gives_the_images_of_decoding_the_same_messages_locally(bundle_dir, dec, digits, tmp_path):

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import sys
 
+from compressor.errors import CompressorError
+
 EXIT_ROW_ERRORS = 3
+
+
+class UsageError(CompressorError, ValueError):
+    """A combination of options that cannot work together."""
 
 
 def add_commands(sub) -> None:
     """Add the encode-dataset and decode-dataset subparsers to ``sub``."""
-    from compressor.cli import _device_options
-    from compressor.codec import MODES
+    from compressor.commands.options import device_options, rate_options
 
     e = sub.add_parser(
         "encode-dataset",
@@ -26,12 +31,8 @@ def add_commands(sub) -> None:
     )
     e.add_argument("sources", nargs="+", help="folders (searched recursively), .npy/.npz shards, .parquet files")
     e.add_argument("-o", "--out", required=True, help="Parquet file to write (atomically)")
-    _device_options(e, "encoder")
-    rate = e.add_mutually_exclusive_group()
-    rate.add_argument("--step", type=float, help="quantization step (one of the bundle's steps)")
-    rate.add_argument("--quality", type=int, help="1..16, higher keeps more detail")
-    rate.add_argument("--target-bytes", type=int, help="per image: the finest step whose message fits")
-    e.add_argument("--mode", choices=MODES, default="entropy")
+    device_options(e, "encoder")
+    rate_options(e)
     e.add_argument("--image-column", default="image", help="image column of Parquet sources (default: %(default)s)")
     e.add_argument("--name-column", default="name", help="name column of Parquet sources, if present")
     _engine_options(e)
@@ -44,27 +45,33 @@ def add_commands(sub) -> None:
     )
     d.add_argument("codes", help="Parquet file from encode-dataset")
     d.add_argument("-o", "--out", required=True, help="folder for NAME.png files, or a .parquet file")
-    _device_options(d, "decoder")
+    device_options(d, "decoder")
     d.add_argument("--probabilities", action="store_true", help="grey-level probabilities instead of 0/255 pixels")
     _engine_options(d)
     d.set_defaults(handler=_decode_dataset)
 
 
 def _engine_options(p) -> None:
+    from compressor.commands.options import positive_int
     from compressor.jobs.sources import UNIT_IMAGES
 
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="(default: %(default)s)")
     p.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:10001); default: start a local one")
-    p.add_argument("--workers", type=int, default=1, help="Ray actors, each with --threads CPUs (default: 1)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per runtime call (default: %(default)s)")
+    p.add_argument("--workers", type=positive_int, default=1, help="Ray actors, each with --threads CPUs (default: 1)")
     p.add_argument(
-        "--unit-images", type=int, default=UNIT_IMAGES, help="images per unit of work and retry (default: %(default)s)"
+        "--batch-size", type=positive_int, default=256, help="images per runtime call (default: %(default)s)"
+    )
+    p.add_argument(
+        "--unit-images",
+        type=positive_int,
+        default=UNIT_IMAGES,
+        help="images per unit of work and retry (default: %(default)s)",
     )
 
 
 def _engine_args(args) -> dict:
     if args.address and args.engine != "ray":
-        raise ValueError("--address is for --engine ray")
+        raise UsageError("--address is for --engine ray")
     return {
         "engine": args.engine,
         "address": args.address,

@@ -159,6 +159,5 @@ class DecodeUnits:
         from compressor.io.arrays import to_uint8
 
         decoded = self.dec.read(messages)
-        if decoded.pending is not None:
-            return self.dec.finish_lossless(decoded)
-        return to_uint8(self.dec.decode_symbols(decoded.symbols, decoded.steps), binarize=self.binarize)
+        images = self.dec.images(decoded, binarize=self.binarize)  # lossless codes: exact uint8 already
+        return images if images.dtype == np.uint8 else to_uint8(images)
