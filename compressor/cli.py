@@ -105,10 +105,12 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 def _add_module_commands(sub) -> None:
     """Subcommands defined beside the code they drive (imports stay light: no TensorFlow)."""
     from bench.commands import add_commands as bench_commands
+    from compressor.mqtt.cli import add_commands as mqtt_commands
     from compressor.transport import add_commands as transport_commands
 
     bench_commands(sub)  # bench, report
     transport_commands(sub)  # send, receive
+    mqtt_commands(sub)  # publish, subscribe
 
 
 def _device_options(p: argparse.ArgumentParser, role: str) -> None:

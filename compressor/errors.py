@@ -78,3 +78,12 @@ class TransportError(CompressorError):
 
 class RefusedError(TransportError):
     """The peer refused the session or an image (ERROR frame); retrying the same bytes cannot help."""
+
+
+# --- MQTT / LoRaWAN (compressor publish / subscribe) ----------------------------------
+class MqttError(TransportError):
+    """The broker cannot be used: client library missing, connection refused, not authorised."""
+
+
+class UplinkError(TransportError):
+    """An MQTT message is not an uplink this gateway understands: bad JSON, missing field, bad device."""
