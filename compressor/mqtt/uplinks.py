@@ -35,6 +35,7 @@ DEFAULT_TOPICS = {"chirpstack": "application/+/device/+/event/up", "ttn": "v3/+/
 MAX_JSON_BYTES = 64 * 1024  # a TTN uplink seen by many gateways is a few KiB of rx_metadata
 MAX_JSON_DEPTH = 32
 MAX_FRM_PAYLOAD = 255  # the LoRaWAN PHY payload limit; the largest application payload is 242
+_MARSHALER_HINT = "; set the network server's MQTT integration to the JSON marshaler"
 _DEVICE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
@@ -47,6 +48,8 @@ def device_problem(device: object) -> str | None:
 
 def parse(fmt: str, topic: str, data: bytes) -> tuple[str, bytes]:
     """``(device, payload)`` of one MQTT message in format ``fmt``."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"an MQTT message is bytes, got {type(data).__name__}")
     if fmt == "raw":
         device = topic.rsplit("/", 1)[-1]
         if problem := device_problem(device):
@@ -117,9 +120,9 @@ def _load(data: bytes, what: str) -> dict:
     try:
         doc = json.loads(bytes(data).decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
-        raise UplinkError(f"{what} is not UTF-8 JSON (is the integration set to the JSON marshaler?)") from None
+        raise UplinkError(f"{what} is not UTF-8 JSON{_MARSHALER_HINT}") from None
     except ValueError as e:
-        raise UplinkError(f"{what} is not valid JSON: {e}") from None
+        raise UplinkError(f"{what} is not valid JSON ({e}){_MARSHALER_HINT}") from None
     if not isinstance(doc, dict):
         raise UplinkError(f"{what}: expected a JSON object, got {type(doc).__name__}")
     return doc
