@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from compressor.mqtt.client import Broker
+from compressor.mqtt.client import Broker, paho
 from compressor.mqtt.subscriber import INCOMPLETE_EXIT
 from compressor.mqtt.uplinks import DEFAULT_TOPICS, FORMATS
 
@@ -113,6 +113,7 @@ def _publish(args) -> int:
     def say(msg: str) -> None:
         print(f"compressor publish: {msg}", file=sys.stderr, flush=True)
 
+    paho()  # before loading anything: a missing extra is one line
     broker = _broker(args)
     device = args.device or args.topic.rstrip("/").rsplit("/", 1)[-1]
     if problem := uplinks.device_problem(device):
@@ -175,6 +176,7 @@ def _subscribe(args) -> int:
     from compressor.codec import Decoder
     from compressor.mqtt.subscriber import Gateway, image_decoder, run
 
+    paho()
     broker = _broker(args)
     topics = args.topic or ([DEFAULT_TOPICS[args.format]] if args.format in DEFAULT_TOPICS else None)
     if not topics:
