@@ -45,7 +45,7 @@ def free_port() -> int:
 class Mosquitto:
     """``with Mosquitto(folder) as broker:`` ... ``broker.address`` is ``127.0.0.1:PORT``."""
 
-    def __init__(self, folder: str | Path, port: int | None = None):
+    def __init__(self, folder: str | Path, port: int | None = None, *, anonymous: bool = True):
         self.binary = find_mosquitto()
         if self.binary is None:
             raise MosquittoUnavailable(f"mosquitto is not installed: {INSTALL_HINT}")
@@ -58,7 +58,7 @@ class Mosquitto:
         self.log = self.folder / "mosquitto.log"
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
             "persistence true\n"
             f"persistence_location {self.folder / 'data'}/\n"
             "max_queued_messages 0\n"

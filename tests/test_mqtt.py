@@ -418,6 +418,20 @@ def test_a_broker_that_is_not_there_is_retried_until_the_timeout_then_reported(t
     assert json.loads(pub.stdout)["acknowledged"] == 0
 
 
+def test_a_broker_that_refuses_the_login_is_one_line_not_an_endless_retry(tmp_path, codec, broker):
+    closed = Mosquitto(tmp_path / "closed", anonymous=False).start()
+    try:
+        sub = _run_cli(
+            "subscribe", "--broker", closed.address, "--topic", "cams/+", "-o", str(tmp_path / "out"),
+            "--bundle", str(codec["bundle"] / "decoder"), "--username", "nobody", "--password", "wrong",
+        )  # fmt: skip
+    finally:
+        closed.stop()
+    assert sub.returncode == 1
+    assert sub.stderr.strip().splitlines()[-1].startswith("compressor subscribe: error: broker refused the connection")
+    assert "--username/--password" in sub.stderr
+
+
 def test_make_client_keeps_the_session_on_the_broker(broker):
     client = make_client(Broker.parse(broker.address), "session-check")
     assert client._clean_session is False  # the broker keeps subscriptions and queued messages

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 from compressor.mqtt.client import Broker, paho
@@ -145,7 +146,7 @@ def _publish(args) -> int:
     with Publisher(broker, args.topic, client_id, log=say) as pub:
         for k, item in enumerate(sent):
             if k and args.interval > 0:
-                threading.Event().wait(args.interval)
+                time.sleep(args.interval)
             pub.publish(item.sequence, uplinks.wrap(args.format, device, item.payload, f_cnt=item.sequence))
         done = pub.wait(args.timeout)
     result = pub.result
