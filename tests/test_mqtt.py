@@ -326,6 +326,22 @@ def test_a_thousand_images_from_three_cameras_at_once_all_arrive_in_each_device_
         _assert_on_disk_once(tmp_path / "out" / dev, by_seq)
 
 
+def test_random_and_mutated_messages_never_stop_the_gateway(tmp_path, codec):
+    rng = np.random.default_rng(0)
+    items, _ = _camera(codec, 20, device="cam1")
+    gateway = Gateway(tmp_path / "out", image_decoder(codec["dec"]))
+    kinds = set()
+    for k in range(600):
+        data = bytearray(items[k % 20].payload)
+        if k % 3 == 0:
+            data = bytearray(rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8).tobytes())
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, len(data)))] ^= int(rng.integers(1, 256))
+        kinds.add(gateway.handle(f"cams/cam{k % 4}", bytes(data))["event"])
+    assert kinds <= {"written", "already-on-disk", "duplicate", "bad"} and "bad" in kinds
+
+
 # --- LoRaWAN network servers, through the command line ------------------------------------------
 def _run_cli(*args: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=timeout)

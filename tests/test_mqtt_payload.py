@@ -223,3 +223,21 @@ def test_the_mqtt_modules_import_neither_tensorflow_nor_paho_until_a_command_run
     modules = ["payload", "uplinks", "sequences", "client", "publisher", "subscriber", "cli"]
     imported = _imported_after("\n".join(f"import compressor.mqtt.{m}" for m in modules))
     assert not imported & {*HEAVY, "paho"}
+
+
+@given(
+    st.sampled_from(["chirpstack", "ttn", "raw"]),
+    st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+            max_leaves=20,
+        ).map(lambda doc: json.dumps(doc).encode()),
+    ),
+)
+def test_any_bytes_give_an_uplink_or_an_uplink_error_never_a_crash(fmt, data):
+    try:
+        uplinks.parse(fmt, "cams/cam1", data)
+    except UplinkError:
+        pass

@@ -61,8 +61,8 @@ def name_problem(name: object) -> str | None:
         return "is not encodable as UTF-8"
     if not 1 <= len(raw) <= MAX_NAME_BYTES:
         return f"must be 1..{MAX_NAME_BYTES} bytes of UTF-8, got {len(raw)}"
-    if any(c in raw for c in b"/\\\0") or raw.startswith(b"."):
-        return "must not contain '/', '\\' or NUL, nor start with '.'"
+    if any(c in b"/\\" or c < 0x20 or c == 0x7F for c in raw) or raw.startswith(b"."):
+        return "must not contain '/', '\\' or control characters, nor start with '.'"
     return None
 
 
