@@ -38,29 +38,34 @@ def test_payload_round_trips_sequence_name_and_message(seq, message, named):
     assert len(data) == header_size(seq, name) + len(message)
 
 
-def test_sequence_header_is_one_byte_to_31_and_two_bytes_to_4095():
-    assert [header_size(s) for s in (0, 31, 32, 4095, 4096, MAX_SEQUENCE)] == [1, 1, 2, 2, 3, 5]
+def test_sequence_header_is_one_byte_to_127_and_two_bytes_to_8191():
+    sizes = [header_size(s) for s in (0, 127, 128, 8191, 8192, 2**20 - 1, 2**20, 2**27, MAX_SEQUENCE)]
+    assert sizes == [1, 1, 2, 2, 3, 3, 4, 5, 5]
+    assert header_size(0, "a") == 2 + 2  # a named payload uses the 2-byte form at least, then length + name
 
 
 def test_unnamed_payload_is_the_message_plus_its_sequence_byte():
-    assert pack_payload(5, MSG) == bytes([5 << 2]) + MSG
+    assert pack_payload(5, MSG) == bytes([5]) + MSG
+    assert pack_payload(300, MSG, "ab") == bytes([0b1010_0001, 300 & 0xFF, 2]) + b"ab" + MSG
 
 
 @pytest.mark.parametrize(
     "data, error, words",
     [
-        (b"", TruncatedCodeError, "ends inside"),
-        (b"\x80\x80", TruncatedCodeError, "ends inside"),
-        (b"\x80\x00" + MSG, CorruptCodeError, "overlong"),
-        (b"\xff\xff\xff\xff\xff\x01" + MSG, CorruptCodeError, "longer than 5"),
-        (b"\xfc\xff\xff\xff\x7f" + MSG, CorruptCodeError, "over 4294967295"),
-        (bytes([0x02]) + MSG, NewerError, "upgrade"),
-        (bytes([0x01]), TruncatedCodeError, "name length"),
-        (bytes([0x01, 9, 0x61]), TruncatedCodeError, "inside its name"),
-        (bytes([0x01, 2, 0xFF, 0xFE]) + MSG, CorruptCodeError, "not UTF-8"),
-        (bytes([0x01, 5]) + b"../ab" + MSG, CorruptCodeError, "must not contain"),
-        (bytes([0x01, 3]) + b".ab" + MSG, CorruptCodeError, "start with '.'"),
-        (bytes([0x04, 0x40]), TruncatedCodeError, "at least 2"),
+        (b"", TruncatedCodeError, "empty"),
+        (b"\x80", TruncatedCodeError, "ends inside its 2-byte"),
+        (b"\xf0\x00\x00", TruncatedCodeError, "ends inside its 5-byte"),
+        (b"\x80\x05" + MSG, CorruptCodeError, "overlong"),
+        (b"\xc0\x00\x05" + MSG, CorruptCodeError, "overlong"),
+        (b"\xf3\xff\xff\xff\xff" + MSG, CorruptCodeError, "over 4294967295"),
+        (b"\xf8" + MSG, NewerError, "upgrade"),
+        (b"\xff" + MSG, NewerError, "upgrade"),
+        (bytes([0xA0, 0]), TruncatedCodeError, "name length"),
+        (bytes([0xA0, 0, 9, 0x61]), TruncatedCodeError, "inside its name"),
+        (bytes([0xA0, 0, 2, 0xFF, 0xFE]) + MSG, CorruptCodeError, "not UTF-8"),
+        (bytes([0xA0, 0, 5]) + b"../ab" + MSG, CorruptCodeError, "must not contain"),
+        (bytes([0xA0, 0, 3]) + b".ab" + MSG, CorruptCodeError, "start with '.'"),
+        (bytes([0x01, 0x40]), TruncatedCodeError, "at least 2"),
         (bytes(MAX_PAYLOAD_BYTES + 1), CorruptCodeError, "limit"),
     ],
 )

@@ -2,15 +2,24 @@
 
 Layout (specified in ``docs/format.md``, "MQTT / LoRaWAN payload")::
 
-    header varint  = sequence << 2 | flags      (unsigned LEB128, canonical, at most 5 bytes)
-    [name length u8, name UTF-8]                 (only when flag bit 0 is set)
-    message                                      (``Encoder.compress``: 2-byte header + payload)
+    header                      1..5 bytes: sequence number and name flag, prefix-coded (below)
+    [name length u8, name UTF-8] only when the name flag is set
+    message                     ``Encoder.compress``: 2-byte header + payload
+
+The header's first byte says its length by its leading one bits, like UTF-8::
+
+    0sssssss                         sequence 0..127, no name
+    10nsssss  + 1 byte               sequence < 2**13, n = name flag
+    110nssss  + 2 bytes              sequence < 2**20
+    1110nsss  + 3 bytes              sequence < 2**27
+    11110nss  + 4 bytes              sequence < 2**32
+    11111xxx                         reserved for a later layout ("upgrade")
 
 Why this shape:
 
 * a LoRaWAN uplink at the slowest data rate carries 51 bytes and each byte costs airtime,
-  so the header is one varint: 1 byte for sequence numbers 0..31, 2 bytes up to 4095,
-  3 bytes up to 524287;
+  so an unnamed image pays 1 byte of header for its first 128 sequence numbers and 2 bytes
+  up to 8191 (a LEB128 varint with flag bits would pay 2 bytes from 32 on);
 * the sequence number (per device) is what the gateway deduplicates on: MQTT QoS 1 is
   at-least-once, and a network server may forward an uplink twice;
 * the name is optional: over MQTT it keeps the camera's file name, over LoRa it would
@@ -33,10 +42,7 @@ MAX_SEQUENCE = (1 << 32) - 1
 MAX_NAME_BYTES = 251  # NAME + ".png" fits the usual 255-byte file-name limit
 MAX_PAYLOAD_BYTES = 64 * 1024  # far above any image message; refuses floods before any parsing
 MIN_MESSAGE_BYTES = 2  # the message header (docs/format.md, "Message")
-FLAG_NAME = 0x1
-FLAG_RESERVED = 0x2  # must be 0 in layout 1; a later layout may set it to announce more fields
-_FLAG_BITS = 2
-_MAX_HEADER_BYTES = 5  # (2**32 - 1) << 2 needs 34 bits: five 7-bit groups
+_RESERVED_FORM = 5  # five leading one bits: a later layout
 
 
 class Payload(NamedTuple):
@@ -68,7 +74,7 @@ def name_problem(name: object) -> str | None:
 
 def header_size(sequence: int, name: str | None = None) -> int:
     """Bytes that :func:`pack_payload` adds in front of the message for this sequence number and name."""
-    size = len(_varint(_header_value(sequence, name is not None)))
+    size = 1 + _extra_bytes(_checked_sequence(sequence), name is not None)
     return size + (1 + len(name.encode("utf-8")) if name is not None else 0)
 
 
@@ -78,7 +84,7 @@ def pack_payload(sequence: int, message: bytes, name: str | None = None) -> byte
         raise ValueError(f"message must be the bytes of one Encoder.compress message, got {message!r:.40}")
     if name is not None and (problem := name_problem(name)):
         raise ValueError(f"name {name!r} {problem}")
-    out = bytearray(_varint(_header_value(sequence, name is not None)))
+    out = bytearray(_header(_checked_sequence(sequence), name is not None))
     if name is not None:
         raw = name.encode("utf-8")
         out += bytes((len(raw),)) + raw
@@ -91,24 +97,17 @@ def pack_payload(sequence: int, message: bytes, name: str | None = None) -> byte
 def unpack_payload(data: bytes) -> Payload:
     """Parse a :func:`pack_payload` payload. The message inside is checked later, by the decoder.
 
-    Checks, in order: size budget, header varint (truncated, overlong, too large), reserved
-    flag (a newer layout says "upgrade"), name, and a message of at least 2 bytes.
+    Checks, in order: size budget, header (reserved form: "upgrade"; truncated, overlong,
+    sequence too large), name, and a message of at least 2 bytes.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"payload must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise CorruptCodeError(f"payload of {len(data)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")
-    value, pos = _read_varint(data)
-    if value & FLAG_RESERVED:
-        raise UnsupportedFormatVersionError(
-            "payload sets a flag this library does not know (a newer payload layout): upgrade compressor"
-        )
-    sequence = value >> _FLAG_BITS
-    if sequence > MAX_SEQUENCE:
-        raise CorruptCodeError(f"payload sequence number {sequence} is over {MAX_SEQUENCE}: damaged data")
+    sequence, named, pos = _read_header(data)
     name = None
-    if value & FLAG_NAME:
+    if named:
         if pos >= len(data):
             raise TruncatedCodeError(f"payload {sequence} ends before its name length")
         end = pos + 1 + data[pos]
@@ -129,30 +128,55 @@ def unpack_payload(data: bytes) -> Payload:
     return Payload(sequence, name, data[pos:])
 
 
-def _header_value(sequence: int, named: bool) -> int:
+def _checked_sequence(sequence: int) -> int:
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence <= MAX_SEQUENCE:
         raise ValueError(f"sequence number must be an int in 0..{MAX_SEQUENCE}, got {sequence!r}")
-    return sequence << _FLAG_BITS | (FLAG_NAME if named else 0)
+    return sequence
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+def _bits(extra: int) -> int:
+    """Sequence bits in a header with ``extra`` bytes after the first."""
+    return 7 if extra == 0 else 6 + 7 * extra
 
 
-def _read_varint(data: bytes) -> tuple[int, int]:
-    value = 0
-    for i in range(min(len(data), _MAX_HEADER_BYTES)):
-        b = data[i]
-        value |= (b & 0x7F) << (7 * i)
-        if not b & 0x80:
-            if b == 0 and i:
-                raise CorruptCodeError("payload header is an overlong number: damaged data")
-            return value, i + 1
-    if len(data) < _MAX_HEADER_BYTES:
-        raise TruncatedCodeError(f"payload of {len(data)} bytes ends inside its sequence header")
-    raise CorruptCodeError("payload header is longer than 5 bytes: damaged data or not a compressor payload")
+def _extra_bytes(sequence: int, named: bool) -> int:
+    """The shortest form: the only one a writer may use, and a reader accepts."""
+    extra = 1 if named else 0
+    while sequence >> _bits(extra):
+        extra += 1
+    return extra
+
+
+def _header(sequence: int, named: bool) -> bytes:
+    extra = _extra_bytes(sequence, named)
+    if extra == 0:
+        return bytes((sequence,))
+    prefix = ((1 << extra) - 1) << (8 - extra)
+    first = prefix | int(named) << (6 - extra) | sequence >> (8 * extra)
+    return bytes((first,)) + (sequence & ((1 << (8 * extra)) - 1)).to_bytes(extra, "big")
+
+
+def _read_header(data: bytes) -> tuple[int, bool, int]:
+    """(sequence, named, header length)."""
+    if not data:
+        raise TruncatedCodeError("payload is empty: no sequence header")
+    first = data[0]
+    extra = 0
+    while extra < _RESERVED_FORM and first & (0x80 >> extra):
+        extra += 1
+    if extra == _RESERVED_FORM:
+        raise UnsupportedFormatVersionError(
+            f"payload header {first:#04x} is a form this library does not know (a newer payload layout): "
+            "upgrade compressor"
+        )
+    if extra == 0:
+        return first, False, 1
+    if len(data) < 1 + extra:
+        raise TruncatedCodeError(f"payload of {len(data)} bytes ends inside its {1 + extra}-byte sequence header")
+    named = bool(first >> (6 - extra) & 1)
+    sequence = (first & ((1 << (6 - extra)) - 1)) << (8 * extra) | int.from_bytes(data[1 : 1 + extra], "big")
+    if sequence > MAX_SEQUENCE:
+        raise CorruptCodeError(f"payload sequence number {sequence} is over {MAX_SEQUENCE}: damaged data")
+    if extra != _extra_bytes(sequence, named):
+        raise CorruptCodeError(f"payload header is overlong for sequence {sequence}: damaged data")
+    return sequence, named, 1 + extra
