@@ -45,7 +45,16 @@ def free_port() -> int:
 class Mosquitto:
     """``with Mosquitto(folder) as broker:`` ... ``broker.address`` is ``127.0.0.1:PORT``."""
 
-    def __init__(self, folder: str | Path, port: int | None = None, *, anonymous: bool = True):
+    def __init__(
+        self,
+        folder: str | Path,
+        port: int | None = None,
+        *,
+        anonymous: bool = True,
+        passwords: dict[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ):
+        """``passwords``: accounts (user -> password) in a password file; ``tls``: (CA, certificate, key) PEM files."""
         self.binary = find_mosquitto()
         if self.binary is None:
             raise MosquittoUnavailable(f"mosquitto is not installed: {INSTALL_HINT}")
@@ -56,9 +65,14 @@ class Mosquitto:
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         self.config = self.folder / "mosquitto.conf"
         self.log = self.folder / "mosquitto.log"
+        lines = [f"listener {self.port} {self.host}"]
+        if tls is not None:
+            lines += [f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}"]
+        if passwords:
+            lines.append(f"password_file {self._password_file(passwords)}")
         self.config.write_text(
-            f"listener {self.port} {self.host}\n"
-            f"allow_anonymous {'true' if anonymous else 'false'}\n"
+            "\n".join(lines) + "\n"
+            f"allow_anonymous {'true' if anonymous and not passwords else 'false'}\n"
             "persistence true\n"
             f"persistence_location {self.folder / 'data'}/\n"
             "max_queued_messages 0\n"
@@ -66,6 +80,14 @@ class Mosquitto:
             f"user {getpass.getuser()}\n"  # when run as root, stay root (else it switches to 'mosquitto')
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
+
+    def _password_file(self, passwords: dict[str, str]) -> Path:
+        path = self.folder / "passwords"
+        path.write_text("")
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        for user, password in passwords.items():
+            subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True, timeout=30)
+        return path
 
     @property
     def address(self) -> str:

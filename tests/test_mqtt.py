@@ -88,10 +88,10 @@ def pack_message(item) -> bytes:
 class GatewayThread:
     """``subscriber.run`` on a thread, recording its events."""
 
-    def __init__(self, out, codec, broker, topics=("cams/+",), fmt="raw", client_id="gateway-under-test"):
+    def __init__(self, out, codec, broker, topics=("cams/+",), fmt="raw", client_id="gateway-under-test", **login):
         self.events, self.cond, self.stop = [], threading.Condition(), threading.Event()
         self.gateway = Gateway(out, image_decoder(codec["dec"]), fmt, log=self._log)
-        args = (self.gateway, Broker.parse(broker.address), list(topics), client_id)
+        args = (self.gateway, Broker.parse(broker.address, **login), list(topics), client_id)
         self.thread = threading.Thread(target=run, args=args, kwargs={"log": self._log, "stop": self.stop})
         self.thread.daemon = True
         self.thread.start()
@@ -446,6 +446,73 @@ def test_a_broker_that_refuses_the_login_is_one_line_not_an_endless_retry(tmp_pa
     assert sub.returncode == 1
     assert sub.stderr.strip().splitlines()[-1].startswith("compressor subscribe: error: broker refused the connection")
     assert "--username/--password" in sub.stderr
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    folder.mkdir()
+    ca, ca_key, crt, key, csr = (folder / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    steps = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=t",
+        ],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "2"]
+        + ["-extfile", ext],
+    ]
+    for step in steps:
+        try:
+            subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
+        except (OSError, subprocess.CalledProcessError) as e:
+            _skip_or_fail(f"openssl cannot make a test certificate: {e}")
+    return ca, crt, key
+
+
+def test_tls_and_a_password_are_passed_through_to_the_broker(tmp_path, codec, broker):
+    ca, crt, key = _certificates(tmp_path / "tls")
+    secure = Mosquitto(tmp_path / "secure", passwords={"camera": "s3cret"}, tls=(ca, crt, key)).start()
+    login = {"username": "camera", "password": "s3cret", "cafile": str(ca)}
+    images = tmp_path / "digits.npy"
+    np.save(images, codec["digits"][:5])
+    try:
+        gw = GatewayThread(tmp_path / "out", codec, secure, **login)
+        try:
+            pub = subprocess.run(
+                [sys.executable, "-c", CLI, "publish", str(images), "--broker", secure.address]
+                + ["--topic", "cams/cam1", "--bundle", str(codec["bundle"] / "encoder"), "--runtime", "litert"]
+                + ["--state", str(tmp_path / "state.json"), "--username", "camera", "--cafile", str(ca)],
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE,
+                env={**os.environ, "MQTT_PASSWORD": "s3cret"},
+            )
+            assert pub.returncode == 0, pub.stderr
+            assert gw.wait(lambda: gw.kinds("written") == 5)
+        finally:
+            gw.close()
+        wrong = _run_cli(
+            "publish", str(images), "--broker", secure.address, "--topic", "cams/cam1", "--cafile", str(ca),
+            "--username", "camera", "--password", "wrong", "--bundle", str(codec["bundle"] / "encoder"),
+            "--state", str(tmp_path / "state.json"),
+        )  # fmt: skip
+    finally:
+        secure.stop()
+    assert wrong.returncode == 1 and "broker refused the connection" in wrong.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "cam1").glob("*.png")) == [f"digits[{i}].png" for i in range(5)]
 
 
 def test_make_client_keeps_the_session_on_the_broker(broker):

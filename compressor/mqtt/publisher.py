@@ -23,6 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from compressor import wire
 from compressor.errors import MqttError, RateError
 from compressor.mqtt import client as mqttc
 from compressor.mqtt.payload import header_size, pack_payload
@@ -53,14 +56,15 @@ def encode_payloads(
     mode: str = "entropy",
     with_names: bool = True,
 ) -> list[Item]:
-    """One :class:`Item` per image; see the module docstring for how a step is chosen."""
+    """One :class:`Item` per image of ``images`` (N, H, W); see the module docstring for how a step is chosen."""
+    images = np.asarray(images)
     if len(names) != len(images) or len(sequences) != len(images):
         raise ValueError(f"{len(images)} images, {len(names)} names, {len(sequences)} sequence numbers")
     carried = list(names) if with_names else [None] * len(names)
     items = [Item(s, n, None) for s, n in zip(sequences, names)]
     if max_payload is None:
         for item, msg, name in zip(items, encoder.compress(images, step=step, quality=quality, mode=mode), carried):
-            item.payload, item.step_index = pack_payload(item.sequence, msg, name), msg[0] & 0xF
+            _fill(item, msg, name, encoder.coding.model_id)
         return items
     budgets = [max_payload - header_size(s, n) for s, n in zip(sequences, carried)]
     asked = step is not None or quality is not None or mode == "lossless"
@@ -68,7 +72,7 @@ def encode_payloads(
         wanted = encoder.coding.step_index(step, quality) if mode != "lossless" else None
         for i, msg in enumerate(encoder.compress(images, step=step, quality=quality, mode=mode)):
             if len(msg) <= budgets[i]:
-                _fill(items[i], msg, carried[i])
+                _fill(items[i], msg, carried[i], encoder.coding.model_id)
             elif mode == "lossless":
                 need = len(msg) - budgets[i] + max_payload
                 items[i].note = f"does not fit in {max_payload} bytes: its lossless payload needs {need}: not sent"
@@ -85,30 +89,36 @@ def encode_payloads(
             messages = None
         if messages is not None:
             for i, msg in zip(idx, messages):
-                _fill(items[i], msg, carried[i])
+                _fill(items[i], msg, carried[i], encoder.coding.model_id)
         else:  # at least one does not fit: find which, one by one
             for i in idx:
                 _fit(encoder, images[i : i + 1], items[i], carried[i], budget, max_payload, mode, None)
     return items
 
 
-def _fill(item: Item, message: bytes, name: str | None) -> None:
-    item.payload, item.step_index = pack_payload(item.sequence, message, name), message[0] & 0xF
+def _fill(item: Item, message: bytes, name: str | None, model_id: bytes) -> None:
+    item.payload = pack_payload(item.sequence, message, name)
+    item.step_index = wire.unpack_message(model_id, message)[0].step_index
 
 
 def _fit(encoder, image, item: Item, name, budget: int, max_payload: int, mode: str, wanted: int | None) -> None:
-    coding = encoder.coding
-    try:
-        if budget < 2:
-            raise RateError("no room for the image message")
-        msg = encoder.compress(image, target_bytes=budget, mode=mode)[0]
-    except RateError:
-        item.note = f"does not fit in {max_payload} bytes even at the coarsest step (quality 1): not sent"
-        return
-    _fill(item, msg, name)
-    if wanted is not None:
-        n = len(coding.steps)
-        item.note = f"quality lowered from {n - wanted} to {n - item.step_index} to fit {max_payload} bytes"
+    """The finest step whose payload fits, coarser than ``wanted`` when a step was asked for; else refuse."""
+    n = len(encoder.coding.steps)
+    if budget >= 2:
+        if wanted is None:
+            try:
+                _fill(item, encoder.compress(image, target_bytes=budget, mode=mode)[0], name, encoder.coding.model_id)
+                return
+            except RateError:
+                pass
+        else:
+            for index in range(wanted + 1, n):
+                msg = encoder.compress(image, step=encoder.coding.steps[index], mode=mode)[0]
+                if len(msg) <= budget:
+                    _fill(item, msg, name, encoder.coding.model_id)
+                    item.note = f"quality lowered from {n - wanted} to {n - index} to fit {max_payload} bytes"
+                    return
+    item.note = f"does not fit in {max_payload} bytes even at the coarsest step (quality 1): not sent"
 
 
 @dataclass
