@@ -43,30 +43,47 @@ CLI = "from compressor.cli import main; raise SystemExit(main())"
 FAULTS = ("none", "broker-restart", "gateway-restart", "duplicate")
 
 
+class _Events:
+    """The gateway processes' JSON event lines, read incrementally as they are appended."""
+
+    def __init__(self, *logs: Path):
+        self.logs, self.items = logs, []
+        self._pos = dict.fromkeys(logs, 0)
+
+    def poll(self) -> list[dict]:
+        for log in self.logs:
+            if not log.exists():
+                continue
+            with open(log, "rb") as f:
+                f.seek(self._pos[log])
+                data = f.read()
+            end = data.rfind(b"\n") + 1
+            self._pos[log] += end
+            self.items += [json.loads(line) for line in data[:end].splitlines() if line[:1] == b"{"]
+        return self.items
+
+    def count(self, *kinds: str) -> int:
+        return sum(e["event"] in kinds for e in self.items)
+
+    def wait(self, predicate, proc: subprocess.Popen, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if predicate(self):
+                return True
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.02)
+        return False
+
+
 def _gateway(bundle: str, broker: Mosquitto, out: Path, log: Path, runtime: str) -> subprocess.Popen:
     cmd = [sys.executable, "-c", CLI, "subscribe", "--broker", broker.address, "--topic", "bench/+", "-o", str(out)]
     cmd += ["--bundle", str(Path(bundle) / "decoder"), "--runtime", runtime, "--idle-timeout", "600"]
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.DEVNULL)
-    if not _wait(log, lambda ev: any(e["event"] == "subscribed" for e in ev), proc, 120):
+    if not _Events(log).wait(lambda ev: ev.count("subscribed") >= 1, proc, 120):
         raise RuntimeError(f"gateway did not subscribe: {log.read_text()[-2000:]}")
     return proc
-
-
-def _events(*logs: Path) -> list[dict]:
-    return [
-        json.loads(line) for log in logs if log.exists() for line in log.read_text().splitlines() if line[:1] == "{"
-    ]
-
-
-def _wait(log: Path, predicate, proc, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(_events(log)):
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
 
 
 def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="none", names=False, runtime="litert"):
@@ -94,31 +111,32 @@ def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="no
                         pub.publish(it.sequence, it.payload)
                 pub.wait()
 
+        events = _Events(*logs)
+
         def handled(ev):
-            return sum(e["event"] in ("written", "already-on-disk") for e in ev)
+            return ev.count("written", "already-on-disk")
 
         start = time.perf_counter()
         threads = [threading.Thread(target=camera, args=kv, daemon=True) for kv in per_camera.items()]
         for t in threads:
             t.start()
         if fault in ("broker-restart", "gateway-restart"):
-            _wait(logs[0], lambda ev: handled(ev) >= count // 3, gw, 600)
+            events.wait(lambda ev: handled(ev) >= count // 3, gw, 600)
             if fault == "broker-restart":
                 broker.restart(pause=1.0)
             else:
                 gw.send_signal(signal.SIGKILL)
                 gw.wait()
                 gw = _gateway(bundle, broker, out, logs[1], runtime)
-        live = logs[1] if fault == "gateway-restart" else logs[0]
-        _wait(live, lambda ev: handled(_events(*logs)) >= count, gw, 600)
+        events.wait(lambda ev: handled(ev) >= count, gw, 600)
         elapsed = time.perf_counter() - start
         for t in threads:
             t.join(60)
         if fault == "duplicate":  # the second copies may still be in flight when the last image lands
-            _wait(live, lambda ev: sum(e["event"] == "duplicate" for e in _events(*logs)) >= count, gw, 60)
+            events.wait(lambda ev: ev.count("duplicate") >= count, gw, 60)
         gw.send_signal(signal.SIGINT)
         gw.wait(30)
-        events = _events(*logs)
+        events = events.poll()
         wrote = [(e["device"], e["seq"]) for e in events if e["event"] in ("written", "already-on-disk")]
         files = {d.name: {p.name for p in d.glob("*.png") if not p.name.startswith(".")} for d in out.iterdir()}
         expected = {(dev, it.sequence) for dev, items in per_camera.items() for it in items}

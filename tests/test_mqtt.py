@@ -287,7 +287,7 @@ def _other_model_message(codec, message: bytes) -> bytes:
 def test_a_message_for_another_model_or_damaged_is_logged_skipped_and_the_rest_continue(tmp_path, codec, broker):
     items, expected = _camera(codec, 3, device="cam1")
     foreign = pack_payload(10, _other_model_message(codec, pack_message(items[0])), "foreign")
-    damaged = b"\x80\x80"  # a sequence header that never ends
+    damaged = b"\x80"  # a 2-byte sequence header cut after its first byte
     gw = GatewayThread(tmp_path / "out", codec, broker)
     try:
         with Publisher(Broker.parse(broker.address), "cams/cam1", "camera-1") as pub:
