@@ -16,7 +16,9 @@ gateway process, and ``--cameras`` publishers (threads, one device each) that sh
 Prints one JSON object: ``images_per_s`` end to end (first publish to the last image on
 disk, the gateway's start-up excluded), ``lost`` and ``duplicated`` (images missing from, or
 written more than once to, the gateway's folders, checked against the files on disk),
-``duplicates_suppressed``, and payload bytes per image (mean, max). Needs the [mqtt] extra
+``duplicates_suppressed`` (redeliveries recognised by sequence number), ``found_on_disk``
+(redeliveries of images written just before a kill, recognised by their file), and payload
+bytes per image (mean, max). Needs the [mqtt] extra
 and ``apt-get install -y mosquitto``; never TensorFlow.
 """
 
@@ -153,6 +155,7 @@ def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="no
             "lost": lost,
             "duplicated": len(wrote) - len(set(wrote)) + max(0, sum(map(len, files.values())) - count),
             "duplicates_suppressed": sum(e["event"] == "duplicate" for e in events),
+            "found_on_disk": sum(e["event"] == "already-on-disk" for e in events),  # written just before a kill
             "bad": sum(e["event"] == "bad" for e in events),
             "payload_bytes_per_image": round(float(np.mean(sizes)), 2),
             "payload_bytes_max": int(max(sizes)),

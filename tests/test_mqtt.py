@@ -326,6 +326,20 @@ def test_a_thousand_images_from_three_cameras_at_once_all_arrive_in_each_device_
         _assert_on_disk_once(tmp_path / "out" / dev, by_seq)
 
 
+def test_an_image_written_just_before_a_crash_is_found_on_disk_not_written_again(tmp_path, codec):
+    items, expected = _camera(codec, 2, device="cam1")
+    Gateway(tmp_path / "out", image_decoder(codec["dec"])).handle("cams/cam1", items[0].payload)
+    (tmp_path / "out" / "cam1" / "mqtt-progress.json").unlink(missing_ok=True)  # killed before recording it
+    again = Gateway(tmp_path / "out", image_decoder(codec["dec"]))
+    assert again.handle("cams/cam1", items[0].payload)["event"] == "already-on-disk"
+    clash = pack_payload(7, pack_message(items[1]), items[0].name)  # another image under the same name
+    event = again.handle("cams/cam1", clash)
+    assert event["event"] == "bad" and event["seq"] == 7 and "not overwritten" in event["reason"]
+    again.flush()
+    assert json.loads((tmp_path / "out" / "cam1" / "mqtt-progress.json").read_text())["seen"] == [[0, 0], [7, 7]]
+    _assert_on_disk_once(tmp_path / "out" / "cam1", {items[0].name: expected[items[0].name]})
+
+
 def test_random_and_mutated_messages_never_stop_the_gateway(tmp_path, codec):
     rng = np.random.default_rng(0)
     items, _ = _camera(codec, 20, device="cam1")
