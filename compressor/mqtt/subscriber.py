@@ -129,6 +129,10 @@ class Gateway:
         except CodeError as e:  # another model, damaged, a lossless check that failed
             state.record(seq)
             return {"event": "bad", "device": device, "seq": seq, "reason": str(e)}
+        except Exception as e:  # a message that trips the decoder must not stop every later one
+            state.record(seq)
+            reason = f"the decoder failed on this message ({type(e).__name__}: {e}); please report it"
+            return {"event": "bad", "device": device, "seq": seq, "reason": reason}
         path = state.folder / f"{payload.name if payload.name is not None else f'{seq:08d}'}.png"
         event = "written"
         if path.exists():  # written before a crash, before the progress file; or another image's name
