@@ -143,12 +143,17 @@ def _publish(args) -> int:
             say(f"image {item.name} (sequence {item.sequence}): {item.note}")
     client_id = args.client_id or f"compressor-camera-{device}"
     sent = [i for i in items if i.payload is not None]
-    with Publisher(broker, args.topic, client_id, log=say) as pub:
-        for k, item in enumerate(sent):
-            if k and args.interval > 0:
-                time.sleep(args.interval)
-            pub.publish(item.sequence, uplinks.wrap(args.format, device, item.payload, f_cnt=item.sequence))
-        done = pub.wait(args.timeout)
+    pub = Publisher(broker, args.topic, client_id, log=say)
+    try:
+        with pub:
+            for k, item in enumerate(sent):
+                if k and args.interval > 0:
+                    time.sleep(args.interval)
+                pub.publish(item.sequence, uplinks.wrap(args.format, device, item.payload, f_cnt=item.sequence))
+            done = pub.wait(args.timeout)
+    except KeyboardInterrupt:
+        done = False
+        say("interrupted")
     result = pub.result
     sizes = [len(i.payload) for i in sent]
     summary = {
