@@ -58,6 +58,8 @@ class _Device:
             self.seen = SeenSequences((doc or {}).get("seen", []))
         except ValueError as e:
             raise MqttError(f"{folder / PROGRESS_FILE} is damaged ({e}); move it away to start over") from None
+        forgotten = (doc or {}).get("forgotten", 0)
+        self.seen.forgotten = forgotten if type(forgotten) is int and forgotten >= 0 else 0
         if doc is not None and doc.get("device") != device:
             raise MqttError(f"{folder / PROGRESS_FILE} belongs to device {doc.get('device')!r}; move it away")
 
