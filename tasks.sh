@@ -17,7 +17,7 @@ setup() {
   local want; want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
   if [ "$(cat "$VENV/.installed" 2>/dev/null || true)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,litert,onnx,bench,scale,dev]"
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[train,litert,onnx,bench,scale,mqtt,dev]"
     echo "$want" > "$VENV/.installed"
   fi
 }

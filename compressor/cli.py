@@ -15,7 +15,12 @@ import sys
 from compressor.errors import CompressorError
 
 #: Modules that define device commands with ``add_commands(subparsers)``, in help order.
-COMMAND_MODULES = ("compressor.commands.codec", "compressor.transport.cli", "compressor.jobs.cli")
+COMMAND_MODULES = (
+    "compressor.commands.codec",
+    "compressor.transport.cli",
+    "compressor.mqtt.cli",
+    "compressor.jobs.cli",
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = f"""exit codes:

@@ -81,6 +81,10 @@ class LimitError(CompressorError, ValueError):
     the limit and the flag or keyword that raises it."""
 
 
+class UsageError(CompressorError, ValueError):
+    """Options or arguments that cannot work together; the message names the fix."""
+
+
 class RateError(CompressorError, ValueError):
     """A rate request (step, quality, target size) cannot be met or is malformed."""
 
@@ -98,3 +102,12 @@ class RefusedError(TransportError):
 class DatasetError(CompressorError):
     """A dataset job cannot run or its output cannot be trusted: a codes file that is not one,
     or rows lost or repeated on the way from the workers (the output is then not written)."""
+
+
+# --- MQTT / LoRaWAN (compressor publish / subscribe) ----------------------------------
+class MqttError(TransportError):
+    """The broker cannot be used: client library missing, connection refused, not authorised."""
+
+
+class UplinkError(TransportError):
+    """An MQTT message is not an uplink this gateway understands: bad JSON, missing field, bad device."""

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from compressor.errors import CompressorError
+from compressor.errors import UsageError
 
 EXIT_ROW_ERRORS = 3
-
-
-class UsageError(CompressorError, ValueError):
-    """A combination of options that cannot work together."""
 
 
 def add_commands(sub) -> None:
