@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compressor.entropy import CdfTable, as_symbols, check_canonical, decode_row, encode_row, quantize_pmf
+from compressor.entropy import CdfTable, as_symbols, decode_row, encode_row, quantize_pmf
 from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
 from compressor.lanes import LaneDecoder, LaneEncoder
 from compressor.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
@@ -350,7 +350,8 @@ def finish_decoding(
     for i, (img, check, ok) in enumerate(zip(out, checks, canonical, strict=True)):
         if not ok:
             raise CorruptCodeError(
-                f"image {i}: residual code is not what the encoder writes (extra, missing or changed bytes): damaged data"
+                f"image {i}: residual code is not what the encoder writes (extra, missing or changed bytes): "
+                "damaged data"
             )
         if image_check(img) != check:
             raise LosslessMismatchError(
