@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import entropy, lossless, wire
+from compressor import entropy, lossless, residual, residual_codec, wire
 from compressor.bundle import Part, load_part
 from compressor.entropy import CdfTable
 from compressor.errors import (
@@ -37,7 +37,7 @@ from compressor.errors import (
 from compressor.images import as_batch
 from compressor.inference import Network
 
-MODES = ("entropy", "raw", "lossless")
+MODES = ("entropy", "raw", "lossless", "residual")
 
 
 class Coding:
@@ -57,6 +57,7 @@ class Coding:
             raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
         self.model_id = bytes.fromhex(part.model_id)
         self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
+        self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
 
     def step_index(self, step: float | None, quality: int | None) -> int:
         if step is not None and quality is not None:
@@ -99,6 +100,9 @@ class Coding:
 
     def decode_item(self, payload: bytes, index: int, mode: str):
         """(symbols, pending) where pending is the lossless decoder state, else None."""
+        if mode == "residual":
+            self._check_index(index)
+            return residual_codec.start(self, payload, index)
         if mode != "lossless":
             return self.decode_one(payload, index, mode), None
         self._check_index(index)
@@ -108,6 +112,13 @@ class Coding:
             )
         dec, syms, check = lossless.start_decoding(payload, self.tables[index])
         return syms, (dec, check)
+
+
+def _check_residual_request(mode: str, target_bytes, joint: bool = False) -> None:
+    if mode not in ("entropy", "residual"):
+        raise RateError(f"max_error=/target_psnr= make residual codes; drop mode={mode!r}")
+    if target_bytes is not None or joint:
+        raise RateError("residual codes are sized by max_error= or target_psnr=; drop target_bytes=/joint=")
 
 
 def _check_mode(mode: str) -> str:
@@ -194,13 +205,23 @@ class Encoder(_Half):
         quality: int | None = None,
         target_bytes: int | None = None,
         mode: str = "entropy",
+        max_error: int | None = None,
+        target_psnr: float | None = None,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
         ``target_bytes`` picks, per image, the finest step whose whole message fits; an
-        image that fits at no step raises ``RateError``.
+        image that fits at no step raises ``RateError``. ``max_error=E`` (grayscale models)
+        makes residual codes: every uint8 pixel within ``E`` (0 = lossless);
+        ``target_psnr=DB`` picks per image the largest ``E`` that meets it.
         """
         _check_mode(mode)
+        if mode == "residual" or max_error is not None or target_psnr is not None:
+            _check_residual_request(mode, target_bytes)
+            items = residual_codec.encode(
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr
+            )
+            return [wire.pack_message(self.coding.model_id, "residual", i, p) for i, p in items]
         if mode == "lossless":
             if target_bytes is not None:
                 raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
@@ -270,6 +291,8 @@ class Encoder(_Half):
         mode: str = "entropy",
         names: list[str] | None = None,
         joint: bool = False,
+        max_error: int | None = None,
+        target_psnr: float | None = None,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
@@ -279,6 +302,12 @@ class Encoder(_Half):
         finest step whose whole stream is at most ``target_bytes * N`` bytes.
         """
         _check_mode(mode)
+        if mode == "residual" or max_error is not None or target_psnr is not None:
+            _check_residual_request(mode, target_bytes, joint)
+            items = residual_codec.encode(
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr
+            )
+            return wire.pack_stream(self.coding.model_id, "residual", items[0][0], [p for _, p in items], names)
         if mode == "lossless":
             if joint or target_bytes is not None:
                 raise ValueError("lossless streams are neither joint nor rate-targeted")
@@ -346,6 +375,8 @@ class Decoder(_Half):
         lossless_count = sum(p is not None for p in pending)
         if 0 < lossless_count < len(pending):
             raise ValueError("lossless and lossy messages cannot be decoded in one call")
+        if lossless_count and len({p[0] == "residual" for p in pending}) > 1:
+            raise ValueError("binary lossless and grayscale residual messages cannot be decoded in one call")
         return Decoded(
             np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
         )
@@ -364,6 +395,8 @@ class Decoder(_Half):
 
     def finish_lossless(self, decoded: Decoded) -> np.ndarray:
         """Exact uint8 0/255 images of lossless codes; refuses a decoder that cannot reproduce them."""
+        if decoded.pending[0][0] == "residual":
+            return residual_codec.finish(self, decoded)
         t = self.coding.lossless
         if (self.network.runtime, self.network.precision) != (t.runtime, t.precision):
             raise LosslessMismatchError(

@@ -31,8 +31,8 @@ from .errors import (
 
 FORMAT_VERSION = 1
 MODEL_ID_SIZE = 8
-MODES = {"entropy": 0, "raw": 1, "lossless": 2}
-"""Mode name -> 2-bit code. 2 is reserved for a later lossless mode; 3 is invalid."""
+MODES = {"entropy": 0, "raw": 1, "lossless": 2, "residual": 3}
+"""Mode name -> 2-bit code. Readers older than the residual mode refuse 3 as damaged."""
 MAX_STEPS = 16
 STREAM_MAGIC = b"\x89LZC"
 MAX_NAME_BYTES = 255
