@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--mode", choices=("entropy", "raw", "lossless"), default="entropy")
     c.add_argument("--lossless", action="store_const", const="lossless", dest="mode", help="same as --mode lossless")
+    residual = c.add_mutually_exclusive_group()
+    residual.add_argument(
+        "--max-error", type=int, help="grayscale models: every pixel within this many grey levels (0 = lossless)"
+    )
+    residual.add_argument(
+        "--target-psnr", type=float, help="grayscale models: per image, the largest bound meeting this PSNR (dB)"
+    )
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
     )
@@ -133,6 +140,8 @@ def _encode(args) -> int:
         mode=args.mode,
         names=names,
         joint=args.joint,
+        max_error=args.max_error,
+        target_psnr=args.target_psnr,
     )
     atomic_write_bytes(args.out, data)
     print(
@@ -178,6 +187,10 @@ def _info(args) -> int:
         "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / stream.count, 3),
         "names": stream.names is not None,
     }
+    if stream.mode == "residual":
+        from compressor.residual_codec import bound_of
+
+        info["max_error"] = sorted({bound_of(p) for p in stream.payloads}, key=lambda e: (e is None, e))
     if args.bundle:
         from compressor.codec import Coding
         from compressor.errors import ModelMismatchError

@@ -48,7 +48,7 @@ def table_for(encoder):
         kind = "binarized" if encoder.part.binarize else "grayscale"
         raise ResidualUnavailableError(
             f"this bundle has no residual tables (its model is {kind}); max_error= and target_psnr= need a "
-            "model trained with --grayscale and exported by this version (binary models: use mode='lossless')"
+            "model trained with --grayscale and exported by this version (binary models: mode='lossless', --lossless)"
         )
     return table
 
