@@ -30,8 +30,14 @@ _P = np.uint64(PRECISION)
 _SH8 = np.uint64(8)
 _SH24 = np.uint64(24)
 _SH32 = np.uint64(32)
+_SH16 = np.uint64(16)
+_SH3 = np.uint64(3)
+_TOP16 = np.uint64(1 << 16)
+_BYTE = np.uint64(0xFF)
+_TWO = np.uint64(2)
 MAX_RENORM = 2
-"""Bytes one step can move: range >= 2**24 before, >= 2**8 after (freq >= 1)."""
+"""Bytes one step can move: range >= 2**24 before, >= 2**8 after (freq >= 1), so a step
+renormalises by 0, 1 or 2 bytes, which the lanes do in one go rather than in a loop."""
 
 
 class LaneEncoder:
@@ -76,15 +82,16 @@ class LaneEncoder:
             np.add.at(self.digits, base[hit] + pos[hit] - 1, 1)
             low &= _MASK32
         rng = r * freqs
-        for _ in range(MAX_RENORM):
-            short = rng < _TOP
-            if not short.any():
-                break
-            idx = np.flatnonzero(short)
-            self.digits[base[idx] + pos[idx]] = (low[idx] >> _SH24).astype(np.int64)
-            pos = pos + short
-            low = np.where(short, (low << _SH8) & _MASK32, low)
-            rng = np.where(short, rng << _SH8, rng)
+        # renormalise by 0, 1 or 2 bytes at once: both candidate bytes are written, only
+        # ``count`` of them are kept (a later byte overwrites a discarded one)
+        count = (rng < _TOP).astype(np.uint64) + (rng < _TOP16)
+        at = base + pos
+        self.digits[at] = (low >> _SH24).astype(np.int64)
+        self.digits[at + 1] = ((low >> _SH16) & _BYTE).astype(np.int64)
+        shift = count << _SH3
+        low = (low << shift) & _MASK32
+        rng = rng << shift
+        pos = pos + count.astype(np.int64)
         if lanes is None:
             self.low, self.rng, self.pos = low, rng, pos
         else:
@@ -131,7 +138,6 @@ class LaneDecoder:
         self.rng = np.array([d._range for d in decoders], np.uint64)
         self.pos = np.array([d._pos for d in decoders], np.int64)
         self._base = np.arange(self.k, dtype=np.int64) * width
-        self._last = self._base + width - 1  # a zero byte: where lanes read once past their data
 
     def targets(self, lanes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(target, r)``: each lane's position in ``[0, TOTAL)`` and its range unit."""
@@ -151,14 +157,12 @@ class LaneDecoder:
             code, pos, base = self.code[lanes], self.pos[lanes], self._base[lanes]
         code = code - r * starts
         rng = r * freqs
-        for _ in range(MAX_RENORM):
-            short = rng < _TOP
-            if not short.any():
-                break
-            at = np.minimum(base + pos, base + self.width - 1)
-            code = np.where(short, (code << _SH8) | self.data[at], code)
-            pos = pos + short
-            rng = np.where(short, rng << _SH8, rng)
+        count = (rng < _TOP).astype(np.uint64) + (rng < _TOP16)
+        at = base + np.minimum(pos, self.width - 2)  # damaged input may read far past its end: zeros
+        two = (self.data[at] << _SH8) | self.data[at + 1]  # the next two input bytes (zeros past the end)
+        code = ((code << _SH16) | two) >> ((_TWO - count) << _SH3)
+        rng = rng << (count << _SH3)
+        pos = pos + count.astype(np.int64)
         if lanes is None:
             self.code, self.rng, self.pos = code, rng, pos
         else:

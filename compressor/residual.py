@@ -51,7 +51,7 @@ from compressor.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
 CHECK_BYTES = 2
 MAX_E = 127
 """Largest error bound a code can name (7 bits of the parameter byte)."""
-MAX_TAIL = 64
+MAX_TAIL = 128
 MAX_NEIGHBOUR = 510  # |eW + eN| <= 2 * 255
 MAX_THRESHOLD = 2 * MAX_NEIGHBOUR + 1  # a threshold that never switches MED on
 MAX_BUCKETS = 16
@@ -326,14 +326,15 @@ def encode_batch(
     else:
         pixels_per_image = start.shape[1]
         lanes = LaneEncoder.from_scalar(encoders, 2 * pixels_per_image)
-        st, fr, rs = start.astype(np.uint64), freq.astype(np.uint64), raw_start.astype(np.uint64)
+        st, fr = np.ascontiguousarray(start.T, np.uint64), np.ascontiguousarray(freq.T, np.uint64)
+        rs, esc_t = np.ascontiguousarray(raw_start.T, np.uint64), np.ascontiguousarray(esc.T)
         rf = np.full(n, raw_freq, np.uint64)
         for j in range(pixels_per_image):
-            lanes.encode(st[:, j], fr[:, j])
-            col = esc[:, j]
+            lanes.encode(st[j], fr[j])
+            col = esc_t[j]
             if col.any():
                 idx = np.flatnonzero(col)
-                lanes.encode(rs[idx, j], rf[idx], idx)
+                lanes.encode(rs[j, idx], rf[idx], idx)
         codes = lanes.finish()
     return [c + code for c, code in zip(checks, codes, strict=True)]
 
@@ -451,33 +452,40 @@ def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: 
 
 
 def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTable):
-    """All images in lock-step, one numpy step per pixel position."""
+    """All images in lock-step, one numpy step per pixel position (arrays are pixel-major,
+    so each step reads contiguous length-N vectors)."""
     n, h, w = levels.shape
     delta, m, half = geometry(t.e)
-    e = t.e
-    lv = levels.astype(np.int64) + 128
-    pd = np.asarray(table.predict, np.int64)[lv]
-    lctx = table.level_lut[lv]
-    cdf = t.cdf
+    lv = levels.reshape(n, h * w).T.astype(np.int64) + 128
+    pd = np.ascontiguousarray(np.asarray(table.predict, np.int64)[lv])  # (H*W, N)
+    width = t.cdf.shape[1]
+    row_base = np.ascontiguousarray(table.level_lut[lv] * width)
+    nlut = table.neighbour_lut * width
+    cdf = t.cdf.ravel().astype(np.uint64)
+    cols = np.arange(width, dtype=np.int64)[None, 1:]
     esc_sym = 2 * t.tail + 1
+    spatial = table.spatial_threshold <= MAX_THRESHOLD - 1
     nb = max(1, (m - 1).bit_length())
     raw_shift = np.uint64(PRECISION - nb)
     raw_freq = np.uint64(1 << (PRECISION - nb))
     lanes = LaneDecoder(decoders)
-    err = _padded(levels.shape)
-    rec = np.empty((n, h, w), np.int64)
+    err = np.zeros((h + 1, w + 2, n), np.int64)
+    rec = np.empty((h * w, n), np.int64)
+    i = 0
     for r in range(h):
-        up = err[:, r]
-        row = err[:, r + 1]
         for c in range(w):
-            pdc = pd[:, r, c]
-            pred, bucket = _predict(table, pdc, row[:, c], up[:, c + 1], up[:, c])
-            rows = cdf[lctx[:, r, c] + bucket]
+            ew, en = err[r + 1, c], err[r, c + 1]
+            pred = pd[i]
+            if spatial:
+                far = np.abs(ew) + np.abs(en) >= table.spatial_threshold
+                if far.any():
+                    pred = np.clip(pred + np.where(far, _med(ew, en, err[r, c]), 0), 0, 255)
+            row = row_base[i] + nlut[ew + en + MAX_NEIGHBOUR]
             target, unit = lanes.targets()
-            k = (rows[:, 1:] <= target.astype(np.int64)[:, None]).sum(axis=1)
-            start = np.take_along_axis(rows, k[:, None], 1)[:, 0]
-            freq = np.take_along_axis(rows, k[:, None] + 1, 1)[:, 0] - start
-            lanes.advance(unit, start.astype(np.uint64), freq.astype(np.uint64))
+            k = (cdf[row[:, None] + cols] <= target[:, None]).sum(axis=1)
+            at = row + k
+            start = cdf[at]
+            lanes.advance(unit, start, cdf[at + 1] - start)
             s = k - t.tail
             esc = k == esc_sym
             if esc.any():
@@ -488,12 +496,13 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
                     raise CorruptCodeError("a residual escape names an impossible value: damaged data")
                 lanes.advance(un, u << raw_shift, np.full(len(idx), raw_freq, np.uint64), idx)
                 s[idx] = u.astype(np.int64) - half
-            xr = reconstruct(pred, s, e)
-            rec[:, r, c] = xr
-            row[:, c + 1] = xr - pdc
-    for i, d in enumerate(decoders):
-        d._code, d._range, d._pos = int(lanes.code[i]), int(lanes.rng[i]), int(lanes.pos[i])
-    return rec.astype(np.uint8), list(lanes.canonical())
+            xr = (pred + s) & 255 if t.e == 0 else reconstruct(pred, s, t.e)
+            rec[i] = xr
+            err[r + 1, c + 1] = xr - pd[i]
+            i += 1
+    for j, d in enumerate(decoders):
+        d._code, d._range, d._pos = int(lanes.code[j]), int(lanes.rng[j]), int(lanes.pos[j])
+    return rec.T.reshape(n, h, w).astype(np.uint8), list(lanes.canonical())
 
 
 # --- export time ---------------------------------------------------------------------------
@@ -533,7 +542,7 @@ def build_table(
     level_edges=DEFAULT_LEVEL_EDGES,
     neighbour_edges=DEFAULT_NEIGHBOUR_EDGES,
     spatial_threshold: int = DEFAULT_SPATIAL_THRESHOLD,
-    max_tail: int = 40,
+    max_tail: int = MAX_TAIL,
     backoff: float = 8.0,
 ) -> ResidualTable:
     """Estimate every table from training ``levels`` (int8) and ``pixels`` (uint8), (N, H, W)."""
