@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import entropy, lossless, residual, residual_codec, wire
+from compressor import binary_context, entropy, lossless, residual, residual_codec, wire
 from compressor.bundle import Part, load_part
 from compressor.entropy import CdfTable
 from compressor.errors import (
@@ -58,6 +58,8 @@ class Coding:
         self.model_id = bytes.fromhex(part.model_id)
         self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
         self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
+        context = raw.get("binary_context")
+        self.binary_context = binary_context.ContextTable.from_json(context) if context is not None else None
 
     def step_index(self, step: float | None, quality: int | None) -> int:
         if step is not None and quality is not None:
@@ -207,19 +209,22 @@ class Encoder(_Half):
         mode: str = "entropy",
         max_error: int | None = None,
         target_psnr: float | None = None,
+        band: int | None = None,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
         ``target_bytes`` picks, per image, the finest step whose whole message fits; an
         image that fits at no step raises ``RateError``. ``max_error=E`` (grayscale models)
         makes residual codes: every uint8 pixel within ``E`` (0 = lossless);
-        ``target_psnr=DB`` picks per image the largest ``E`` that meets it.
+        ``target_psnr=DB`` picks per image the largest ``E`` that meets it. Binary models:
+        ``max_error=0`` is lossless with causal context, ``band=B`` (0..127) codes only the
+        pixels whose decoder level lies within ``B`` of the threshold (near-lossless).
         """
         _check_mode(mode)
-        if mode == "residual" or max_error is not None or target_psnr is not None:
+        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
             _check_residual_request(mode, target_bytes)
             items = residual_codec.encode(
-                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
             )
             return [wire.pack_message(self.coding.model_id, "residual", i, p) for i, p in items]
         if mode == "lossless":
@@ -293,6 +298,7 @@ class Encoder(_Half):
         joint: bool = False,
         max_error: int | None = None,
         target_psnr: float | None = None,
+        band: int | None = None,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
@@ -302,10 +308,10 @@ class Encoder(_Half):
         finest step whose whole stream is at most ``target_bytes * N`` bytes.
         """
         _check_mode(mode)
-        if mode == "residual" or max_error is not None or target_psnr is not None:
+        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
             _check_residual_request(mode, target_bytes, joint)
             items = residual_codec.encode(
-                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
             )
             return wire.pack_stream(self.coding.model_id, "residual", items[0][0], [p for _, p in items], names)
         if mode == "lossless":

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from compressor import residual
+from compressor import binary_context, residual
 from compressor.bundle import load_part
 from compressor.errors import (
     BundleError,
@@ -30,6 +30,7 @@ from compressor.images import as_batch
 from compressor.inference import Network
 
 KIND_GRAYSCALE = 0
+KIND_BINARY = 1
 _KIND_BIT = 0x80
 
 
@@ -37,8 +38,8 @@ class ResidualUnavailableError(RateError):
     """A residual code (max_error / target_psnr) was asked of a bundle that cannot make one."""
 
 
-def parameter_byte(e: int) -> int:
-    return (KIND_GRAYSCALE << 7) | e
+def parameter_byte(value: int, kind: int = KIND_GRAYSCALE) -> int:
+    return (kind << 7) | value
 
 
 def table_for(encoder):
@@ -76,8 +77,15 @@ def _decoder_network(encoder, table: residual.ResidualTable) -> Network:
     return net
 
 
-def encode(encoder, images, *, step=None, quality=None, max_error=None, target_psnr=None) -> list[tuple[int, bytes]]:
-    """(step index, payload) per image, each within its bound ``E`` of the uint8 image."""
+def encode(
+    encoder, images, *, step=None, quality=None, max_error=None, target_psnr=None, band=None
+) -> list[tuple[int, bytes]]:
+    """(step index, payload) per image, each within its bound ``E`` of the uint8 image
+    (binary models: exact, or exact where the decoder is unsure, ``band``)."""
+    if encoder.part.binarize:
+        return _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
+    if band is not None:
+        raise RateError("band= is the near-lossless knob of binary models; grayscale models take max_error=")
     table = table_for(encoder)
     if (max_error is None) == (target_psnr is None):
         raise RateError("give max_error= or target_psnr=, not both (or neither)")
@@ -103,6 +111,34 @@ def encode(encoder, images, *, step=None, quality=None, max_error=None, target_p
     return [(index, p) for p in payloads]
 
 
+def _encode_binary(encoder, images, step, quality, max_error, target_psnr, band) -> list[tuple[int, bytes]]:
+    table = encoder.coding.binary_context
+    if table is None:
+        raise ResidualUnavailableError(
+            "this binary bundle has no binary_context table: re-export it with this version, or use mode='lossless'"
+        )
+    if target_psnr is not None:
+        raise RateError("target_psnr= is for grayscale models; binary models take band= (0..127) or max_error=0")
+    if max_error is not None and band is not None:
+        raise RateError("give max_error=0 (lossless) or band=, not both")
+    if max_error is not None and (isinstance(max_error, bool) or max_error != 0):
+        raise RateError(
+            f"binary models have no grey levels to bound: max_error must be 0 (lossless), got {max_error!r}; "
+            "for fewer bytes with a few wrong pixels use band= (0..127)"
+        )
+    band = binary_context.LOSSLESS_BAND if band is None else band
+    if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 0 <= band <= 127:
+        raise RateError(f"band must be an integer 0..127 (127 = lossless), got {band!r}")
+    bits = as_batch(images, shape=encoder.part.image_shape) > 0.5
+    index = table.step_index if step is None and quality is None else encoder.coding.step_index(step, quality)
+    symbols = encoder._quantize(encoder.latents(bits.astype(np.float32)), index)
+    net = _decoder_network(encoder, table)
+    levels = net.run_native(net.quantize_input(symbols * encoder.coding.steps[index]))[..., 0]
+    head = bytes((parameter_byte(int(band), KIND_BINARY),))
+    payloads = binary_context.encode_batch(symbols, bits, levels, encoder.coding.tables[index], table, int(band))
+    return [(index, head + p) for p in payloads]
+
+
 def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: float) -> np.ndarray:
     """Per image, the largest tabled bound whose reconstruction meets ``target`` dB PSNR (0 = exact)."""
     best = np.zeros(len(pixels), np.int64)
@@ -119,13 +155,16 @@ def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: floa
 
 def start(coding, payload: bytes, index: int):
     """Phase 1 for one payload: (latent symbols, pending state)."""
-    if coding.residual is None:
-        raise CorruptCodeError("a residual code, but this bundle has no residual tables: damaged data or wrong bundle")
     if not payload:
         raise CorruptCodeError("a residual payload starts with its parameter byte; got none: truncated")
     param = payload[0]
     if param & _KIND_BIT:
-        raise CorruptCodeError(f"residual kind {param >> 7} is not known to this version: upgrade, or damaged data")
+        if coding.binary_context is None:
+            raise CorruptCodeError("a binary residual code, but this bundle has no binary_context table: wrong bundle")
+        dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
+        return syms, ("binary", dec, check, param & 0x7F)
+    if coding.residual is None:
+        raise CorruptCodeError("a residual code, but this bundle has no residual tables: damaged data or wrong bundle")
     e = param & 0x7F
     coding.residual.table(e)  # CorruptCodeError for a bound without a table
     dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
@@ -134,7 +173,10 @@ def start(coding, payload: bytes, index: int):
 
 def finish(decoder, decoded) -> np.ndarray:
     """Phase 2 for a batch of residual codes: uint8 (N, H, W), each image verified."""
-    t = decoder.coding.residual
+    binary = {p[0] == "binary" for p in decoded.pending}
+    if len(binary) > 1:
+        raise CorruptCodeError("a stream mixes binary and grayscale residual codes: damaged data")
+    t = decoder.coding.binary_context if binary.pop() else decoder.coding.residual
     net = decoder.network
     if (net.runtime, net.precision) != (t.runtime, t.precision):
         raise LosslessMismatchError(
@@ -143,6 +185,13 @@ def finish(decoder, decoded) -> np.ndarray:
         )
     levels = net.run_native(net.quantize_input(decoded.latents))[..., 0]
     out = np.empty(levels.shape, np.uint8)
+    if isinstance(t, binary_context.ContextTable):
+        for i, (_, dec, check, band) in enumerate(decoded.pending):
+            try:
+                out[i] = binary_context.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
+            except CodeError as err:
+                raise type(err)(f"image {i}: {err}") from err
+        return out
     bounds = np.array([p[3] for p in decoded.pending])
     for e in np.unique(bounds):
         idx = np.flatnonzero(bounds == e)
@@ -156,7 +205,5 @@ def finish(decoder, decoded) -> np.ndarray:
 
 
 def bound_of(payload: bytes) -> int | None:
-    """The error bound a residual payload names (for ``compressor info``), or None if unreadable."""
-    if not payload or payload[0] & _KIND_BIT:
-        return None
-    return payload[0] & 0x7F
+    """The error bound (grayscale) or band (binary) a residual payload names, for ``compressor info``."""
+    return payload[0] & 0x7F if payload else None
