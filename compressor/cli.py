@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     residual.add_argument(
         "--target-psnr", type=float, help="grayscale models: per image, the largest bound meeting this PSNR (dB)"
     )
+    residual.add_argument(
+        "--band", type=int, help="binary models: code only pixels the decoder is unsure of, 0..127 (127 = lossless)"
+    )
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
     )
@@ -142,6 +145,7 @@ def _encode(args) -> int:
         joint=args.joint,
         max_error=args.max_error,
         target_psnr=args.target_psnr,
+        band=args.band,
     )
     atomic_write_bytes(args.out, data)
     print(
