@@ -148,6 +148,77 @@ def measure(bundle: str, pixels: np.ndarray) -> dict:
     return {"images": len(pixels), "residual": rows, "latent_only": lossy, "classical": base, "timing": timing}
 
 
+BANDS = (0, 1, 2, 4, 8, 16, 32, 64, 127)
+
+
+def classical_binary(bits: np.ndarray) -> dict:
+    """Lossless sizes of 1-bit PNG and WebP lossless, each image a complete file."""
+    from PIL import Image
+
+    def size(fmt: str, mode: str, **options) -> float:
+        out = []
+        for b in bits:
+            im = Image.fromarray(np.where(b, 255, 0).astype(np.uint8), "L")
+            im = im.convert("1", dither=Image.Dither.NONE) if mode == "1" else im
+            buf = io.BytesIO()
+            im.save(buf, format=fmt, **options)
+            out.append(buf.tell())
+        return float(np.mean(out))
+
+    return {
+        "png 1-bit": size("PNG", "1", optimize=True),
+        "webp lossless": size("WEBP", "L", lossless=True, quality=100, method=6),
+    }
+
+
+def measure_binary(bundle: str, pixels: np.ndarray) -> dict:
+    """Binary models: the band sweep from the lossy floor to lossless, and the older mode 2."""
+    enc = Encoder.load(f"{bundle}/encoder", runtime="litert", threads=1)
+    dec = Decoder.load(f"{bundle}/decoder", runtime="litert", threads=1)
+    bits = pixels > 127
+    x = bits.astype(np.float32)
+
+    def row(name, messages, stream, out):
+        return {
+            "code": name,
+            "message_bytes": round(float(np.mean([len(m) for m in messages])), 2),
+            "stream_bytes_per_image": round(len(stream) / len(bits), 2),
+            "pixel_error_%": round(100 * float(np.mean(out != bits)), 3),
+        }
+
+    rows = []
+    for step in enc.steps[::3]:
+        m = enc.compress(x, step=step)
+        rows.append(row(f"latent only, step {step}", m, enc.compress_stream(x, step=step), dec.decompress(m) >= 0.5))
+    m = enc.compress(x, mode="lossless")
+    rows.append(row("lossless mode 2", m, enc.compress_stream(x, mode="lossless"), dec.decompress(m) > 127))
+    for band in BANDS:
+        m = enc.compress(x, band=band)
+        rows.append(row(f"residual band {band}", m, enc.compress_stream(x, band=band), dec.decompress(m) > 127))
+    timing = {
+        "context_lossless_batch1_ms_per_image": round(
+            float(
+                np.median(
+                    [_best_ms(lambda i=i: dec.decompress(enc.compress(x[i : i + 1], band=127)), 1) for i in range(20)]
+                )
+            ),
+            3,
+        ),
+        "mode2_lossless_batch1_ms_per_image": round(
+            float(
+                np.median(
+                    [
+                        _best_ms(lambda i=i: dec.decompress(enc.compress(x[i : i + 1], mode="lossless")), 1)
+                        for i in range(20)
+                    ]
+                )
+            ),
+            3,
+        ),
+    }
+    return {"images": len(bits), "binary": rows, "classical": classical_binary(bits), "timing": timing}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle")
@@ -159,6 +230,23 @@ def main(argv=None) -> int:
     if pixels.dtype != np.uint8:
         pixels = np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     pixels = pixels.reshape(len(pixels), *pixels.shape[-2:]) if pixels.ndim == 4 else pixels
+    if Encoder.load(f"{args.bundle}/encoder", runtime="litert").part.binarize:
+        res = measure_binary(args.bundle, pixels)
+        print(
+            f"{len(pixels)} images; lossless references (B/image): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in res["classical"].items())
+        )
+        print(f"{'code':>28} {'msg B':>8} {'stream B':>9} {'pixel err %':>11}")
+        for r in res["binary"]:
+            print(
+                f"{r['code']:>28} {r['message_bytes']:>8.2f} {r['stream_bytes_per_image']:>9.2f} "
+                f"{r['pixel_error_%']:>11.3f}"
+            )
+        print("timing (one thread, networks included):", json.dumps(res["timing"]))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return 0
     res = measure(args.bundle, pixels)
     print(
         f"{len(pixels)} images; lossless references (B/image): "
