@@ -132,10 +132,12 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
     h, w = levels.shape
     lv = levels.astype(np.int64)
     base = (((lv + 128) >> LEVEL_SHIFT) * 16).ravel().tolist()
-    verdict = (lv >= 0).ravel().tolist()
+    verdict = (lv >= 0).astype(np.int64).ravel().tolist()
     want = coded(lv, band).ravel().tolist()
     freq = table.p1_freq
-    decode = dec.decode
+    data, n_data = dec._data, len(dec._data)
+    code, rng, pos = dec._code, dec._range, dec._pos  # the range decoder, inlined: ~3x faster
+    top = 1 << 24
     prev = [0] * (w + 2)
     out = [0] * (h * w)
     i = 0
@@ -144,13 +146,28 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
         for c in range(w):
             if want[i]:
                 f = freq[base[i] + cur[c] + 2 * prev[c + 1] + 4 * prev[c] + 8 * prev[c + 2]]
-                b = 1 if decode((0, f, TOTAL)) == 0 else 0
+                r = rng >> 16
+                target = code // r
+                if target >= TOTAL:
+                    raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+                if target < f:
+                    b = 1
+                    rng = r * f
+                else:
+                    b = 0
+                    code -= r * f
+                    rng = r * (TOTAL - f)
+                while rng < top:
+                    code = (code << 8) | (data[pos] if pos < n_data else 0)
+                    rng <<= 8
+                    pos += 1
             else:
-                b = 1 if verdict[i] else 0
+                b = verdict[i]
             cur[c + 1] = b
             out[i] = b
             i += 1
         prev = cur
+    dec._code, dec._range, dec._pos = code, rng, pos
     if not dec.is_canonical():
         raise CorruptCodeError(
             "binary residual code is not what the encoder writes (extra, missing or changed bytes): damaged data"
