@@ -55,10 +55,10 @@ MAX_TAIL = 128
 MAX_NEIGHBOUR = 510  # |eW + eN| <= 2 * 255
 MAX_THRESHOLD = 2 * MAX_NEIGHBOUR + 1  # a threshold that never switches MED on
 MAX_BUCKETS = 16
-LANE_THRESHOLD = 256
-"""From this many images on, a batch is coded in numpy lanes; below, in a Python loop (on a
-loaded 2-core machine the Python loop measured faster up to batch 64: numpy's per-call cost
-dominates small lanes)."""
+LANE_THRESHOLD = 32
+"""From this many images on, a batch is coded in numpy lanes; below, in a Python loop. Each
+lane step costs ~30 numpy calls whatever the batch, so lanes only pay off once a step does
+enough images (measured on a loaded 2-core host: Python faster at 16, lanes 1.4x at 64)."""
 
 
 def geometry(e: int) -> tuple[int, int, int]:
@@ -459,10 +459,13 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
     lv = levels.reshape(n, h * w).T.astype(np.int64) + 128
     pd = np.ascontiguousarray(np.asarray(table.predict, np.int64)[lv])  # (H*W, N)
     width = t.cdf.shape[1]
-    row_base = np.ascontiguousarray(table.level_lut[lv] * width)
-    nlut = table.neighbour_lut * width
+    # one globally sorted array of every context's cumulative frequencies, row j offset by
+    # j * 2**17, so a single searchsorted finds every lane's symbol in its own row
+    contexts = np.arange(t.cdf.shape[0], dtype=np.int64)
+    search = (t.cdf + (contexts << 17)[:, None]).ravel()
+    ctx_base = np.ascontiguousarray(table.level_lut[lv])
+    nlut = table.neighbour_lut
     cdf = t.cdf.ravel().astype(np.uint64)
-    cols = np.arange(width, dtype=np.int64)[None, 1:]
     esc_sym = 2 * t.tail + 1
     spatial = table.spatial_threshold <= MAX_THRESHOLD - 1
     nb = max(1, (m - 1).bit_length())
@@ -480,12 +483,12 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
                 far = np.abs(ew) + np.abs(en) >= table.spatial_threshold
                 if far.any():
                     pred = np.clip(pred + np.where(far, _med(ew, en, err[r, c]), 0), 0, 255)
-            row = row_base[i] + nlut[ew + en + MAX_NEIGHBOUR]
+            ctx = ctx_base[i] + nlut[ew + en + MAX_NEIGHBOUR]
             target, unit = lanes.targets()
-            k = (cdf[row[:, None] + cols] <= target[:, None]).sum(axis=1)
-            at = row + k
+            at = np.searchsorted(search, (ctx << 17) + target.astype(np.int64), side="right") - 1
             start = cdf[at]
             lanes.advance(unit, start, cdf[at + 1] - start)
+            k = at - ctx * width
             s = k - t.tail
             esc = k == esc_sym
             if esc.any():
