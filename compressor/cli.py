@@ -192,9 +192,9 @@ def _info(args) -> int:
         "names": stream.names is not None,
     }
     if stream.mode == "residual":
-        from compressor.residual_codec import bound_of
+        from compressor.residual_codec import describe
 
-        info["max_error"] = sorted({bound_of(p) for p in stream.payloads}, key=lambda e: (e is None, e))
+        info |= describe(stream.payloads)
     if args.bundle:
         from compressor.codec import Coding
         from compressor.errors import ModelMismatchError

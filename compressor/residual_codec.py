@@ -204,6 +204,12 @@ def finish(decoder, decoded) -> np.ndarray:
     return out
 
 
-def bound_of(payload: bytes) -> int | None:
-    """The error bound (grayscale) or band (binary) a residual payload names, for ``compressor info``."""
-    return payload[0] & 0x7F if payload else None
+def describe(payloads) -> dict:
+    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands)."""
+    kinds = {p[0] >> 7 for p in payloads if p}
+    values = sorted({p[0] & 0x7F for p in payloads if p})
+    if kinds == {KIND_BINARY}:
+        return {"residual_kind": "binary", "band": values, "lossless": values == [binary_context.LOSSLESS_BAND]}
+    if kinds == {KIND_GRAYSCALE}:
+        return {"residual_kind": "grayscale", "max_error": values, "lossless": values == [0]}
+    return {"residual_kind": "damaged"}
