@@ -77,6 +77,7 @@ def test_band_encode_info_decode_keeps_every_pixel_the_band_codes(bundle_dir, di
         assert np.array_equal(read_image(out / f"digit{i}.png") > 127, want)
 
 
+@pytest.mark.slow
 def test_max_error_on_a_binary_model_names_band(bundle_dir, digits, tmp_path, capsys):
     assert (
         main(["encode", str(digits), "-o", str(tmp_path / "c"), "--bundle", str(bundle_dir), "--max-error", "3"]) == 1
