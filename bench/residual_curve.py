@@ -164,7 +164,7 @@ def measure(bundle: str, pixels: np.ndarray) -> dict:
     return {"images": len(pixels), "residual": rows, "latent_only": lossy, "classical": base, "timing": timing}
 
 
-BANDS = (0, 1, 2, 4, 8, 16, 32, 64, 127)
+BANDS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 127)
 
 
 def classical_binary(bits: np.ndarray) -> dict:

@@ -6,11 +6,14 @@ also depends on the already-decoded neighbours W, N, NW, NE, WW, NN (6 bits): co
 context in the bundle (``coding.json`` section ``binary_context``). Ideal pixel bytes on the
 mnist5k test split: 12.3 with the level alone, 10.5 with W, N, NW, NE, 9.8 with WW, NN too.
 
-Near-lossless knob: a pixel is coded only where the decoder is unsure, ``|2v + 1| <= 2 band + 1``
-(``v`` in ``-band - 1 .. band``); elsewhere the receiver takes the decoder's own verdict,
-ink iff ``v >= 0``. The receiver computes the same set from its own levels, so nothing but
-the band (one parameter byte, 0..127) is sent; ``band = 127`` codes every pixel (lossless),
-smaller bands trade pixel errors for bytes, down to the lossy floor.
+Near-lossless knob: a pixel is coded only where the context model itself is unsure,
+``min(f, 2**16 - f) >= CUT[band]`` (``f`` its context's ink frequency); elsewhere the receiver
+takes the model's verdict, ink iff ``f >= 2**15``. The receiver computes the same from its own
+levels and already-decoded neighbours, so only the band (one parameter byte, 0..127) is sent.
+``CUT`` falls geometrically, by about 2**(-1/8) per band, from ``2**15`` (band 0: the lossy
+floor, only exact coin flips coded) to 0 (band 127: every pixel, lossless). Ranking pixels by
+the context model rather than by the raw level matters: the int8 levels take only ~40 values,
+and the neighbours say much about where the decoder is wrong.
 
 Determinism as in mode 2: integer tables, levels from the runtime/precision the section
 names, a 16-bit check of the reconstructed image in every code
@@ -36,6 +39,19 @@ LEVEL_SHIFT = 3
 NEIGHBOURS = 64
 CONTEXTS = (256 >> LEVEL_SHIFT) * NEIGHBOURS
 LOSSLESS_BAND = 127
+HALF = TOTAL // 2
+
+
+def _cuts() -> tuple[int, ...]:
+    """``CUT[b]``: 2**15 shrunk by 60097 / 2**16 (~2**(-1/8)) per band, in integers; ``CUT[127] == 0``."""
+    cuts = [HALF]
+    for _ in range(LOSSLESS_BAND):
+        cuts.append((cuts[-1] * 60097) >> 16)
+    cuts[LOSSLESS_BAND] = 0
+    return tuple(cuts)
+
+
+CUT = _cuts()
 
 
 @dataclass(frozen=True)
@@ -69,16 +85,6 @@ class ContextTable:
         }
 
 
-def coded(levels: np.ndarray, band: int) -> np.ndarray:
-    """Which pixels a code with ``band`` carries (bool, same shape as the int8 ``levels``)."""
-    return np.abs(2 * levels.astype(np.int64) + 1) <= 2 * band + 1
-
-
-def reconstruction(bits: np.ndarray, levels: np.ndarray, band: int) -> np.ndarray:
-    """What the receiver ends up with: true bits where coded, the decoder's verdict elsewhere."""
-    return np.where(coded(levels, band), bits.astype(bool), levels >= 0)
-
-
 def contexts(recon: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Context index of every pixel of a batch (N, H, W) given the full reconstruction."""
     n, h, w = recon.shape
@@ -106,61 +112,79 @@ def build_table(
     return ContextTable(freq, runtime, precision, step_index)
 
 
-def ideal_bits(table: ContextTable, bits: np.ndarray, levels: np.ndarray, band: int) -> np.ndarray:
-    """Ideal pixel bits per image (float64 (N,))."""
-    recon = reconstruction(bits, levels, band)
-    f = np.asarray(table.p1_freq, np.float64)[contexts(recon, levels)] / TOTAL
-    cost = -np.log2(np.where(recon, f, 1 - f)) * coded(levels, band)
-    return cost.reshape(len(bits), -1).sum(axis=1)
+def ideal_bits(table: ContextTable, bits: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Ideal pixel bits per image of lossless codes (float64 (N,))."""
+    f = np.asarray(table.p1_freq, np.float64)[contexts(bits.astype(bool), levels)] / TOTAL
+    return -np.log2(np.where(bits, f, 1 - f)).reshape(len(bits), -1).sum(axis=1)
 
 
 def encode_batch(latent_symbols, bits, levels, ct: CdfTable, table: ContextTable, band: int) -> list[bytes]:
     """Payloads (check || range code) for a batch of binary images (N, H, W)."""
-    recon = reconstruction(bits, levels, band)
-    freq = np.asarray(table.p1_freq, np.int64)[contexts(recon, levels)]
-    mask = coded(levels, band)
     out = []
-    for sym, r, f, m in zip(latent_symbols, recon, freq, mask):
+    for sym, b, v in zip(latent_symbols, bits, levels):
         enc = RangeEncoder()
         encode_row(enc, as_symbols(sym, len(ct.lo)), ct)
-        encode = enc.encode
-        for b, fr in zip(r[m].tolist(), f[m].tolist()):
-            if b:
-                encode(0, fr)
-            else:
-                encode(fr, TOTAL - fr)
-        out.append(image_check(r) + enc.finish())
+        if band == LOSSLESS_BAND:  # every pixel coded: contexts from the true bits, all at once
+            recon = b.astype(np.uint8)
+            freq = np.asarray(table.p1_freq, np.int64)[contexts(recon[None].astype(bool), v[None])[0]]
+            encode = enc.encode
+            for bit, f in zip(recon.ravel().tolist(), freq.ravel().tolist()):
+                if bit:
+                    encode(0, f)
+                else:
+                    encode(f, TOTAL - f)
+        else:
+            recon = _encode_band(enc, b, v, table, band)
+        out.append(image_check(recon) + enc.finish())
     return out
 
 
-def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: ContextTable, band: int) -> np.ndarray:
-    """One image's pixels (uint8 0/1, (H, W)) under the receiver's own int8 ``levels``."""
+def _encode_band(enc: RangeEncoder, bits: np.ndarray, levels: np.ndarray, table: ContextTable, band: int):
+    """Code the pixels the band selects, in raster order; return the receiver's reconstruction."""
     h, w = levels.shape
-    lv = levels.astype(np.int64)
-    base = (((lv + 128) >> LEVEL_SHIFT) * NEIGHBOURS).ravel().tolist()
-    verdict = (lv >= 0).astype(np.int64).ravel().tolist()
-    want = coded(lv, band).ravel().tolist()
-    freq = table.p1_freq
-    data, n_data = dec._data, len(dec._data)
-    code, rng, pos = dec._code, dec._range, dec._pos  # the range decoder, inlined: ~3x faster
-    top = 1 << 24
-    prev2 = [0] * (w + 4)  # rows above, padded by 2 on the left and right
-    prev = [0] * (w + 4)
+    base = (((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS).ravel().tolist()
+    truth = bits.astype(np.int64).ravel().tolist()
+    freq, cut, encode = table.p1_freq, CUT[band], enc.encode
+    prev2, prev = [0] * (w + 4), [0] * (w + 4)  # the two rows above, padded by 2 on both sides
     out = [0] * (h * w)
     i = 0
     for _ in range(h):
         cur = [0] * (w + 4)
         for c in range(2, w + 2):
-            if want[i]:
-                f = freq[
-                    base[i]
-                    + cur[c - 1]
-                    + 2 * prev[c]
-                    + 4 * prev[c - 1]
-                    + 8 * prev[c + 1]
-                    + 16 * cur[c - 2]
-                    + 32 * prev2[c]
-                ]
+            k = cur[c - 1] + 2 * prev[c] + 4 * prev[c - 1] + 8 * prev[c + 1] + 16 * cur[c - 2] + 32 * prev2[c]
+            f = freq[base[i] + k]
+            if (f if f < HALF else TOTAL - f) >= cut:
+                b = truth[i]
+                if b:
+                    encode(0, f)
+                else:
+                    encode(f, TOTAL - f)
+            else:
+                b = 1 if f >= HALF else 0
+            cur[c] = b
+            out[i] = b
+            i += 1
+        prev2, prev = prev, cur
+    return np.asarray(out, np.uint8).reshape(h, w)
+
+
+def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: ContextTable, band: int) -> np.ndarray:
+    """One image's pixels (uint8 0/1, (H, W)) under the receiver's own int8 ``levels``."""
+    h, w = levels.shape
+    base = (((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS).ravel().tolist()
+    freq, cut = table.p1_freq, CUT[band]
+    data, n_data = dec._data, len(dec._data)
+    code, rng, pos = dec._code, dec._range, dec._pos  # the range decoder, inlined: ~3x faster
+    top = 1 << 24
+    prev2, prev = [0] * (w + 4), [0] * (w + 4)
+    out = [0] * (h * w)
+    i = 0
+    for _ in range(h):
+        cur = [0] * (w + 4)
+        for c in range(2, w + 2):
+            k = cur[c - 1] + 2 * prev[c] + 4 * prev[c - 1] + 8 * prev[c + 1] + 16 * cur[c - 2] + 32 * prev2[c]
+            f = freq[base[i] + k]
+            if (f if f < HALF else TOTAL - f) >= cut:
                 r = rng >> 16
                 target = code // r
                 if target >= TOTAL:
@@ -177,7 +201,7 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
                     rng <<= 8
                     pos += 1
             else:
-                b = verdict[i]
+                b = 1 if f >= HALF else 0
             cur[c] = b
             out[i] = b
             i += 1

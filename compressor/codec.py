@@ -381,7 +381,7 @@ class Decoder(_Half):
         lossless_count = sum(p is not None for p in pending)
         if 0 < lossless_count < len(pending):
             raise ValueError("lossless and lossy messages cannot be decoded in one call")
-        if lossless_count and len({p[0] == "residual" for p in pending}) > 1:
+        if lossless_count and len({isinstance(p[0], str) for p in pending}) > 1:
             raise ValueError("binary lossless and grayscale residual messages cannot be decoded in one call")
         return Decoded(
             np.asarray(syms, np.int64), np.asarray(steps, np.float64), names, tuple(pending) if lossless_count else None
@@ -401,7 +401,7 @@ class Decoder(_Half):
 
     def finish_lossless(self, decoded: Decoded) -> np.ndarray:
         """Exact uint8 0/255 images of lossless codes; refuses a decoder that cannot reproduce them."""
-        if decoded.pending[0][0] == "residual":
+        if isinstance(decoded.pending[0][0], str):  # residual codes tag their pending state
             return residual_codec.finish(self, decoded)
         t = self.coding.lossless
         if (self.network.runtime, self.network.precision) != (t.runtime, t.precision):

@@ -42,7 +42,7 @@ def binary_context_section(int8_levels, coding: dict, latents: np.ndarray, image
     for index, step in enumerate(steps):
         lv = np.asarray(int8_levels(np.rint(latents / step) * step)).reshape(bits.shape)
         table = binary_context.build_table(lv, bits, step_index=index)
-        pixel_bits = float(binary_context.ideal_bits(table, bits, lv, binary_context.LOSSLESS_BAND).mean())
+        pixel_bits = float(binary_context.ideal_bits(table, bits, lv).mean())
         sizes.append((coding["train_rd"][index]["ideal_bytes"] * 8 + pixel_bits) / 8)
         tables.append(table)
     best = int(np.argmin(sizes))
