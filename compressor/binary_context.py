@@ -34,6 +34,7 @@ from compressor.entropy import CdfTable, as_symbols, encode_row
 from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError
 from compressor.lossless import image_check
 from compressor.rangecoder import TOTAL, RangeDecoder, RangeEncoder
+from compressor.residual import encode_slices
 
 LEVEL_SHIFT = 3
 NEIGHBOURS = 64
@@ -126,13 +127,10 @@ def encode_batch(latent_symbols, bits, levels, ct: CdfTable, table: ContextTable
         encode_row(enc, as_symbols(sym, len(ct.lo)), ct)
         if band == LOSSLESS_BAND:  # every pixel coded: contexts from the true bits, all at once
             recon = b.astype(np.uint8)
-            freq = np.asarray(table.p1_freq, np.int64)[contexts(recon[None].astype(bool), v[None])[0]]
-            encode = enc.encode
-            for bit, f in zip(recon.ravel().tolist(), freq.ravel().tolist()):
-                if bit:
-                    encode(0, f)
-                else:
-                    encode(f, TOTAL - f)
+            f = np.asarray(table.p1_freq, np.int64)[contexts(recon[None].astype(bool), v[None])[0]].ravel()
+            ink = recon.ravel().astype(bool)
+            starts, freqs = np.where(ink, 0, f).tolist(), np.where(ink, f, TOTAL - f).tolist()
+            encode_slices(enc, starts, freqs, [False] * len(starts), starts, 1)
         else:
             recon = _encode_band(enc, b, v, table, band)
         out.append(image_check(recon) + enc.finish())

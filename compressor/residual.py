@@ -317,11 +317,7 @@ def encode_batch(
     if n < LANE_THRESHOLD:
         codes = []
         for i, enc in enumerate(encoders):
-            encode = enc.encode
-            for a, f, x, rs in zip(start[i].tolist(), freq[i].tolist(), esc[i].tolist(), raw_start[i].tolist()):
-                encode(a, f)
-                if x:
-                    encode(rs, raw_freq)
+            encode_slices(enc, start[i].tolist(), freq[i].tolist(), esc[i].tolist(), raw_start[i].tolist(), raw_freq)
             codes.append(enc.finish())
     else:
         pixels_per_image = start.shape[1]
@@ -337,6 +333,29 @@ def encode_batch(
                 lanes.encode(rs[j, idx], rf[idx], idx)
         codes = lanes.finish()
     return [c + code for c, code in zip(checks, codes, strict=True)]
+
+
+def encode_slices(enc: RangeEncoder, starts, freqs, escapes, raw_starts, raw_freq: int) -> None:
+    """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, ~2x faster)."""
+    low, rng, out = enc._low, enc._range, enc._out
+    top, mask = 1 << 24, (1 << 32) - 1
+    for a, f, x, rs in zip(starts, freqs, escapes, raw_starts):
+        for start, freq in ((a, f), (rs, raw_freq)) if x else ((a, f),):
+            r = rng >> PRECISION
+            low += r * start
+            if low >> 32:  # carry into the settled bytes
+                j = len(out) - 1
+                while out[j] == 0xFF:
+                    out[j] = 0
+                    j -= 1
+                out[j] += 1
+                low &= mask
+            rng = r * freq
+            while rng < top:
+                out.append(low >> 24)
+                low = (low << 8) & mask
+                rng <<= 8
+    enc._low, enc._range = low, rng
 
 
 def start_decoding(payload: bytes, ct: CdfTable) -> tuple[RangeDecoder, list[int], bytes]:
