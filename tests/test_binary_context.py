@@ -118,3 +118,15 @@ def test_real_binary_digits_round_trip_through_the_public_api(enc, dec):
         enc.compress(bits.astype(np.float32), max_error=2)
     with pytest.raises(ValueError, match="grayscale"):
         enc.compress(bits.astype(np.float32), target_psnr=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(max_size=30), band=st.integers(0, 127))
+def test_random_bytes_are_refused_with_code_errors_only(tables, payload, band):
+    table, latent = tables
+    levels, _ = _synthetic(8, n=1)
+    try:
+        dec, _, check = R.start_decoding(payload, latent)
+        B.finish_decoding(dec, check, levels[0], table, band)
+    except CodeError:
+        pass

@@ -233,3 +233,21 @@ def test_wrong_residual_requests_name_the_fix(gray_bundle, enc, gray_digits):
         gray.compress(gray_digits[:1], max_error=1, target_psnr=40)
     with pytest.raises(RateError, match="drop"):
         gray.compress(gray_digits[:1], max_error=1, mode="raw")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=3), e=st.sampled_from(BOUNDS), lanes=st.booleans()
+)
+def test_random_bytes_are_refused_with_code_errors_only(tables, payloads, e, lanes):
+    table, latent = tables
+    levels, _ = _synthetic(7, n=len(payloads))
+    old = R.LANE_THRESHOLD
+    R.LANE_THRESHOLD = 1 if lanes else 10**9
+    try:
+        started = [R.start_decoding(p, latent) for p in payloads]
+        R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, e)
+    except CodeError:
+        pass
+    finally:
+        R.LANE_THRESHOLD = old
