@@ -223,8 +223,12 @@ def test_wrong_residual_requests_name_the_fix(gray_bundle, enc, gray_digits):
     from compressor.errors import RateError
 
     gray = compressor.Encoder.load(gray_bundle / "encoder", runtime="litert")
-    with pytest.raises(RateError, match="--grayscale"):
-        enc.compress(gray_digits[:1], max_error=0)  # the session's binary model
+    with pytest.raises(RateError, match="grayscale models"):
+        enc.compress(gray_digits[:1], target_psnr=30)  # the session's binary model
+    with pytest.raises(RateError, match="band"):
+        enc.compress(gray_digits[:1], max_error=4)
+    with pytest.raises(RateError, match="band= is the near-lossless knob of binary models"):
+        gray.compress(gray_digits[:1], band=3)
     with pytest.raises(RateError, match=">= 0"):
         gray.compress(gray_digits[:1], max_error=-1)
     with pytest.raises(RateError, match="choose one of"):
