@@ -49,7 +49,7 @@ class LaneEncoder:
         self.low = np.zeros(k, np.uint64)
         self.rng = np.full(k, 0xFFFFFFFF, np.uint64)
         self.pos = np.zeros(k, np.int64)
-        self.digits = np.zeros(k * capacity, np.int64)  # lane-major, digit j of lane i at i*capacity + j
+        self.digits = np.zeros(k * capacity, np.uint64)  # lane-major, digit j of lane i at i*capacity + j
         self._base = np.arange(k, dtype=np.int64) * capacity
 
     @classmethod
@@ -76,18 +76,18 @@ class LaneEncoder:
             low, rng, pos, base = self.low[lanes], self.rng[lanes], self.pos[lanes], self._base[lanes]
         r = rng >> _P
         low = low + r * starts
-        carry = low >> _SH32
-        if carry.any():
-            hit = np.flatnonzero(carry)
-            np.add.at(self.digits, base[hit] + pos[hit] - 1, 1)
-            low &= _MASK32
+        at = base + pos
+        # a carry out of the 32-bit window adds one to the last settled digit; branch-free: every
+        # lane adds its carry bit (a lane with no settled digit yet cannot carry, so its 0 lands
+        # harmlessly in the slack of another lane)
+        self.digits[at - 1] += low >> _SH32
+        low &= _MASK32
         rng = r * freqs
         # renormalise by 0, 1 or 2 bytes at once: both candidate bytes are written, only
         # ``count`` of them are kept (a later byte overwrites a discarded one)
         count = (rng < _TOP).astype(np.uint64) + (rng < _TOP16)
-        at = base + pos
-        self.digits[at] = (low >> _SH24).astype(np.int64)
-        self.digits[at + 1] = ((low >> _SH16) & _BYTE).astype(np.int64)
+        self.digits[at] = low >> _SH24
+        self.digits[at + 1] = (low >> _SH16) & _BYTE
         shift = count << _SH3
         low = (low << shift) & _MASK32
         rng = rng << shift

@@ -325,11 +325,11 @@ def encode_batch(
         st, fr = np.ascontiguousarray(start.T, np.uint64), np.ascontiguousarray(freq.T, np.uint64)
         rs, esc_t = np.ascontiguousarray(raw_start.T, np.uint64), np.ascontiguousarray(esc.T)
         rf = np.full(n, raw_freq, np.uint64)
+        escaping = esc_t.any(axis=1).tolist()
         for j in range(pixels_per_image):
             lanes.encode(st[j], fr[j])
-            col = esc_t[j]
-            if col.any():
-                idx = np.flatnonzero(col)
+            if escaping[j]:
+                idx = np.flatnonzero(esc_t[j])
                 lanes.encode(rs[j, idx], rf[idx], idx)
         codes = lanes.finish()
     return [c + code for c, code in zip(checks, codes, strict=True)]
@@ -485,7 +485,8 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
     ctx_base = np.ascontiguousarray(table.level_lut[lv])
     nlut = table.neighbour_lut
     cdf = t.cdf.ravel().astype(np.uint64)
-    esc_sym = 2 * t.tail + 1
+    symbol_at = np.tile(np.arange(width, dtype=np.int64) - t.tail, len(contexts))  # global position -> s
+    esc_s = t.tail + 1  # the ESCAPE slot, as a symbol
     spatial = table.spatial_threshold <= MAX_THRESHOLD - 1
     nb = max(1, (m - 1).bit_length())
     raw_shift = np.uint64(PRECISION - nb)
@@ -507,9 +508,8 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
             at = np.searchsorted(search, (ctx << 17) + target.astype(np.int64), side="right") - 1
             start = cdf[at]
             lanes.advance(unit, start, cdf[at + 1] - start)
-            k = at - ctx * width
-            s = k - t.tail
-            esc = k == esc_sym
+            s = symbol_at[at]
+            esc = s == esc_s
             if esc.any():
                 idx = np.flatnonzero(esc)
                 tg, un = lanes.targets(idx)
