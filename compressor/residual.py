@@ -213,7 +213,7 @@ def _med(w, n, nw):
 def _predict(table: ResidualTable, pd, w, n, nw):
     """``(pred, neighbour bucket)`` from the network's grey value and the neighbours' errors."""
     spatial = np.where(np.abs(w) + np.abs(n) >= table.spatial_threshold, _med(w, n, nw), 0)
-    return np.clip(pd + spatial, 0, 255), table.neighbour_lut[w + n + MAX_NEIGHBOUR]
+    return _clip255(pd + spatial), table.neighbour_lut[w + n + MAX_NEIGHBOUR]
 
 
 def _padded(shape) -> np.ndarray:
@@ -243,12 +243,17 @@ def quantize(x: np.ndarray, pred: np.ndarray, e: int) -> tuple[np.ndarray, np.nd
     return s, np.clip(pred + q * delta, 0, 255)
 
 
+def _clip255(x):
+    """``np.clip(x, 0, 255)``, several times faster on the short arrays of a lane step."""
+    return np.minimum(np.maximum(x, 0), 255)
+
+
 def reconstruct(pred: np.ndarray, s: np.ndarray, e: int) -> np.ndarray:
     """The receiver's side of :func:`quantize`: ``x̂`` from the prediction and the symbol."""
     delta, m, _ = geometry(e)
     rx = pred + s * delta
-    rx = np.where(rx < -e, rx + m * delta, np.where(rx > 255 + e, rx - m * delta, rx))
-    return np.clip(rx, 0, 255)
+    rx = rx + (rx < -e) * (m * delta) - (rx > 255 + e) * (m * delta)
+    return _clip255(rx)
 
 
 def symbols_and_contexts(table: ResidualTable, pixels: np.ndarray, levels: np.ndarray, e: int):
@@ -501,8 +506,8 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
             pred = pd[i]
             if spatial:
                 far = np.abs(ew) + np.abs(en) >= table.spatial_threshold
-                if far.any():
-                    pred = np.clip(pred + np.where(far, _med(ew, en, err[r, c]), 0), 0, 255)
+                if np.count_nonzero(far):
+                    pred = _clip255(pred + np.where(far, _med(ew, en, err[r, c]), 0))
             ctx = ctx_base[i] + nlut[ew + en + MAX_NEIGHBOUR]
             target, unit = lanes.targets()
             at = np.searchsorted(search, (ctx << 17) + target.astype(np.int64), side="right") - 1
@@ -510,11 +515,11 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
             lanes.advance(unit, start, cdf[at + 1] - start)
             s = symbol_at[at]
             esc = s == esc_s
-            if esc.any():
+            if np.count_nonzero(esc):
                 idx = np.flatnonzero(esc)
                 tg, un = lanes.targets(idx)
                 u = tg >> raw_shift
-                if (u >= np.uint64(m)).any():
+                if np.count_nonzero(u >= np.uint64(m)):
                     raise CorruptCodeError("a residual escape names an impossible value: damaged data")
                 lanes.advance(un, u << raw_shift, np.full(len(idx), raw_freq, np.uint64), idx)
                 s[idx] = u.astype(np.int64) - half
