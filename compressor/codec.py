@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import limits, wire
+from compressor import limits, residual_codec, wire
 from compressor import names as name_rules
 from compressor.bundle import Part, load_part
-from compressor.coding import entropy, lossless
+from compressor.coding import binary_context, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
 from compressor.errors import (
     BundleError,
@@ -62,6 +62,9 @@ class Coding:
             raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
         self.model_id = bytes.fromhex(part.model_id)
         self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
+        self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
+        context = raw.get("binary_context")
+        self.binary_context = binary_context.ContextTable.from_json(context) if context is not None else None
 
     def step_index(self, step: float | None, quality: int | None) -> int:
         if step is not None and quality is not None:
@@ -103,7 +106,10 @@ class Coding:
         raise CorruptCodeError(f"mode {mode!r} is not supported by this decoder")
 
     def decode_item(self, payload: bytes, index: int, mode: str) -> list[int]:
-        """The latent symbols of one payload (for a lossless payload: its latent part)."""
+        """The latent symbols of one payload (for a lossless or residual payload: its latent part)."""
+        if mode == "residual":
+            self._check_index(index)
+            return residual_codec.symbols(self, payload, index)
         if mode != "lossless":
             return self.decode_one(payload, index, mode)
         self._check_index(index)
@@ -165,15 +171,18 @@ class Coding:
             names = None
         if not syms:
             raise CorruptCodeError("no codes to decode: the list holds no message")
-        if "lossless" in modes and len(modes) > 1:
-            raise RateError("lossless and lossy messages cannot be decoded in one call; decode them separately")
-        mode = "lossless" if "lossless" in modes else sorted(modes)[0]
+        exact = modes & {"lossless", "residual"}
+        if exact and len(modes) > 1:
+            raise RateError(
+                f"{' and '.join(sorted(modes))} messages cannot be decoded in one call; decode them separately"
+            )
+        mode = exact.pop() if exact else sorted(modes)[0]
         return Decoded(
             np.asarray(syms, np.int64),
             np.asarray(steps, np.float64),
             names,
             mode,
-            tuple(payloads) if mode == "lossless" else None,
+            tuple(payloads) if mode in ("lossless", "residual") else None,
         )
 
     def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
@@ -303,16 +312,29 @@ class Encoder(_Half):
         quality: int | None = None,
         target_bytes: float | None = None,
         mode: str = "entropy",
+        max_error: int | None = None,
+        target_psnr: float | None = None,
+        band: int | None = None,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
         ``target_bytes`` is a budget per image: each image gets the finest step whose whole
         message is at most that many bytes (so images differ in step); one that fits at no
-        step raises ``RateError``.
+        step raises ``RateError``. ``max_error=E`` (grayscale models) makes residual codes:
+        every uint8 pixel within ``E`` (0 = lossless); ``target_psnr=DB`` picks per image the
+        largest ``E`` that meets it. Binary models: ``max_error=0`` is lossless with causal
+        context, ``band=B`` (0..127) codes only the pixels whose decoder level lies within
+        ``B`` of the threshold (near-lossless).
         """
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         mid = self.coding.model_id
+        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
+            _check_residual_request(mode, target_bytes)
+            items = residual_codec.encode(
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
+            )
+            return [wire.pack_message(mid, "residual", i, p) for i, p in items]
         if mode == "lossless":
             if target_bytes is not None:
                 raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
@@ -382,6 +404,9 @@ class Encoder(_Half):
         mode: str = "entropy",
         names: Sequence[str] | None = None,
         joint: bool = False,
+        max_error: int | None = None,
+        target_psnr: float | None = None,
+        band: int | None = None,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
@@ -400,6 +425,12 @@ class Encoder(_Half):
                 name_rules.encode(name)
             name_rules.check_unique(names)
         mid = self.coding.model_id
+        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
+            _check_residual_request(mode, target_bytes, joint)
+            items = residual_codec.encode(
+                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
+            )
+            return wire.pack_stream(mid, "residual", items[0][0], [p for _, p in items], names)
         if mode == "lossless":
             if joint or target_bytes is not None:
                 raise RateError("lossless streams are neither joint nor rate-targeted; drop joint/target_bytes")
@@ -427,6 +458,13 @@ class Encoder(_Half):
         )
 
 
+def _check_residual_request(mode: str, target_bytes, joint: bool = False) -> None:
+    if mode not in ("entropy", "residual"):
+        raise RateError(f"max_error=/target_psnr=/band= make residual codes; drop mode={mode!r}")
+    if target_bytes is not None or joint:
+        raise RateError("residual codes are sized by max_error=, target_psnr= or band=; drop target_bytes=/joint=")
+
+
 def _check_rate(step, quality, target_bytes) -> None:
     if target_bytes is None:
         return
@@ -450,10 +488,13 @@ class Decoder(_Half):
         """Run the network on what :meth:`read` returned.
 
         Lossy codes: probabilities float32 (N, H, W) in [0, 1], or uint8 0/255 with
-        ``binarize=True``. Lossless codes: the exact uint8 0/255 images, each verified.
+        ``binarize=True``. Lossless and residual codes: exact (or within their bound) uint8
+        images, each verified.
         """
         if decoded.mode == "lossless":
             return self._lossless_images(decoded)
+        if decoded.mode == "residual":
+            return residual_codec.finish(self, decoded)
         probs = self.network.run(decoded.latents)[..., 0]
         return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
 

@@ -32,8 +32,9 @@ from compressor.errors import (
 
 FORMAT_VERSION = 1
 MODEL_ID_SIZE = 8
-MODES = {"entropy": 0, "raw": 1, "lossless": 2}
-"""Mode name -> 2-bit code (the one home of the mode names; 3 is invalid)."""
+MODES = {"entropy": 0, "raw": 1, "lossless": 2, "residual": 3}
+"""Mode name -> 2-bit code (the one home of the mode names). Readers older than the residual
+mode refuse 3 as damaged."""
 MAX_STEPS = 16
 STREAM_MAGIC = b"\x89LZC"
 

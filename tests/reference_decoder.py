@@ -201,12 +201,12 @@ def message(bundle, data):
     check = hashlib.blake2s(data[:1] + data[2:], digest_size=1, key=bundle.model_id).digest()[0]
     if check != data[1]:
         raise Refused("M4", "ModelMismatchError")
-    if mode == 3:
-        raise corrupt("M5")
     if step >= len(bundle.steps):
         raise corrupt("M6")
     if mode == 2 and bundle.p1_freq is None:
         raise corrupt("M7")
+    if mode == 3:  # this reference has no residual tables (mode 3 is tested in test_residual.py)
+        raise corrupt("M8")
     row, state = payload(bundle, mode, step, data[2:], in_stream=False)
     return row, step, state
 
@@ -300,7 +300,7 @@ def stream(bundle, data):
     flags, mode, step = data[5], data[6], data[7]
     if flags & ~3:
         raise corrupt("S10")
-    if mode > 2:
+    if mode > 3:
         raise corrupt("S11")
     if step > 15:
         raise corrupt("S12")
@@ -325,7 +325,7 @@ def stream(bundle, data):
         dec.check_canonical()
         items = [(r, None) for r in rows]
     else:
-        if mode == 2 and bundle.p1_freq is None:
+        if (mode == 2 and bundle.p1_freq is None) or mode == 3:  # no residual tables here
             raise corrupt("S19")
         items = []
         for n in lengths:

@@ -60,8 +60,10 @@ def x86(bundle_dir, tmp_path_factory):
     stream, messages = enc.compress_stream(images), enc.compress(images)
     binary = (images * 255).astype(np.uint8)
     exact = enc.compress(binary, mode="lossless") if enc.coding.lossless is not None else []
+    context = enc.compress(binary[:SUBSET], band=127) if enc.coding.binary_context is not None else []
     folder = tmp_path_factory.mktemp("x86")
     arrays = {"stream": np.frombuffer(stream, np.uint8), **_pack("messages", messages), **_pack("lossless", exact)}
+    arrays |= _pack("context", context)
     np.savez(folder / "codes.npz", **arrays)
     probs = {}
     for runtime in ("litert", "onnx"):
@@ -74,6 +76,7 @@ def x86(bundle_dir, tmp_path_factory):
         "images": images,
         "binary": binary,
         "has_lossless": bool(exact),
+        "has_context": bool(context),
         "probs": probs,
     }
 
@@ -92,6 +95,8 @@ def device(emulated, x86, bundle_dir, tmp_path_factory):
     script = str(ROOT / "tests" / "aarch64" / "device_decode.py")
     lossless = ["lossless:litert:int8"] if x86["has_lossless"] else []
     lossless_subset = [f"lossless:litert:int8:{SUBSET}"] if x86["has_lossless"] else []
+    lossless_subset += ["context:litert:int8"] if x86["has_context"] else []
+    lossless += ["context:litert:int8"] if x86["has_context"] else []
     runs = {  # four processes, so that both cores stay busy
         "pi4-litert": (emu_mod.PI4_CPU, "edge", ["litert:int8", f"litert:fp32:{SUBSET}"] + lossless),
         "pi4-onnx": (emu_mod.PI4_CPU, "edge", ["onnx:int8", f"onnx:fp32:{SUBSET}"]),
@@ -170,6 +175,15 @@ def test_lossless_codes_made_on_x86_decode_to_the_exact_pixels_on_a_pi_4_and_pi_
         pytest.skip("this bundle has no lossless table")
     for name in ("pi4-litert", "pi5"):
         exact = device[name]["lossless_litert_int8"]
+        np.testing.assert_array_equal(exact, x86["binary"][: len(exact)], err_msg=name)
+
+
+def test_binary_residual_codes_made_on_x86_decode_to_the_exact_pixels_on_a_pi_4_and_pi_5_cpu(device, x86):
+    """Context-coded lossless codes (mode 3, band 127) predict from the same int8 levels: exact too."""
+    if not x86["has_context"]:
+        pytest.skip("this bundle has no binary_context table")
+    for name in ("pi4-litert", "pi5"):
+        exact = device[name]["context_litert_int8"]
         np.testing.assert_array_equal(exact, x86["binary"][: len(exact)], err_msg=name)
 
 

@@ -62,3 +62,24 @@ def test_encoding_an_empty_folder_names_the_folder(bundle_dir, tmp_path, capsys)
     assert main(["encode", str(tmp_path), "-o", str(tmp_path / "c.bin"), "--bundle", str(bundle_dir)]) == 1
     assert "no images" in capsys.readouterr().err
     assert not (tmp_path / "c.bin").exists()
+
+
+@pytest.mark.slow
+def test_band_encode_info_decode_keeps_every_pixel_the_band_codes(bundle_dir, digits, tmp_path, capsys):
+    codes, out = tmp_path / "b.lzc", tmp_path / "out"
+    assert main(["encode", str(digits), "-o", str(codes), "--bundle", str(bundle_dir), "--band", "127"]) == 0
+    assert main(["info", str(codes)]) == 0
+    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert (info["mode"], info["residual_kind"], info["band"], info["lossless"]) == ("residual", "binary", [127], True)
+    assert main(["decode", str(codes), "-o", str(out), "--bundle", str(bundle_dir)]) == 0
+    for i in range(6):
+        want = read_image(digits / f"digit{i}.png") > 127
+        assert np.array_equal(read_image(out / f"digit{i}.png") > 127, want)
+
+
+@pytest.mark.slow
+def test_max_error_on_a_binary_model_names_band(bundle_dir, digits, tmp_path, capsys):
+    assert (
+        main(["encode", str(digits), "-o", str(tmp_path / "c"), "--bundle", str(bundle_dir), "--max-error", "3"]) == 1
+    )
+    assert "band" in capsys.readouterr().err

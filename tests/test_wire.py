@@ -105,11 +105,11 @@ def test_message_version_zero_is_corrupt():
         unpack_message(MODEL, bytes(message))
 
 
-def test_message_with_invalid_mode_is_corrupt_even_with_a_valid_checksum():
+def test_message_mode_3_is_the_residual_mode():
+    """Mode 3 was 'invalid' before residual codes; readers of that time refuse it as damaged."""
     head = (FORMAT_VERSION << 6) | (3 << 4)
     message = bytes((head, message_check(MODEL, head, b"\x99"))) + b"\x99"
-    with pytest.raises(CorruptCodeError, match="mode 3"):
-        unpack_message(MODEL, message)
+    assert unpack_message(MODEL, message) == (Header(FORMAT_VERSION, "residual", 0), b"\x99")
 
 
 def test_message_for_another_model_is_refused_for_almost_every_model():
@@ -263,7 +263,7 @@ def test_huge_announced_count_is_refused_without_allocating():
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x80\x00", "overlong"),
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x80\x80\x80\x80\x01", "impossibly large"),
         (STREAM_MAGIC + bytes((1, 4, 0, 0)) + MODEL + b"\x00", "unknown flags"),
-        (STREAM_MAGIC + bytes((1, 0, 3, 0)) + MODEL + b"\x00", "mode 3"),
+        (STREAM_MAGIC + bytes((1, 0, 4, 0)) + MODEL + b"\x00", "mode 4"),
         (STREAM_MAGIC + bytes((1, 0, 0, 16)) + MODEL + b"\x00", "step index 16"),
         (STREAM_MAGIC + bytes((1, 0, 0, 0)) + MODEL + b"\x01\x01\xaa\xbb", "disagrees"),
         (STREAM_MAGIC + bytes((1, 1, 0, 0)) + MODEL + b"\x01\x01\x02..\xaa", "must not"),

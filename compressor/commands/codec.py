@@ -34,6 +34,19 @@ def add_commands(sub) -> None:
     c.add_argument("-o", "--out", required=True, help="stream file to write (atomically)")
     device_options(c, "encoder")
     rate_options(c)
+    residual = c.add_mutually_exclusive_group()
+    residual.add_argument(
+        "--max-error",
+        type=int,
+        help="residual codes: every pixel within this many grey levels (grayscale models; 0 = lossless, "
+        "also for binary models)",
+    )
+    residual.add_argument(
+        "--target-psnr", type=float, help="grayscale models: per image, the largest bound meeting this PSNR (dB)"
+    )
+    residual.add_argument(
+        "--band", type=int, help="binary models: code only pixels the decoder is unsure of, 0..127 (127 = lossless)"
+    )
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
     )
@@ -95,6 +108,9 @@ def _encode(args) -> int:
         mode=args.mode,
         names=names,
         joint=args.joint,
+        max_error=args.max_error,
+        target_psnr=args.target_psnr,
+        band=args.band,
     )
     atomic_write_bytes(args.out, data)
     from compressor import wire
@@ -165,6 +181,10 @@ def _info(args) -> int:
         "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / n, 3) if n else None,
         "names": stream.names is not None,
     }
+    if stream.mode == "residual":
+        from compressor.residual_codec import describe
+
+        info |= describe(stream.payloads)
     if args.bundle:
         from compressor.bundle import load_any_part
         from compressor.codec import Coding

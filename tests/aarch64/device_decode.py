@@ -3,7 +3,8 @@
     python3.11 device_decode.py CODES.npz DECODER_DIR OUT.npz RUNTIME:PRECISION[:COUNT] [...]
 
 Each RUNTIME:PRECISION decodes the stream (its first COUNT images if given) into ``probs_RUNTIME_PRECISION``;
-``lossless:RUNTIME:PRECISION[:COUNT]`` decodes the lossless messages into ``lossless_RUNTIME_PRECISION``.
+``lossless:RUNTIME:PRECISION[:COUNT]`` decodes the lossless messages into ``lossless_RUNTIME_PRECISION``,
+``context:...`` the binary residual (mode 3) messages into ``context_RUNTIME_PRECISION``.
 
 Meant for the emulated aarch64 interpreter, with only ``compressor/`` and the edge wheels on
 its path. TensorFlow imports are blocked (as in bench/tf_free.py) so a pass proves the
@@ -43,13 +44,13 @@ def main(argv) -> int:
     messages = _split(codes, "messages")
     arrays, results = {}, {}
     for combo in combos:
-        lossless = combo.startswith("lossless:")
-        runtime, precision, *count = combo.removeprefix("lossless:").split(":")
+        kind = combo.split(":")[0] if combo.startswith(("lossless:", "context:")) else None
+        runtime, precision, *count = combo.removeprefix(f"{kind}:").split(":")
         try:
             dec = Decoder.load(decoder, runtime=runtime, precision=precision)
-            if lossless:
-                exact = dec.decompress(_split(codes, "lossless")[: int(count[0]) if count else None])
-                arrays[f"lossless_{runtime}_{precision}"] = exact
+            if kind:
+                exact = dec.decompress(_split(codes, kind)[: int(count[0]) if count else None])
+                arrays[f"{kind}_{runtime}_{precision}"] = exact
                 results[combo] = "ok"
                 continue
             if not arrays:  # symbols depend on no runtime: read them once

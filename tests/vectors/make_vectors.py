@@ -342,13 +342,19 @@ def message_vectors():
         "a message made for model A, decoded with model B",
     )
     add(
-        "M4-before-M5",
+        "M4-before-M8",
         "A",
         [bytes((0x70, 0)) + good],
         err("ModelMismatchError", "M4"),
         "mode 3 and a wrong check byte: the check byte is checked first",
     )
-    add("M5-mode-3", "A", [msg("A", "entropy", 0, good, head=0x70)], err("CorruptCodeError", "M5"), "mode 3")
+    add(
+        "M8-mode-3-no-residual-table",
+        "A",
+        [msg("A", "entropy", 0, good, head=0x70)],
+        err("CorruptCodeError", "M8"),
+        "mode 3, but the bundle has no residual tables",
+    )
     add(
         "M6-step-index",
         "A",
@@ -693,11 +699,11 @@ def stream_vectors():
         "unknown flag and another model: fields are checked before the model id",
     )
     add(
-        "S11-mode-3",
+        "S19-mode-3-no-residual-table",
         "A",
         recrc(stream_body("A", 0, 3, 0, leb(1), leb(len(pls[0])) + pls[0])),
-        err("CorruptCodeError", "S11"),
-        "mode 3",
+        err("CorruptCodeError", "S19"),
+        "mode 3, but the bundle has no residual tables",
     )
     add(
         "S11-mode-4",

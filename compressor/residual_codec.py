@@ -1,0 +1,222 @@
+"""Residual mode (wire mode 3) for :class:`~compressor.Encoder` / :class:`~compressor.Decoder`.
+
+The codec classes only dispatch here; this module turns images into residual payloads and
+back. A residual payload is ``parameter byte || image check (2) || range code``
+(docs/format.md): the parameter byte's bit 7 is the kind (0 = grayscale residual) and bits
+6..0 the error bound ``E``, so one stream may mix bounds (``target_psnr`` picks one per image).
+
+Both sides predict pixels with the int8 decoder in the runtime and precision that the
+bundle's ``residual`` section names (int8 LiteRT); the encoder loads that decoder from
+``decoder/`` beside its own sub-bundle, and a decoder loaded otherwise is refused up front.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compressor.bundle import load_part
+from compressor.coding import binary_context, residual
+from compressor.errors import (
+    BundleError,
+    BundleNotFoundError,
+    CodeError,
+    CorruptCodeError,
+    LosslessMismatchError,
+    RateError,
+)
+from compressor.io.arrays import as_batch
+from compressor.runtime.network import Network
+
+KIND_GRAYSCALE = 0
+KIND_BINARY = 1
+_KIND_BIT = 0x80
+
+
+class ResidualUnavailableError(RateError):
+    """A residual code (max_error / target_psnr) was asked of a bundle that cannot make one."""
+
+
+def parameter_byte(value: int, kind: int = KIND_GRAYSCALE) -> int:
+    return (kind << 7) | value
+
+
+def table_for(encoder):
+    """The bundle's residual table, or a clear error naming the fix."""
+    table = encoder.coding.residual
+    if table is None:
+        kind = "binarized" if encoder.part.binarize else "grayscale"
+        raise ResidualUnavailableError(
+            f"this bundle has no residual tables (its model is {kind}); max_error= and target_psnr= need a "
+            "model trained with --grayscale and exported by this version (binary models: mode='lossless', --lossless)"
+        )
+    return table
+
+
+def check_bound(table: residual.ResidualTable, max_error) -> int:
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, np.integer)) or max_error < 0:
+        raise RateError(f"max_error must be an integer >= 0 (0 = lossless), got {max_error!r}")
+    if int(max_error) not in table.tables:
+        raise RateError(f"max_error={max_error} has no table in this bundle; choose one of {table.bounds}")
+    return int(max_error)
+
+
+def _decoder_network(encoder, table: residual.ResidualTable) -> Network:
+    net = getattr(encoder, "_residual_net", None)
+    if net is None:
+        root = encoder.part.root.parent / "decoder"
+        try:
+            part = load_part(root, "decoder")
+        except BundleError as e:
+            raise BundleNotFoundError(
+                f"residual encoding runs the decoder too: keep decoder/ beside {encoder.part.root} ({e})"
+            ) from e
+        net = Network(part, runtime=table.runtime, precision=table.precision, threads=encoder.network.threads)
+        encoder._residual_net = net
+    return net
+
+
+def encode(
+    encoder, images, *, step=None, quality=None, max_error=None, target_psnr=None, band=None
+) -> list[tuple[int, bytes]]:
+    """(step index, payload) per image, each within its bound ``E`` of the uint8 image
+    (binary models: exact, or exact where the decoder is unsure, ``band``)."""
+    if encoder.part.binarize:
+        return _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
+    if band is not None:
+        raise RateError("band= is the near-lossless knob of binary models; grayscale models take max_error=")
+    table = table_for(encoder)
+    if (max_error is None) == (target_psnr is None):
+        raise RateError("give max_error= or target_psnr=, not both (or neither)")
+    if target_psnr is not None and not (isinstance(target_psnr, (int, float)) and math.isfinite(target_psnr)):
+        raise RateError(f"target_psnr must be a finite number of dB, got {target_psnr!r}")
+    x = as_batch(images, shape=encoder.part.image_shape)
+    pixels = np.rint(x * 255).astype(np.uint8)
+    index = table.step_index if step is None and quality is None else encoder.coding.step_index(step, quality)
+    symbols = encoder._quantize(encoder.latents(pixels), index)
+    net = _decoder_network(encoder, table)
+    levels = net.levels(symbols * encoder.coding.steps[index])[..., 0]
+    ct = encoder.coding.tables[index]
+    if max_error is not None:
+        bounds = np.full(len(pixels), check_bound(table, max_error))
+    else:
+        bounds = _bounds_for_psnr(table, pixels, levels, float(target_psnr))
+    payloads = [b""] * len(pixels)
+    for e in np.unique(bounds):
+        idx = np.flatnonzero(bounds == e)
+        head = bytes((parameter_byte(int(e)),))
+        for i, p in zip(idx, residual.encode_batch(symbols[idx], pixels[idx], levels[idx], ct, table, int(e))):
+            payloads[i] = head + p
+    return [(index, p) for p in payloads]
+
+
+def _encode_binary(encoder, images, step, quality, max_error, target_psnr, band) -> list[tuple[int, bytes]]:
+    table = encoder.coding.binary_context
+    if table is None:
+        raise ResidualUnavailableError(
+            "this binary bundle has no binary_context table: re-export it with this version, or use mode='lossless'"
+        )
+    if target_psnr is not None:
+        raise RateError("target_psnr= is for grayscale models; binary models take band= (0..127) or max_error=0")
+    if max_error is not None and band is not None:
+        raise RateError("give max_error=0 (lossless) or band=, not both")
+    if max_error is not None and (isinstance(max_error, bool) or max_error != 0):
+        raise RateError(
+            f"binary models have no grey levels to bound: max_error must be 0 (lossless), got {max_error!r}; "
+            "for fewer bytes with a few wrong pixels use band= (0..127)"
+        )
+    band = binary_context.LOSSLESS_BAND if band is None else band
+    if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 0 <= band <= 127:
+        raise RateError(f"band must be an integer 0..127 (127 = lossless), got {band!r}")
+    bits = as_batch(images, shape=encoder.part.image_shape) > 0.5
+    index = table.step_index if step is None and quality is None else encoder.coding.step_index(step, quality)
+    symbols = encoder._quantize(encoder.latents(bits.astype(np.float32)), index)
+    net = _decoder_network(encoder, table)
+    levels = net.levels(symbols * encoder.coding.steps[index])[..., 0]
+    head = bytes((parameter_byte(int(band), KIND_BINARY),))
+    payloads = binary_context.encode_batch(symbols, bits, levels, encoder.coding.tables[index], table, int(band))
+    return [(index, head + p) for p in payloads]
+
+
+def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: float) -> np.ndarray:
+    """Per image, the largest tabled bound whose reconstruction meets ``target`` dB PSNR (0 = exact)."""
+    best = np.zeros(len(pixels), np.int64)
+    x = pixels.astype(np.float64)
+    for e in table.bounds:
+        if e == 0:
+            continue
+        _, _, rec = residual.symbols_and_contexts(table, pixels, levels, e)
+        mse = np.mean((rec - x) ** 2, axis=(1, 2))
+        psnr = np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), np.inf)
+        best = np.where(psnr >= target, e, best)
+    return best
+
+
+def symbols(coding, payload: bytes, index: int) -> list[int]:
+    """Phase 1 for one payload: its latent symbols (every check up to the pixels)."""
+    return _state(coding, payload, index)[0]
+
+
+def _state(coding, payload: bytes, index: int):
+    """(latent symbols, (kind, range decoder, image check, E or band)) of one payload."""
+    if not payload:
+        raise CorruptCodeError("a residual payload starts with its parameter byte; got none: truncated")
+    param = payload[0]
+    if param & _KIND_BIT:
+        if coding.binary_context is None:
+            raise CorruptCodeError("a binary residual code, but this bundle has no binary_context table: wrong bundle")
+        dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
+        return syms, ("binary", dec, check, param & 0x7F)
+    if coding.residual is None:
+        raise CorruptCodeError("a residual code, but this bundle has no residual tables: damaged data or wrong bundle")
+    e = param & 0x7F
+    coding.residual.table(e)  # CorruptCodeError for a bound without a table
+    dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
+    return syms, ("residual", dec, check, e)
+
+
+def finish(decoder, decoded) -> np.ndarray:
+    """Phase 2 for a batch of residual codes: uint8 (N, H, W), each image verified."""
+    indices = [decoder.coding.step_index(float(step), None) for step in decoded.steps]
+    pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, indices)]
+    binary = {p[0] == "binary" for p in pending}
+    if len(binary) > 1:
+        raise CorruptCodeError("a stream mixes binary and grayscale residual codes: damaged data")
+    t = decoder.coding.binary_context if binary.pop() else decoder.coding.residual
+    net = decoder.network
+    if (net.runtime, net.precision) != (t.runtime, t.precision):
+        raise LosslessMismatchError(
+            f"residual codes are predicted with the {t.precision} {t.runtime} decoder; this decoder runs "
+            f"{net.precision} {net.runtime}: load it with runtime={t.runtime!r}, precision={t.precision!r}"
+        )
+    levels = net.levels(decoded.latents)[..., 0]
+    out = np.empty(levels.shape, np.uint8)
+    if isinstance(t, binary_context.ContextTable):
+        for i, (_, dec, check, band) in enumerate(pending):
+            try:
+                out[i] = binary_context.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
+            except CodeError as err:
+                raise type(err)(f"image {i}: {err}") from err
+        return out
+    bounds = np.array([p[3] for p in pending])
+    for e in np.unique(bounds):
+        idx = np.flatnonzero(bounds == e)
+        decs = [pending[i][1] for i in idx]
+        checks = [pending[i][2] for i in idx]
+        try:
+            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, int(e))
+        except CodeError as err:
+            raise type(err)(f"{err} (among the images coded with max_error={e})") from err
+    return out
+
+
+def describe(payloads) -> dict:
+    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands)."""
+    kinds = {p[0] >> 7 for p in payloads if p}
+    values = sorted({p[0] & 0x7F for p in payloads if p})
+    if kinds == {KIND_BINARY}:
+        return {"residual_kind": "binary", "band": values, "lossless": values == [binary_context.LOSSLESS_BAND]}
+    if kinds == {KIND_GRAYSCALE}:
+        return {"residual_kind": "grayscale", "max_error": values, "lossless": values == [0]}
+    return {"residual_kind": "damaged"}
