@@ -31,7 +31,8 @@ from compressor.mqtt import uplinks
 from compressor.mqtt.client import Broker, make_client
 from compressor.mqtt.payload import pack_payload
 from compressor.mqtt.publisher import Publisher, encode_payloads
-from compressor.mqtt.subscriber import Gateway, image_decoder, run
+from compressor.mqtt.subscriber import Gateway, run
+from compressor.transport.receiver import image_decoder
 
 pytestmark = pytest.mark.slow
 DEADLINE = 240.0  # seconds for a whole exchange; typical runs take a few
