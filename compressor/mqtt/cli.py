@@ -49,7 +49,8 @@ def add_commands(sub) -> None:
         "--names",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="carry file names in the payload (default: yes, no with --max-payload: the gateway uses the sequence)",
+        help="carry file names in the payload (default: yes for image files; no for arrays or with --max-payload: "
+        "the gateway names files by sequence number)",
     )
     p.add_argument("--interval", type=float, default=0.0, help="seconds between images (default: %(default)s)")
     p.add_argument(
@@ -127,11 +128,12 @@ def _publish(args) -> int:
     images, names = read_images(
         args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
     )
-    names = names or name_rules.numbered("image", len(images))  # arrays carry no names
+    named_inputs = names is not None  # arrays carry no names: the gateway names files by sequence
+    names = names or name_rules.numbered("image", len(images))
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     state = Path(args.state) if args.state else _default_state(device)
     counter = SequenceCounter(state, device)
-    with_names = args.names if args.names is not None else args.max_payload is None
+    with_names = args.names if args.names is not None else (args.max_payload is None and named_inputs)
     sequences = counter.reserve(len(images))
     items = encode_payloads(
         enc,
