@@ -6,11 +6,13 @@ tflite-runtime or onnxruntime); never imports TensorFlow. See README.md for the 
 
 from compressor.codec import Decoded, Decoder, Encoder
 from compressor.errors import (
+    AuthenticationError,
     BundleError,
     BundleNotFoundError,
     CodeError,
     CompressorError,
     CorruptCodeError,
+    FolderInUseError,
     IntegrityError,
     InvalidImageError,
     InvalidNameError,
@@ -18,6 +20,7 @@ from compressor.errors import (
     LosslessMismatchError,
     ManifestError,
     ModelMismatchError,
+    OutputError,
     RateError,
     RefusedError,
     RuntimeUnavailableError,
@@ -29,6 +32,9 @@ from compressor.errors import (
 
 __version__ = "0.2.0"
 __all__ = [
+    "OutputError",
+    "FolderInUseError",
+    "AuthenticationError",
     "BundleError",
     "BundleNotFoundError",
     "CodeError",

@@ -76,6 +76,10 @@ class LimitError(CompressorError, ValueError):
     the limit and the flag or keyword that raises it."""
 
 
+class OutputError(CompressorError):
+    """An output path cannot be used: a folder where a file is expected, or the other way round."""
+
+
 class RateError(CompressorError, ValueError):
     """A rate request (step, quality, target size) cannot be met or is malformed."""
 
@@ -87,3 +91,12 @@ class TransportError(CompressorError):
 
 class RefusedError(TransportError):
     """The peer refused the session or an image (ERROR frame); retrying the same bytes cannot help."""
+
+
+class AuthenticationError(TransportError):
+    """A frame's HMAC tag is missing or wrong (``--key-file``): the peer does not hold the key,
+    or the link was tampered with."""
+
+
+class FolderInUseError(TransportError):
+    """Another receiver holds the output folder's lock; give each receiver its own folder."""

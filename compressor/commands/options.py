@@ -57,17 +57,17 @@ def input_limit_options(p: argparse.ArgumentParser) -> None:
     max_input_bytes_option(p, "input file")
 
 
-def max_images_option(p: argparse.ArgumentParser, what: str) -> None:
+def max_images_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_IMAGES) -> None:
     p.add_argument(
-        "--max-images", type=positive_int, default=limits.MAX_IMAGES, help=f"refuse more {what} (default: %(default)s)"
+        "--max-images", type=positive_int, default=default, help=f"refuse more {what} (default: %(default)s)"
     )
 
 
-def max_input_bytes_option(p: argparse.ArgumentParser, what: str) -> None:
+def max_input_bytes_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_INPUT_BYTES) -> None:
     p.add_argument(
         "--max-input-bytes",
         type=positive_int,
-        default=limits.MAX_INPUT_BYTES,
+        default=default,
         help=f"refuse a larger {what} (default: %(default)s)",
     )
 
