@@ -7,7 +7,8 @@ payloads, a joint block, lossless payloads that take ~1 ms of CPU each, 251-byte
 image files that declare more pixels than they hold (16-bit RGBA PNG, .npz and .npy bombs),
 devices and pipes given as input, and 300 idle TCP connections to ``compressor receive``.
 
-For every CLI run: wall seconds, the child's own peak RSS (``os.wait4`` rusage), exit status,
+For every CLI run: wall seconds, the child's own peak RSS (``VmHWM`` read by the child as it
+exits: ``getrusage`` would report the parent's size too, which a forked child inherits), exit status,
 the last stderr line and whether a traceback was printed. Image cases also measure the
 refusal itself inside a child (``read_images`` alone, Pillow plugins preloaded): seconds
 and peak RSS above what the process had before the call. Prints one JSON object shaped
@@ -39,12 +40,19 @@ from compressor.codec import Decoder
 ROOT = Path(__file__).resolve().parents[1]
 
 REFUSAL_PROBE = """
-import json, resource, sys, time
+import json, sys, time
+from pathlib import Path
 from PIL import Image
 Image.init()
 from compressor.errors import CompressorError
 from compressor.io.files import read_images
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def kb(field):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))
+    return int(line.split()[1])
+
+before = kb("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS, so the peak below is this call's
 t0 = time.perf_counter()
 try:
     images, _ = read_images([sys.argv[1]])
@@ -52,35 +60,49 @@ try:
 except CompressorError as e:
     outcome = f"{type(e).__name__}: {e}"
 seconds = time.perf_counter() - t0
-r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": round(seconds, 4), "extra_peak_mb": round((r1 - r0) / 1024, 1), "outcome": outcome[:160]}))
+extra = (kb("VmHWM") - before) / 1024
+print(json.dumps({"seconds": round(seconds, 4), "extra_peak_mb": round(extra, 1), "outcome": outcome[:160]}))
+"""
+
+
+#: Runs ``compressor.cli.main`` and, however it ends, writes the process's VmHWM (kB) to argv[1].
+CLI_WITH_PEAK = """
+import sys
+from pathlib import Path
+report = sys.argv.pop(1)
+try:
+    from compressor.cli import main
+    code = main(sys.argv[1:])
+finally:
+    status = Path("/proc/self/status").read_text()
+    Path(report).write_text(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
+sys.exit(code)
 """
 
 
 def run_cli(args: list[str], *, timeout: float = 120.0) -> dict:
-    """Run ``compressor ARGS`` in a child; its own peak RSS comes from ``os.wait4``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``compressor ARGS`` in a child process; wall time and the child's own peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "compressor.cli", *args], stdout=out, stderr=err, cwd=ROOT)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", CLI_WITH_PEAK, str(peak), *args],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=timeout,
+            )
+            code, stderr = done.returncode, done.stderr
+        except subprocess.TimeoutExpired as e:
+            code, stderr = "timeout", (e.stderr or b"").decode("utf-8", "replace")
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
-    lines = [line for line in stderr.splitlines() if line.strip()]
+        peak_kb = int(peak.read_text()) if peak.exists() else 0
+    lines = [line for line in stderr.splitlines() if line.strip() and "XNNPACK" not in line]
     return {
-        "exit": proc.returncode,
+        "exit": code,
         "wall_s": round(wall, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
         "traceback": "Traceback" in stderr,
         "stderr": lines[-1][:200] if lines else "",
     }
@@ -104,6 +126,9 @@ def stream_cases(dec: Decoder) -> dict[str, bytes]:
         "entropy_empty_payloads_1MB": empty_1mb,
         "entropy_empty_payloads_at_limit": wire.pack_stream(mid, "entropy", index, [b""] * cap),
         "joint_empty_block_at_limit": wire.pack_stream(mid, "entropy", index, [b""], joint_count=cap),
+        "joint_zero_latents_at_limit": wire.pack_stream(
+            mid, "entropy", index, [_zero_joint_block(dec, index, cap)], joint_count=cap
+        ),
         "names_251_bytes_at_limit": wire.pack_stream(
             mid, "entropy", index, [b""] * cap, names=[f"{i:06d}".ljust(251, "n") for i in range(cap)]
         ),
@@ -118,6 +143,13 @@ def stream_cases(dec: Decoder) -> dict[str, bytes]:
             mid, "lossless", dec.coding.lossless.step_index, [payload] * n
         )
     return cases
+
+
+def _zero_joint_block(dec: Decoder, index: int, count: int) -> bytes:
+    """The joint block of ``count`` all-zero latents: the fewest bytes per image a joint code takes."""
+    from compressor.coding import entropy
+
+    return entropy.encode_joint(np.zeros((count, dec.part.latent_dim), np.int64), dec.coding.tables[index])
 
 
 def _cheap_lossless_payload(dec: Decoder) -> bytes | None:
@@ -201,10 +233,12 @@ def idle_connections(bundle: str, folder: Path, count: int = 300) -> dict:
     try:
         assert "listening" in proc.stdout.readline()
         before = _status(proc.pid)
-        socks = []
+        socks, failed = [], 0
         for _ in range(count):
-            c = socket.create_connection(("127.0.0.1", port), timeout=5)
-            socks.append(c)
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:  # refused or reset while the gateway turns the surplus away
+                failed += 1
         time.sleep(2.0)
         during = _status(proc.pid)
         refused = 0
@@ -226,6 +260,7 @@ def idle_connections(bundle: str, folder: Path, count: int = 300) -> dict:
         "threads_before": before["threads"],
         "threads_with_connections": during["threads"],
         "answered_busy_error": refused,
+        "connect_failed": failed,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 #: Bytes read from one input file, and the pixels (bytes) of all images read in one call,
 #: including the data an ``.npy``/``.npz`` header declares. ``--max-input-bytes``.
-MAX_INPUT_BYTES = 16 << 20
+MAX_INPUT_BYTES = 8 << 20
 #: Pixels of one image, checked from the file header before pixels are decoded. No bundle's
 #: model takes more (``MAX_MODEL_PIXELS``), so a larger image could only be refused later.
 #: ``--max-pixels``.
@@ -29,6 +29,6 @@ MAX_TABLE_ENTRIES = 1 << 22
 #: Images one ``compressor decode`` (or ``info``) accepts from a stream. An empty entropy
 #: payload is a valid code, so a stream may declare about one image per byte; this keeps any
 #: stream within ~150 MB and ~10 s on a small device (bench/hostile.py). ``--max-images``.
-MAX_DECODE_IMAGES = 4096
+MAX_DECODE_IMAGES = 2048
 #: Bytes of one stream file that ``decode``/``info`` read. ``--max-input-bytes``.
 MAX_STREAM_BYTES = 16 << 20

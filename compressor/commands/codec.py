@@ -118,8 +118,9 @@ def _encode(args) -> int:
 
 def _decode(args) -> int:
     from compressor.codec import Decoder
-    from compressor.io.arrays import to_uint8
-    from compressor.io.files import read_bytes_limited, write_png
+    from compressor.io.arrays import as_uint8_image, to_uint8
+    from compressor.io.atomic import atomic_write_files
+    from compressor.io.files import encode_png, read_bytes_limited
 
     data = read_bytes_limited(args.codes, max_bytes=args.max_input_bytes, what="stream file")
     dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
@@ -150,8 +151,8 @@ def _decode(args) -> int:
         images = dec.images(batch, binarize=not args.probabilities)
         if images.dtype != "uint8":
             images = to_uint8(images)
-        for target, img in zip(targets[start : start + size], images):
-            write_png(target, img, overwrite=args.overwrite)
+        files = [(t.name, encode_png(as_uint8_image(img))) for t, img in zip(targets[start : start + size], images)]
+        atomic_write_files(out, files, overwrite=args.overwrite)
     print(f"{len(decoded)} images -> {out}/ with {dec.runtime}")
     return 0
 
