@@ -337,7 +337,13 @@ def serve(
                     activity["open"] -= 1
                 raise
 
-    with Server((host, port), Handler) as server:
+    try:
+        server = Server((host, port), Handler)
+    except OSError as e:  # port in use, no permission for a low port, an address not on this host
+        raise TransportError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (another gateway there? choose --listen HOST:PORT)"
+        ) from e
+    with server:
         server.timeout = 0.2
         on_listening(server.server_address)
         while not (once and receiver.completed.is_set()):
