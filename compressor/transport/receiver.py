@@ -30,7 +30,6 @@ from compressor.transport.protocol import (
     Closed,
     FrameReader,
     Hello,
-    abort,
     error_body,
     frame,
     read_frame,
@@ -274,14 +273,16 @@ def refuse_busy(conn: socket.socket, limit: int) -> None:
         conn.settimeout(1.0)
         reason = f"the gateway serves {limit} connections at once; try again shortly"
         conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))
+        conn.shutdown(socket.SHUT_WR)
     except OSError:
         pass
-    abort(conn)
+    conn.close()
 
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64  # a burst of connections is accepted (and, over the cap, told to retry)
     block_on_close = False
 
 
