@@ -271,7 +271,7 @@ class Encoder(_Half):
         """(step index, payload) per image: latent code + every pixel under the int8 decoder."""
         table = self.coding.lossless
         if table is None or not self.part.binarize:
-            raise ValueError(
+            raise RateError(
                 "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
             )
         bits = as_batch(images, shape=self.part.image_shape) > 0.5

@@ -9,7 +9,15 @@ import threading
 from pathlib import Path
 
 from compressor import names as name_rules
-from compressor.commands.options import device_options, input_limit_options, positive_int, rate_options
+from compressor.commands.options import (
+    device_options,
+    input_limit_options,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    rate_options,
+    seconds,
+)
 from compressor.errors import OutputError
 from compressor.io.atomic import atomic_write_json
 from compressor.transport import auth
@@ -55,11 +63,13 @@ def add_commands(sub) -> None:
     rate_options(s)
     input_limit_options(s)
     s.add_argument("--session", help="session name: the gateway's folder (default: a digest of the images)")
-    s.add_argument("--window", type=int, default=32, help="images in flight before an ACK (default: %(default)s)")
-    s.add_argument("--interval", type=float, default=0.0, help="seconds between images (default: %(default)s)")
-    s.add_argument("--ack-timeout", type=float, default=5.0, help="reconnect after this long without an ACK")
-    s.add_argument("--connect-timeout", type=float, default=5.0)
-    s.add_argument("--retries", type=int, default=5, help="failed connections in a row before giving up")
+    s.add_argument(
+        "--window", type=positive_int, default=32, help="images in flight before an ACK (default: %(default)s)"
+    )
+    s.add_argument("--interval", type=seconds, default=0.0, help="seconds between images (default: %(default)s)")
+    s.add_argument("--ack-timeout", type=positive_seconds, default=5.0, help="reconnect after this long without an ACK")
+    s.add_argument("--connect-timeout", type=positive_seconds, default=5.0)
+    s.add_argument("--retries", type=non_negative_int, default=5, help="failed connections in a row before giving up")
     s.add_argument("--report", help="also write the JSON summary here (atomically), with unacknowledged names")
     key_option(s)
     s.set_defaults(handler=_send)
@@ -75,8 +85,8 @@ def add_commands(sub) -> None:
     device_options(r, "decoder")
     r.add_argument("--probabilities", action="store_true", help="write grey-level probabilities, not 0/255")
     r.add_argument("--once", action="store_true", help="exit after one session is complete")
-    r.add_argument("--timeout", type=float, default=60.0, help="close a connection silent this long")
-    r.add_argument("--max-idle", type=float, help="exit when no camera has connected for this long")
+    r.add_argument("--timeout", type=positive_seconds, default=60.0, help="close a connection silent this long")
+    r.add_argument("--max-idle", type=seconds, help="exit when no camera has connected for this long")
     r.add_argument(
         "--max-connections",
         type=positive_int,
