@@ -40,6 +40,8 @@ from compressor.transport.protocol import (
 HELLO_TIMEOUT = 10.0
 #: Connections served at once; more are answered with a retryable ERROR and closed.
 MAX_CONNECTIONS = 16
+#: Sessions kept in memory; beyond this, those without a connection are forgotten (not their files).
+MAX_SESSIONS_IN_MEMORY = 1024
 
 
 class _Session:
@@ -93,7 +95,8 @@ class Receiver:
         self.key = key
         self._nonces = auth.NonceCache()
         self._sessions: dict[str, _Session] = {}
-        self._lock = threading.Lock()  # the sessions dict, and the decoder (runtimes are not thread-safe)
+        self._lock = threading.Lock()  # the sessions dict; taken before a session's own lock
+        self._decode_lock = threading.Lock()  # runtimes are not thread-safe
         self.completed = threading.Event()
 
     def hello(self, body: bytes) -> tuple[Hello, bytes | None]:
@@ -110,7 +113,22 @@ class Receiver:
             raise AuthenticationError("HELLO was replayed (its nonce was seen before)")
         return Hello.unpack(plain[: -auth.NONCE_SIZE]), nonce
 
-    def open(self, hello: Hello) -> _Session:
+    def open(self, hello: Hello, owner: object, conn: socket.socket) -> tuple[_Session, int]:
+        """The session ``hello`` names, now owned by ``owner`` (see :meth:`take_over`), and its resume point.
+
+        Looking the session up and taking it over happen under one lock, so no two objects ever
+        stand for one session folder. Sessions nobody owns are dropped from memory once there
+        are more than ``MAX_SESSIONS_IN_MEMORY`` (their progress is on disk in session.json).
+        """
+        with self._lock:
+            session = self._find(hello)
+            resume = self.take_over(session, owner, conn)
+            if len(self._sessions) > MAX_SESSIONS_IN_MEMORY:
+                for name in [n for n, s in self._sessions.items() if s.owner is None]:
+                    del self._sessions[name]
+            return session, resume
+
+    def _find(self, hello: Hello) -> _Session:
         if hello.model_id != self.model_id:
             raise RefusedError(
                 f"codes are for model {hello.model_id.hex()}, this gateway decodes {self.model_id.hex()}: "
@@ -120,19 +138,18 @@ class Receiver:
             raise RefusedError("a session of 0 images: nothing to send")
         if hello.session.startswith("."):
             raise RefusedError(f"session name {hello.session!r} starts with '.', which the gateway keeps for itself")
-        with self._lock:
-            session = self._sessions.get(hello.session)
-            if session is not None and session.owner is None and self._unclaimed(session, hello):
-                session = None  # announced by a peer that left before writing anything: free again
-            if session is None:
-                folder = self.out / hello.session
-                state_path = folder / STATE_FILE
-                if state_path.is_file():
-                    state = _load_state(state_path)
-                else:
-                    state = {"session": hello.session, "model_id": hello.model_id.hex(), "digest": hello.digest.hex()}
-                    state.update(count=hello.count, next_seq=0)
-                session = self._sessions[hello.session] = _Session(folder, state)
+        session = self._sessions.get(hello.session)
+        if session is not None and session.owner is None and self._unclaimed(session, hello):
+            session = None  # announced by a peer that left before writing anything: free again
+        if session is None:
+            folder = self.out / hello.session
+            state_path = folder / STATE_FILE
+            if state_path.is_file():
+                state = _load_state(state_path)
+            else:
+                state = {"session": hello.session, "model_id": hello.model_id.hex(), "digest": hello.digest.hex()}
+                state.update(count=hello.count, next_seq=0)
+            session = self._sessions[hello.session] = _Session(folder, state)
         if session.state["digest"] != hello.digest.hex() or session.state["count"] != hello.count:
             raise RefusedError(
                 f"session {hello.session!r} in {self.out} holds other images ({session.state['count']}, digest "
@@ -174,7 +191,7 @@ class Receiver:
                 raise RefusedError(f"expected image {session.next_seq}, got {seq}")
             if seq >= session.state["count"]:
                 raise RefusedError(f"image {seq} is past the announced count {session.state['count']}")
-            with self._lock:
+            with self._decode_lock:
                 try:
                     pixels = self.decode(message)
                 except CompressorError as e:  # damaged, another model, a lossless check that failed
@@ -223,8 +240,7 @@ class Receiver:
                 raise TransportError(f"expected HELLO, got {KINDS[kind]}")
             hello, camera_nonce = self.hello(body)
             where["session"] = hello.session
-            session = self.open(hello)
-            resume = self.take_over(session, owner, conn)
+            session, resume = self.open(hello, owner, conn)
             self.log({"event": "session", "session": hello.session, "peer": str(peer[0]), "resume": resume})
             welcome = U32.pack(resume)
             if camera_nonce is not None:
