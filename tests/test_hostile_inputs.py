@@ -467,7 +467,9 @@ def cli_case(bundle_dir, tmp_path, model):
     stream.write_bytes(wire.pack_stream(model["id"], "entropy", model["index"], [b""] * 2))
     folder = tmp_path / "folder"
     folder.mkdir()
-    return {"B": bundle_dir, "npy": arrays, "lzc": stream, "dir": folder, "tmp": tmp_path}
+    short = tmp_path / "short.key"
+    short.write_text("secret\n")
+    return {"B": bundle_dir, "npy": arrays, "lzc": stream, "dir": folder, "tmp": tmp_path, "short": short}
 
 
 CLI_MISUSE = [
@@ -484,7 +486,8 @@ CLI_MISUSE = [
     (["encode", "{npy}", "-o", "{tmp}/missing/c.lzc", "--bundle", "{B}"], "does not exist"),
     (["encode", "{npy}", "-o", "{tmp}/c.lzc", "--bundle", "{dir}"], "has no manifest.json"),
     (["send", "{npy}", "--to", "127.0.0.1:9", "--bundle", "{B}", "--key-file", "{dir}"], "key file"),
-    (["send", "{npy}", "--to", "127.0.0.1:9", "--bundle", "{B}", "--key-file", "{npy}"], None),
+    (["send", "{npy}", "--to", "127.0.0.1:9", "--bundle", "{B}", "--key-file", "{short}"], "at least 16"),
+    (["receive", "-o", "{tmp}/r", "--bundle", "{B}", "--key-file", "/dev/zero"], "regular file"),
     (["receive", "-o", "{npy}", "--bundle", "{B}"], "exists and is not a folder"),
     (["receive", "-o", "{tmp}/r", "--bundle", "{dir}"], "has no manifest.json"),
 ]
@@ -498,8 +501,7 @@ def test_the_cli_answers_misuse_with_one_line_and_no_traceback(cli_case, args, m
     assert run.code == 1, run.err
     command = argv[0]
     assert len(run.error_lines) == 1 and run.error_lines[0].startswith(f"compressor {command}: error: ")
-    if message:
-        assert message in run.err
+    assert message in run.err
 
 
 @pytest.mark.slow
