@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -277,6 +278,8 @@ def parse_file(e, where: str) -> FileEntry:
     if not isinstance(e, dict):
         raise ManifestError(f"{where}: each entry of 'files' must be an object")
     path = _get(e, "path", str, where)
+    if len(path.encode("utf-8", "surrogatepass")) > 200:
+        raise ManifestError(f"{where}: file path {path[:40]!r}... is longer than 200 bytes")
     if "/" in path or "\\" in path or "\0" in path or path in ("", ".", "..", "coding.json", "manifest.json"):
         raise ManifestError(f"{where}: file path must be a plain file name, got {path!r}")
     fmt, prec = _get(e, "format", str, where), _get(e, "precision", str, where)
@@ -353,9 +356,15 @@ def _get(d: dict, key: str, kind: type, where: str):
 
 
 def _check_size(path: Path, size: int) -> None:
-    if not path.is_file():
-        raise BundleNotFoundError(f"{path} is listed in the manifest but missing; copy the whole sub-bundle")
-    actual = path.stat().st_size
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise BundleNotFoundError(
+            f"{path} is listed in the manifest but missing ({e.strerror}); copy the whole sub-bundle"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleNotFoundError(f"{path} is listed in the manifest but is not a regular file")
+    actual = st.st_size
     if actual != size:
         raise IntegrityError(f"{path} is {actual} bytes, the manifest says {size}: damaged or replaced")
 
@@ -372,11 +381,14 @@ def _verify_file(root: Path, name: str, sha256: str, size: int) -> None:
     path = root / name
     _check_size(path, size)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            if f.tell() > size:
-                break
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                if f.tell() > size:
+                    break
+    except OSError as e:
+        raise BundleNotFoundError(f"cannot read {path}: {e.strerror or e}") from None
     if h.hexdigest() != sha256:
         raise _mismatch(path, h.hexdigest(), sha256)
 
@@ -384,8 +396,11 @@ def _verify_file(root: Path, name: str, sha256: str, size: int) -> None:
 def _read_verified(root: Path, name: str, sha256: str, size: int) -> bytes:
     path = root / name
     _check_size(path, size)
-    with open(path, "rb") as f:
-        data = f.read(size + 1)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(size + 1)
+    except OSError as e:
+        raise BundleNotFoundError(f"cannot read {path}: {e.strerror or e}") from None
     digest = sha256_hex(data)
     if digest != sha256:
         raise _mismatch(path, digest, sha256)

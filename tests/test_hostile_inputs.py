@@ -546,3 +546,34 @@ def test_a_bundle_problem_is_a_bundle_error_for_api_callers(bundle_copy):
     (bundle_copy / "decoder" / "decoder_int8.onnx").unlink()
     with pytest.raises(BundleError, match="decoder_int8.onnx is listed in the manifest but missing"):
         load_part(bundle_copy / "decoder")
+
+
+# --- found by bench/fuzz_codes.py ----------------------------------------------------------------
+def test_an_npy_header_that_is_not_python_literal_syntax_is_an_invalid_image(tmp_path):
+    path = tmp_path / "odd.npy"
+    header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (1, 28, 28\x18"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    with pytest.raises(InvalidImageError, match="cannot read array file"):
+        read_images([path])
+
+
+def test_an_encrypted_npz_member_is_an_invalid_image(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, images=np.zeros((1, 28, 28), np.uint8))
+    data = bytearray(buf.getvalue())
+    for magic, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.index(magic) + flags_at
+        data[at] |= 0x01  # "encrypted"
+    (tmp_path / "locked.npz").write_bytes(bytes(data))
+    with pytest.raises(InvalidImageError, match="cannot read array file"):
+        read_images([tmp_path / "locked.npz"])
+
+
+def test_a_model_file_name_too_long_for_the_file_system_is_a_manifest_error(tmp_path):
+    manifest = copy.deepcopy(MINIMAL_PART)
+    manifest["files"][0]["path"] = "x" * 300
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="longer than 200 bytes"):
+        load_part(tmp_path)

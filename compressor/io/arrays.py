@@ -13,6 +13,7 @@ Contracts:
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -213,6 +214,9 @@ def hw(shape: Sequence[int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
 def read_array_file(
     path: Path,
     *,
@@ -246,7 +250,9 @@ def read_array_file(
                         arr = np.lib.format.read_array(member, allow_pickle=False)
     except InvalidImageError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+    # numpy parses .npy headers with Python's tokenizer (SyntaxError, TokenError), zipfile refuses
+    # encrypted or exotic members (NotImplementedError, RuntimeError): all mean a damaged file.
+    except (*_UNREADABLE, SyntaxError, tokenize.TokenError, NotImplementedError, RuntimeError) as e:
         raise InvalidImageError(f"cannot read array file {path}: {e}") from e
     _check_dtype(arr, what)
     batch = _as_nhw(arr, what)
