@@ -6,12 +6,14 @@ tflite-runtime or onnxruntime); never imports TensorFlow. See README.md for the 
 
 from compressor.codec import Decoded, Decoder, Encoder
 from compressor.errors import (
+    AuthenticationError,
     BundleError,
     BundleNotFoundError,
     CodeError,
     CompressorError,
     CorruptCodeError,
     DatasetError,
+    FolderInUseError,
     IntegrityError,
     InvalidImageError,
     InvalidNameError,
@@ -20,6 +22,7 @@ from compressor.errors import (
     ManifestError,
     MissingExtraError,
     ModelMismatchError,
+    OutputError,
     RateError,
     RefusedError,
     RuntimeUnavailableError,
@@ -31,6 +34,7 @@ from compressor.errors import (
 
 __version__ = "0.2.0"
 __all__ = [
+    "AuthenticationError",
     "BundleError",
     "BundleNotFoundError",
     "CodeError",
@@ -40,6 +44,7 @@ __all__ = [
     "Decoded",
     "Decoder",
     "Encoder",
+    "FolderInUseError",
     "IntegrityError",
     "InvalidImageError",
     "InvalidNameError",
@@ -48,6 +53,7 @@ __all__ = [
     "ManifestError",
     "MissingExtraError",
     "ModelMismatchError",
+    "OutputError",
     "RateError",
     "RefusedError",
     "RuntimeUnavailableError",

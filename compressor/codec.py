@@ -254,9 +254,9 @@ class _Half:
 
     ROLE = ""
 
-    def __init__(self, part: Part, network: Network):
+    def __init__(self, part: Part, network: Network, coding: Coding | None = None):
         self.part, self.network = part, network
-        self.coding = Coding(part)
+        self.coding = coding if coding is not None else Coding(part)
 
     @classmethod
     def load(
@@ -270,7 +270,9 @@ class _Half:
     ):
         """Open ``bundle/<role>`` (or a full bundle) in ``runtime`` ('auto', 'litert', 'tflite', 'onnx')."""
         part = load_part(path, cls.ROLE)
-        return cls(part, Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers))
+        coding = Coding(part)  # every table parsed and checked before a runtime is created
+        network = Network(part, runtime=runtime, precision=precision, threads=threads, providers=providers)
+        return cls(part, network, coding)
 
     @property
     def runtime(self) -> str:
@@ -369,7 +371,7 @@ class Encoder(_Half):
         """(step index, payload) per image: latent code + every pixel under the int8 decoder."""
         table = self.coding.lossless
         if table is None or not self.part.binarize:
-            raise ValueError(
+            raise RateError(
                 "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
             )
         bits = as_batch(images, shape=self.part.image_shape) > 0.5

@@ -85,6 +85,10 @@ class UsageError(CompressorError, ValueError):
     """Options or arguments that cannot work together; the message names the fix."""
 
 
+class OutputError(CompressorError):
+    """An output path cannot be used: a folder where a file is expected, or the other way round."""
+
+
 class RateError(CompressorError, ValueError):
     """A rate request (step, quality, target size) cannot be met or is malformed."""
 
@@ -111,3 +115,12 @@ class MqttError(TransportError):
 
 class UplinkError(TransportError):
     """An MQTT message is not an uplink this gateway understands: bad JSON, missing field, bad device."""
+
+
+class AuthenticationError(TransportError):
+    """A frame's HMAC tag is missing or wrong (``--key-file``): the peer does not hold the key,
+    or the link was tampered with."""
+
+
+class FolderInUseError(TransportError):
+    """Another receiver holds the output folder's lock; give each receiver its own folder."""

@@ -8,7 +8,6 @@ for inspection.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -74,7 +73,8 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
             lambda z: _int8_levels(stage / "decoder", files["decoder"], z), coding, calib_latents, calib_images, log
         )
     coding_bytes = _canonical_json(coding)
-    model_id = _model_id(decoder, coding_bytes)
+    decoder_files = {f["path"]: f["sha256"] for f in files["decoder"]}
+    model_id = B.model_id_of(B.sha256_hex(coding_bytes), decoder_files)
 
     common = {
         "format": B.FORMAT,
@@ -91,6 +91,7 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
             "files": files[role],
             "coding": {"path": "coding.json", "sha256": B.sha256_hex(coding_bytes), "bytes": len(coding_bytes)},
             "latent_quantization": _latent_quantization(files[role], role),
+            "decoder_files": decoder_files,
         }
         atomic_write_json(stage / role / "manifest.json", part)
 
@@ -243,19 +244,6 @@ def _latent_quantization(files: list[dict], role: str) -> dict:
         if f["format"] == "tflite" and f["precision"] == "int8":
             return {"tensor": f"{role} {side}"} | f[side].get("quantization", {})
     return {}
-
-
-def _model_id(decoder, coding_bytes: bytes) -> str:
-    """16 hex digits of SHA-256 over the decoder weights and the coding tables.
-
-    Derived from what a receiver needs to reproduce the images, so any retrained decoder or
-    re-estimated table gets a new id and old codes are refused instead of mis-decoded.
-    """
-    h = hashlib.sha256()
-    for w in decoder.get_weights():
-        h.update(np.ascontiguousarray(w, dtype="<f4").tobytes())
-    h.update(coding_bytes)
-    return h.hexdigest()[:16]
 
 
 def _canonical_json(obj) -> bytes:

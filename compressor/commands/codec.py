@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from compressor import limits
 from compressor import names as name_rules
 from compressor.commands.options import (
     HelpFormatter,
@@ -14,10 +15,12 @@ from compressor.commands.options import (
     max_input_bytes_option,
     rate_options,
 )
-from compressor.errors import CodeError, InvalidNameError
+from compressor.errors import CodeError, InvalidNameError, LimitError, OutputError
 
 #: Images decoded and written per batch: decode's memory does not grow with the stream.
 DECODE_BATCH = 256
+#: Pixels decoded per batch at most (large model images get smaller batches).
+DECODE_BATCH_PIXELS = 1 << 22
 
 
 def add_commands(sub) -> None:
@@ -73,8 +76,8 @@ def add_commands(sub) -> None:
         "--probabilities", action="store_true", help="write grey-level probabilities instead of 0/255 pixels"
     )
     x.add_argument("--overwrite", action="store_true", help="replace existing files of the same names")
-    max_images_option(x, "images in the stream")
-    max_input_bytes_option(x, "stream file")
+    max_images_option(x, "images in the stream", limits.MAX_DECODE_IMAGES)
+    max_input_bytes_option(x, "stream file", limits.MAX_STREAM_BYTES)
     x.set_defaults(handler=_decode)
 
     i = sub.add_parser(
@@ -86,6 +89,8 @@ def add_commands(sub) -> None:
     )
     i.add_argument("codes", help="stream file")
     i.add_argument("--bundle", help="bundle (or a part of it) to check the model id and show the step size")
+    max_images_option(i, "images in the stream")
+    max_input_bytes_option(i, "stream file", limits.MAX_STREAM_BYTES)
     i.set_defaults(handler=_info)
 
 
@@ -99,6 +104,8 @@ def _encode(args) -> int:
     )
     if args.no_names:
         names = None
+    if Path(args.out).is_dir():
+        raise OutputError(f"-o {args.out} is a folder; name the stream file to write")
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     data = enc.compress_stream(
         images,
@@ -127,8 +134,9 @@ def _encode(args) -> int:
 
 def _decode(args) -> int:
     from compressor.codec import Decoder
-    from compressor.io.arrays import to_uint8
-    from compressor.io.files import read_bytes_limited, write_png
+    from compressor.io.arrays import as_uint8_image, to_uint8
+    from compressor.io.atomic import atomic_write_files
+    from compressor.io.files import encode_png, read_bytes_limited
 
     data = read_bytes_limited(args.codes, max_bytes=args.max_input_bytes, what="stream file")
     dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
@@ -142,7 +150,7 @@ def _decode(args) -> int:
     name_rules.check_unique(names)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise InvalidNameError(f"{out} exists and is not a folder; name a folder with -o")
+        raise OutputError(f"{out} exists and is not a folder; name a folder with -o")
     targets = [out / f"{name}{name_rules.OUTPUT_SUFFIX}" for name in names]
     if not args.overwrite:
         existing = [t for t in targets if t.exists()]
@@ -152,13 +160,15 @@ def _decode(args) -> int:
                 "Pass --overwrite to replace them, or choose another -o folder"
             )
     out.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(decoded), DECODE_BATCH):
-        batch = decoded[start : start + DECODE_BATCH]
+    h, w = dec.part.image_shape
+    size = max(1, min(DECODE_BATCH, DECODE_BATCH_PIXELS // (h * w)))
+    for start in range(0, len(decoded), size):
+        batch = decoded[start : start + size]
         images = dec.images(batch, binarize=not args.probabilities)
         if images.dtype != "uint8":
             images = to_uint8(images)
-        for target, img in zip(targets[start : start + DECODE_BATCH], images):
-            write_png(target, img, overwrite=args.overwrite)
+        files = [(t.name, encode_png(as_uint8_image(img))) for t, img in zip(targets[start : start + size], images)]
+        atomic_write_files(out, files, overwrite=args.overwrite)
     print(f"{len(decoded)} images -> {out}/ with {dec.runtime}")
     return 0
 
@@ -167,7 +177,10 @@ def _info(args) -> int:
     from compressor import wire
     from compressor.io.files import read_bytes_limited
 
-    data = read_bytes_limited(args.codes, what="stream file")
+    data = read_bytes_limited(args.codes, max_bytes=args.max_input_bytes, what="stream file")
+    declared = wire.declared_count(data)
+    if declared > args.max_images:
+        raise LimitError(f"the stream declares {declared} images; the limit is {args.max_images} (--max-images)")
     stream = wire.unpack_stream(data)
     n = stream.count
     info = {

@@ -57,17 +57,17 @@ def input_limit_options(p: argparse.ArgumentParser) -> None:
     max_input_bytes_option(p, "input file")
 
 
-def max_images_option(p: argparse.ArgumentParser, what: str) -> None:
+def max_images_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_IMAGES) -> None:
     p.add_argument(
-        "--max-images", type=positive_int, default=limits.MAX_IMAGES, help=f"refuse more {what} (default: %(default)s)"
+        "--max-images", type=positive_int, default=default, help=f"refuse more {what} (default: %(default)s)"
     )
 
 
-def max_input_bytes_option(p: argparse.ArgumentParser, what: str) -> None:
+def max_input_bytes_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_INPUT_BYTES) -> None:
     p.add_argument(
         "--max-input-bytes",
         type=positive_int,
-        default=limits.MAX_INPUT_BYTES,
+        default=default,
         help=f"refuse a larger {what} (default: %(default)s)",
     )
 
@@ -79,4 +79,32 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number of seconds > 0, got 0")
     return value

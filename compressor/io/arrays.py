@@ -13,6 +13,7 @@ Contracts:
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -213,21 +214,29 @@ def hw(shape: Sequence[int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
 def read_array_file(
-    path: Path, *, max_images: int = limits.MAX_IMAGES, max_pixels: int = limits.MAX_IMAGE_PIXELS
+    path: Path,
+    *,
+    max_images: int = limits.MAX_IMAGES,
+    max_pixels: int = limits.MAX_IMAGE_PIXELS,
+    max_bytes: int = limits.MAX_INPUT_BYTES,
 ) -> np.ndarray:
     """Load ``path`` (.npy/.npz, no pickles) and return validated ``uint8 (N, H, W)``.
 
-    The shape and dtype in the array header are checked against ``max_images`` and
-    ``max_pixels`` (per image) before the data is read; in an ``.npz`` the member's
-    uncompressed size is checked too, so a zip bomb is refused unread.
+    The shape and dtype in the array header are checked against ``max_images``,
+    ``max_pixels`` (per image) and ``max_bytes`` (the whole array's data, as the header
+    declares it) before the data is read, so a small ``.npz`` that inflates to gigabytes
+    is refused unread.
     """
     try:
         # Our own handle: np.load(path) leaks its file when a damaged .npz fails to open.
         with open(path, "rb") as f:
             if f.read(6) == b"\x93NUMPY":
                 f.seek(0)
-                _check_npy_header(f, str(path), max_images, max_pixels)
+                _check_npy_header(f, str(path), max_images, max_pixels, max_bytes)
                 f.seek(0)
                 arr, what = np.load(f, allow_pickle=False), str(path)
             else:
@@ -236,12 +245,14 @@ def read_array_file(
                     key = _pick_npz_member(archive, path)
                     with archive.open(key + ".npy") as member:
                         what = f"{path}['{key}']"
-                        _check_npy_header(member, what, max_images, max_pixels)
+                        _check_npy_header(member, what, max_images, max_pixels, max_bytes)
                     with archive.open(key + ".npy") as member:
                         arr = np.lib.format.read_array(member, allow_pickle=False)
     except InvalidImageError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+    # numpy parses .npy headers with Python's tokenizer (SyntaxError, TokenError), zipfile refuses
+    # encrypted or exotic members (NotImplementedError, RuntimeError): all mean a damaged file.
+    except (*_UNREADABLE, SyntaxError, tokenize.TokenError, NotImplementedError, RuntimeError) as e:
         raise InvalidImageError(f"cannot read array file {path}: {e}") from e
     _check_dtype(arr, what)
     batch = _as_nhw(arr, what)
@@ -249,7 +260,7 @@ def read_array_file(
     return batch if batch.dtype == np.uint8 else _float_to_uint8(batch)
 
 
-def _check_npy_header(f, what: str, max_images: int, max_pixels: int) -> None:
+def _check_npy_header(f, what: str, max_images: int, max_pixels: int, max_bytes: int) -> None:
     """Refuse, from the .npy header alone, an array larger than the budgets."""
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -271,6 +282,13 @@ def _check_npy_header(f, what: str, max_images: int, max_pixels: int) -> None:
     if pixels > max_pixels:
         raise InvalidImageError(
             f"{what} declares images of {pixels} pixels; the limit is {max_pixels} (raise it with --max-pixels)"
+        )
+    if any(int(s) < 0 for s in shape):
+        raise InvalidImageError(f"{what}: negative size in shape {shape}")
+    size = count * pixels * dtype.itemsize * (int(shape[3]) if len(shape) == 4 else 1)
+    if size > max_bytes:
+        raise InvalidImageError(
+            f"{what} declares {size} bytes of array data; the limit is {max_bytes} (raise it with --max-input-bytes)"
         )
 
 

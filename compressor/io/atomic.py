@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_json", "atomic_write_text"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -63,6 +63,74 @@ def atomic_write_bytes(
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+def atomic_write_files(
+    directory: str | os.PathLike[str], files: list[tuple[str, bytes]], *, overwrite: bool = True
+) -> None:
+    """Write many files into one ``directory`` with the guarantees of :func:`atomic_write_bytes`,
+    but one file-system sync for all of them instead of one fsync each.
+
+    Each ``(name, data)`` goes to a temporary file; then the file system is synced once
+    (``syncfs``; per-file fsync where that is missing), each temporary file is linked (or
+    renamed, with ``overwrite``) onto its name, and the directory is synced once. Decoding
+    thousands of images costs two syncs per batch instead of thousands (37 s -> seconds on a
+    disk where an fsync takes ~5 ms). If a name exists and ``overwrite`` is false
+    (``FileExistsError``) or anything fails, the files before it are in place, it and the
+    ones after are not, and no temporary file is left.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"cannot write into {directory}: the folder does not exist", directory)
+    temps: list[tuple[str, str]] = []
+    try:
+        for name, data in files:
+            fd, temp = _create_temp(directory, name)
+            temps.append((temp, os.path.join(directory, name)))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        _sync_all(directory, [t for t, _ in temps])
+        while temps:
+            temp, target = temps[0]
+            if overwrite:
+                os.replace(temp, target)
+            else:
+                os.link(temp, target)
+                os.unlink(temp)
+            temps.pop(0)
+    finally:
+        for temp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        _fsync_directory(directory)
+
+
+def _sync_all(directory: str, paths: list[str]) -> None:
+    """Make the data of ``paths`` durable: one ``syncfs`` of their file system, else fsync each."""
+    syncfs = _syncfs()
+    if syncfs is not None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _syncfs():
+    """libc's ``syncfs`` (Linux), or None."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
 
 
 def atomic_write_text(

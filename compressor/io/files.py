@@ -54,7 +54,8 @@ def read_bytes_limited(path: StrPath, *, max_bytes: int = limits.MAX_INPUT_BYTES
     """
     name = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore the flag.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             st = os.fstat(f.fileno())
             if stat.S_ISDIR(st.st_mode):
                 raise InvalidImageError(f"{name} is a folder, not a {what}")
@@ -138,6 +139,9 @@ def read_images(
     stem, or ``stem[i]`` for the images of an array file mixed with files. Names are unique
     case-insensitively; duplicates are refused (two files of one stem in different folders),
     because a name becomes an output file and one would overwrite the other.
+
+    ``max_bytes`` bounds each file read and also the pixels of all images together (one byte
+    each), so many small files cannot add up to unbounded memory either.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -147,7 +151,7 @@ def read_images(
     images: list[np.ndarray] = []
     names: list[str] = []
     sources: list[str] = []
-    only_arrays = True
+    only_arrays, total = True, 0
     for path in path_list:
         if path.is_dir():
             only_arrays = False
@@ -159,10 +163,14 @@ def read_images(
             for file in files:
                 _check_count(len(images) + 1, max_images)
                 images.append(read_image(file, max_pixels=max_pixels, max_bytes=max_bytes))
+                total = _check_total(total + images[-1].size, max_bytes)
                 names.append(file.stem)
                 sources.append(str(file))
         elif path.suffix.lower() in ARRAY_SUFFIXES:
-            batch = read_array_file(path, max_images=max_images - len(images), max_pixels=max_pixels)
+            batch = read_array_file(
+                path, max_images=max_images - len(images), max_pixels=max_pixels, max_bytes=max_bytes - total
+            )
+            total = _check_total(total + batch.size, max_bytes)
             for i, image in enumerate(batch):
                 images.append(image)
                 names.append(f"{path.stem}[{i}]")
@@ -171,6 +179,7 @@ def read_images(
             only_arrays = False
             _check_count(len(images) + 1, max_images)
             images.append(read_image(path, max_pixels=max_pixels, max_bytes=max_bytes))
+            total = _check_total(total + images[-1].size, max_bytes)
             names.append(path.stem)
             sources.append(str(path))
     first = images[0].shape
@@ -189,6 +198,14 @@ def read_images(
 def _check_count(count: int, max_images: int) -> None:
     if count > max_images:
         raise InvalidImageError(f"more than {max_images} input images (raise the limit with --max-images)")
+
+
+def _check_total(total: int, max_bytes: int) -> int:
+    if total > max_bytes:
+        raise InvalidImageError(
+            f"the input images hold more than {max_bytes} pixels together (raise the limit with --max-input-bytes)"
+        )
+    return total
 
 
 def _image_files_in(folder: Path) -> list[Path]:

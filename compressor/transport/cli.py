@@ -9,10 +9,21 @@ import threading
 from pathlib import Path
 
 from compressor import names as name_rules
-from compressor.commands.options import device_options, input_limit_options, rate_options
+from compressor.commands.options import (
+    device_options,
+    input_limit_options,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    rate_options,
+    seconds,
+)
+from compressor.errors import OutputError
 from compressor.io.atomic import atomic_write_json
+from compressor.transport import auth
+from compressor.transport.folder_lock import FolderLock
 from compressor.transport.protocol import DEFAULT_PORT, INCOMPLETE_EXIT
-from compressor.transport.receiver import Receiver, image_decoder, serve
+from compressor.transport.receiver import MAX_CONNECTIONS, Receiver, image_decoder, serve
 from compressor.transport.sender import Sender
 
 
@@ -52,12 +63,15 @@ def add_commands(sub) -> None:
     rate_options(s)
     input_limit_options(s)
     s.add_argument("--session", help="session name: the gateway's folder (default: a digest of the images)")
-    s.add_argument("--window", type=int, default=32, help="images in flight before an ACK (default: %(default)s)")
-    s.add_argument("--interval", type=float, default=0.0, help="seconds between images (default: %(default)s)")
-    s.add_argument("--ack-timeout", type=float, default=5.0, help="reconnect after this long without an ACK")
-    s.add_argument("--connect-timeout", type=float, default=5.0)
-    s.add_argument("--retries", type=int, default=5, help="failed connections in a row before giving up")
+    s.add_argument(
+        "--window", type=positive_int, default=32, help="images in flight before an ACK (default: %(default)s)"
+    )
+    s.add_argument("--interval", type=seconds, default=0.0, help="seconds between images (default: %(default)s)")
+    s.add_argument("--ack-timeout", type=positive_seconds, default=5.0, help="reconnect after this long without an ACK")
+    s.add_argument("--connect-timeout", type=positive_seconds, default=5.0)
+    s.add_argument("--retries", type=non_negative_int, default=5, help="failed connections in a row before giving up")
     s.add_argument("--report", help="also write the JSON summary here (atomically), with unacknowledged names")
+    key_option(s)
     s.set_defaults(handler=_send)
 
     r = sub.add_parser("receive", help="accept images from cameras ('compressor send'), write PNGs")
@@ -71,9 +85,24 @@ def add_commands(sub) -> None:
     device_options(r, "decoder")
     r.add_argument("--probabilities", action="store_true", help="write grey-level probabilities, not 0/255")
     r.add_argument("--once", action="store_true", help="exit after one session is complete")
-    r.add_argument("--timeout", type=float, default=60.0, help="close a connection silent this long")
-    r.add_argument("--max-idle", type=float, help="exit when no camera has connected for this long")
+    r.add_argument("--timeout", type=positive_seconds, default=60.0, help="close a connection silent this long")
+    r.add_argument("--max-idle", type=seconds, help="exit when no camera has connected for this long")
+    r.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=MAX_CONNECTIONS,
+        help="connections served at once; more are told to retry later (default: %(default)s)",
+    )
+    key_option(r)
     r.set_defaults(handler=_receive)
+
+
+def key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--key-file",
+        help="shared secret (16..4096 bytes, e.g. head -c 32 /dev/urandom > KEY) that camera and gateway both "
+        "hold: every frame is authenticated with HMAC-SHA256 and peers without it are refused",
+    )
 
 
 def _send(args) -> int:
@@ -84,6 +113,7 @@ def _send(args) -> int:
         args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
     )
     names = names or name_rules.numbered("image", len(images))
+    key = auth.read_key(args.key_file) if args.key_file else None
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     messages = enc.compress(
         images, step=args.step, quality=args.quality, target_bytes=args.target_bytes, mode=args.mode
@@ -100,6 +130,7 @@ def _send(args) -> int:
         connect_timeout=args.connect_timeout,
         retries=args.retries,
         log=lambda msg: print(f"compressor send: {msg}", file=sys.stderr, flush=True),
+        key=key,
     )
     result = sender.run()
     summary = {**result.summary(), "to": f"{args.to[0]}:{args.to[1]}", "bytes": sum(map(len, messages))}
@@ -118,6 +149,17 @@ def _send(args) -> int:
 
 
 def _receive(args) -> int:
+
+    key = auth.read_key(args.key_file) if args.key_file else None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder; name a folder with -o")
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out):  # one receiver per folder, held until this process ends
+        return _serve(args, out, key)
+
+
+def _serve(args, out: Path, key: bytes | None) -> int:
     from compressor.codec import Decoder
 
     dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
@@ -127,9 +169,7 @@ def _receive(args) -> int:
         with printer:
             print(json.dumps(event), flush=True)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    receiver = Receiver(out, dec.coding.model_id, image_decoder(dec, binarize=not args.probabilities), log)
+    receiver = Receiver(out, dec.coding.model_id, image_decoder(dec, binarize=not args.probabilities), log, key=key)
     host, port = args.listen
 
     def listening(address) -> None:
@@ -137,7 +177,14 @@ def _receive(args) -> int:
 
     try:
         done = serve(
-            receiver, host, port, once=args.once, timeout=args.timeout, max_idle=args.max_idle, on_listening=listening
+            receiver,
+            host,
+            port,
+            once=args.once,
+            timeout=args.timeout,
+            max_idle=args.max_idle,
+            max_connections=args.max_connections,
+            on_listening=listening,
         )
     except KeyboardInterrupt:  # the usual way to stop a gateway by hand; every ACK sent is on disk
         return 130

@@ -44,6 +44,8 @@ KINDS = {HELLO: "HELLO", WELCOME: "WELCOME", DATA: "DATA", ACK: "ACK", ERROR: "E
 MAX_BODY = 1 << 20
 MAX_NAME_BYTES = name_rules.MAX_NAME_BYTES
 NO_SEQ = 0xFFFFFFFF
+#: Sequence number of an ERROR that a later attempt may overcome (the gateway is busy).
+RETRY_SEQ = 0xFFFFFFFE
 DIGEST_SIZE = 16
 STATE_FILE = "session.json"
 INCOMPLETE_EXIT = 3
@@ -155,7 +157,10 @@ class Hello:
             raise RefusedError(f"protocol version {body[3]}; this gateway speaks {PROTOCOL_VERSION}: upgrade one side")
         session, end = split_name(body, fixed)
         if end != len(body):
-            raise TransportError("HELLO frame has trailing bytes")
+            raise RefusedError(
+                f"HELLO has {len(body) - end} bytes more than this gateway expects: if the camera uses "
+                "--key-file, start the gateway with the same --key-file"
+            )
         mid = 4 + MODEL_ID_SIZE
         return cls(body[4:mid], body[mid : mid + DIGEST_SIZE], U32.unpack_from(body, fixed - 4)[0], session)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import hmac
 import socket
 import socketserver
 import threading
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.errors import CompressorError, RefusedError, TransportError
+from compressor.errors import AuthenticationError, CompressorError, RefusedError, TransportError
 from compressor.io.atomic import atomic_write_json
 from compressor.io.files import read_image, write_png
+from compressor.transport import auth
 from compressor.transport.protocol import (
     ACK,
     DATA,
@@ -22,6 +23,7 @@ from compressor.transport.protocol import (
     HELLO,
     KINDS,
     NO_SEQ,
+    RETRY_SEQ,
     STATE_FILE,
     U32,
     WELCOME,
@@ -33,6 +35,13 @@ from compressor.transport.protocol import (
     read_frame,
     split_name,
 )
+
+#: Seconds a new connection has to send its HELLO (whatever ``timeout`` says).
+HELLO_TIMEOUT = 10.0
+#: Connections served at once; more are answered with a retryable ERROR and closed.
+MAX_CONNECTIONS = 16
+#: Sessions kept in memory; beyond this, those without a connection are forgotten (not their files).
+MAX_SESSIONS_IN_MEMORY = 1024
 
 
 class _Session:
@@ -51,10 +60,12 @@ class _Session:
 
 def _load_state(path: Path) -> dict:
     """A session's progress as a previous run of the gateway left it."""
+    from compressor.io import jsonfile
+
     try:
-        state = json.loads(path.read_text())
+        state = jsonfile.load(path, error=RefusedError, what="session state", max_bytes=1 << 16)
         ok = isinstance(state["next_seq"], int) and isinstance(state["count"], int) and isinstance(state["digest"], str)
-    except (ValueError, KeyError, TypeError) as e:
+    except (RefusedError, KeyError, TypeError) as e:
         ok, state = False, str(e)
     if not ok or not 0 <= state["next_seq"] <= state["count"]:
         raise RefusedError(f"{path} is damaged; move it away to start that session over")
@@ -66,37 +77,96 @@ class Receiver:
 
     ``decode(message) -> uint8 (H, W)``; ``log(event: dict)`` reports what happened (one
     JSON line per event on the command line).
+
+    ``key`` (optional, from ``--key-file``): only cameras holding the same key are served
+    (:mod:`compressor.transport.auth`).
     """
 
-    def __init__(self, out: Path, model_id: bytes, decode: Callable[[bytes], object], log=lambda event: None):
+    def __init__(
+        self,
+        out: Path,
+        model_id: bytes,
+        decode: Callable[[bytes], object],
+        log=lambda event: None,
+        *,
+        key: bytes | None = None,
+    ):
         self.out, self.model_id, self.decode, self.log = Path(out), model_id, decode, log
+        self.key = key
+        self._nonces = auth.NonceCache()
         self._sessions: dict[str, _Session] = {}
-        self._lock = threading.Lock()  # the sessions dict, and the decoder (runtimes are not thread-safe)
+        self._lock = threading.Lock()  # the sessions dict; taken before a session's own lock
+        self._decode_lock = threading.Lock()  # runtimes are not thread-safe
         self.completed = threading.Event()
 
-    def open(self, hello: Hello) -> _Session:
+    def hello(self, body: bytes) -> tuple[Hello, bytes | None]:
+        """The HELLO in ``body`` and, with a key, the camera's nonce, once its tag is checked."""
+        if self.key is None:
+            return Hello.unpack(body), None
+        plain, tag = auth.split_tag(body)
+        if len(plain) <= auth.NONCE_SIZE or not hmac.compare_digest(tag, auth.hello_tag(self.key, HELLO, plain)):
+            raise AuthenticationError(
+                "HELLO failed authentication: this gateway needs the camera to use the same --key-file"
+            )
+        nonce = plain[-auth.NONCE_SIZE :]
+        if not self._nonces.fresh(nonce):
+            raise AuthenticationError("HELLO was replayed (its nonce was seen before)")
+        return Hello.unpack(plain[: -auth.NONCE_SIZE]), nonce
+
+    def open(self, hello: Hello, owner: object, conn: socket.socket) -> tuple[_Session, int]:
+        """The session ``hello`` names, now owned by ``owner`` (see :meth:`take_over`), and its resume point.
+
+        Looking the session up and taking it over happen under one lock, so no two objects ever
+        stand for one session folder. Sessions nobody owns are dropped from memory once there
+        are more than ``MAX_SESSIONS_IN_MEMORY`` (their progress is on disk in session.json).
+        """
+        with self._lock:
+            session = self._find(hello)
+            resume = self.take_over(session, owner, conn)
+            if len(self._sessions) > MAX_SESSIONS_IN_MEMORY:
+                for name in [n for n, s in self._sessions.items() if s.owner is None]:
+                    del self._sessions[name]
+            return session, resume
+
+    def _find(self, hello: Hello) -> _Session:
         if hello.model_id != self.model_id:
             raise RefusedError(
                 f"codes are for model {hello.model_id.hex()}, this gateway decodes {self.model_id.hex()}: "
                 "give both sides the same bundle"
             )
-        with self._lock:
-            session = self._sessions.get(hello.session)
-            if session is None:
-                folder = self.out / hello.session
-                state_path = folder / STATE_FILE
-                if state_path.is_file():
-                    state = _load_state(state_path)
-                else:
-                    state = {"session": hello.session, "model_id": hello.model_id.hex(), "digest": hello.digest.hex()}
-                    state.update(count=hello.count, next_seq=0)
-                session = self._sessions[hello.session] = _Session(folder, state)
+        if hello.count == 0:
+            raise RefusedError("a session of 0 images: nothing to send")
+        if hello.session.startswith("."):
+            raise RefusedError(f"session name {hello.session!r} starts with '.', which the gateway keeps for itself")
+        session = self._sessions.get(hello.session)
+        if session is not None and session.owner is None and self._unclaimed(session, hello):
+            session = None  # announced by a peer that left before writing anything: free again
+        if session is None:
+            folder = self.out / hello.session
+            state_path = folder / STATE_FILE
+            if state_path.is_file():
+                state = _load_state(state_path)
+            else:
+                state = {"session": hello.session, "model_id": hello.model_id.hex(), "digest": hello.digest.hex()}
+                state.update(count=hello.count, next_seq=0)
+            session = self._sessions[hello.session] = _Session(folder, state)
         if session.state["digest"] != hello.digest.hex() or session.state["count"] != hello.count:
             raise RefusedError(
                 f"session {hello.session!r} in {self.out} holds other images ({session.state['count']}, digest "
                 f"{session.state['digest']}); send these under another --session"
             )
         return session
+
+    @staticmethod
+    def _unclaimed(session: _Session, hello: Hello) -> bool:
+        differs = session.state["digest"] != hello.digest.hex() or session.state["count"] != hello.count
+        return differs and session.next_seq == 0 and not (session.folder / STATE_FILE).exists()
+
+    def release(self, session: _Session, owner: object) -> None:
+        """``owner``'s connection ended: the session has no writer until the next HELLO."""
+        with session.lock:
+            if session.owner is owner:
+                session.owner, session.conn = None, None
 
     def take_over(self, session: _Session, owner: object, conn: socket.socket) -> int:
         """Make ``owner`` the session's only writer; the previous connection, if any, is cut."""
@@ -121,12 +191,15 @@ class Receiver:
                 raise RefusedError(f"expected image {session.next_seq}, got {seq}")
             if seq >= session.state["count"]:
                 raise RefusedError(f"image {seq} is past the announced count {session.state['count']}")
-            with self._lock:
+            with self._decode_lock:
                 try:
                     pixels = self.decode(message)
                 except CompressorError as e:  # damaged, another model, a lossless check that failed
                     raise RefusedError(f"cannot decode: {e}") from None
-            session.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                session.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RefusedError(f"the gateway cannot create the session folder: {e.strerror or e}") from None
             path = session.folder / f"{name}.png"
             event = "written"
             if path.exists():  # left by a crash after the write, before session.json; or a clash
@@ -134,60 +207,98 @@ class Receiver:
                     raise RefusedError(f"{path} exists with other content; names must be unique in a session")
                 event = "already-on-disk"
             else:
-                write_png(path, pixels)
+                try:
+                    write_png(path, pixels, overwrite=False)
+                except OSError as e:  # full disk, permissions, a name too long for this file system
+                    raise RefusedError(f"the gateway cannot write {path.name}: {e.strerror or e}") from None
             session.state["next_seq"] = seq + 1
-            atomic_write_json(session.folder / STATE_FILE, session.state)
+            try:
+                atomic_write_json(session.folder / STATE_FILE, session.state)
+            except OSError as e:
+                session.state["next_seq"] = seq
+                raise RefusedError(f"the gateway cannot record progress: {e.strerror or e}") from None
             self.log({"event": event, "session": session.state["session"], "seq": seq, "file": str(path)})
             if session.next_seq == session.state["count"]:
                 self.log({"event": "complete", "session": session.state["session"], "count": session.next_seq})
             return session.next_seq
 
     def handle(self, conn: socket.socket, peer, timeout: float) -> None:
-        """Serve one connection until it ends, is superseded, or is idle for ``timeout`` seconds."""
-        owner, reader, session = object(), FrameReader(), None
+        """Serve one connection until it ends, is superseded, or is idle for ``timeout`` seconds.
+
+        Every refusal (bad or unauthenticated frames, a session or image the gateway will not
+        take, a file it cannot write, idleness) is answered with an ERROR frame before closing.
+        """
+        owner, reader, session, channel = object(), FrameReader(), None, None
+        seq, where = NO_SEQ, {"peer": str(peer[0])}
+
+        def send(kind: int, body: bytes) -> None:
+            conn.sendall(frame(kind, channel.seal(kind, body) if channel is not None else body))
+
         try:
-            kind, body = read_frame(conn, reader, timeout)
+            kind, body = read_frame(conn, reader, min(timeout, HELLO_TIMEOUT))
             if kind != HELLO:
                 raise TransportError(f"expected HELLO, got {KINDS[kind]}")
-            hello = Hello.unpack(body)
-            session = self.open(hello)
-            resume = self.take_over(session, owner, conn)
+            hello, camera_nonce = self.hello(body)
+            where["session"] = hello.session
+            session, resume = self.open(hello, owner, conn)
             self.log({"event": "session", "session": hello.session, "peer": str(peer[0]), "resume": resume})
-            conn.sendall(frame(WELCOME, U32.pack(resume)))
+            welcome = U32.pack(resume)
+            if camera_nonce is not None:
+                gateway_nonce = auth.new_nonce()
+                channel = auth.Channel(self.key, camera_nonce, gateway_nonce, auth.TO_CAMERA)
+                welcome += gateway_nonce
+            send(WELCOME, welcome)
             if resume == hello.count:  # sent again after it was complete: nothing to write
                 self.completed.set()
             while True:
                 kind, body = read_frame(conn, reader, timeout)
+                if channel is not None:
+                    body = channel.open(kind, body)
                 if kind != DATA or len(body) < 5:
                     raise TransportError(f"expected DATA, got {KINDS[kind]}")
                 seq = U32.unpack_from(body)[0]
                 name, pos = split_name(body, 4)
-                try:
-                    ack = self.accept(session, owner, seq, name, body[pos:])
-                except RefusedError as e:
-                    conn.sendall(frame(ERROR, error_body(seq, str(e))))
-                    self.log({"event": "refused", "session": hello.session, "seq": seq, "reason": str(e)})
-                    return
+                ack = self.accept(session, owner, seq, name, body[pos:])
                 if ack is None:
                     return
-                conn.sendall(frame(ACK, U32.pack(ack)))
+                seq = NO_SEQ
+                send(ACK, U32.pack(ack))
                 if ack == hello.count:  # only now: --once must not exit before the last ACK is sent
                     self.completed.set()
-        except RefusedError as e:
-            self.log({"event": "refused", "peer": str(peer[0]), "reason": str(e)})
-            try:
-                conn.sendall(frame(ERROR, error_body(NO_SEQ, str(e))))
-            except OSError:
-                pass
         except Closed:
-            self.log({"event": "closed", "peer": str(peer[0])})
-        except (TransportError, OSError) as e:
-            self.log({"event": "disconnected", "peer": str(peer[0]), "reason": f"{type(e).__name__}: {e}"})
+            self.log({"event": "closed", **where})
+        except (CompressorError, OSError) as e:
+            refused = isinstance(e, (RefusedError, AuthenticationError))
+            event = {"event": "refused" if refused else "disconnected", **where}
+            if seq != NO_SEQ:
+                event["seq"] = seq
+            self.log({**event, "reason": str(e) if refused else f"{type(e).__name__}: {e}"})
+            try:  # best effort: the link may be what failed
+                conn.settimeout(1.0)
+                send(ERROR, error_body(seq, str(e)))
+            except (OSError, ValueError):
+                pass
+        finally:
+            if session is not None:
+                self.release(session, owner)
+
+
+def refuse_busy(conn: socket.socket, limit: int) -> None:
+    """Answer a connection over the limit with a retryable ERROR, then close it."""
+    try:
+        conn.settimeout(1.0)
+        reason = f"the gateway serves {limit} connections at once; try again shortly"
+        conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    conn.close()
 
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64  # a burst of connections is accepted (and, over the cap, told to retry)
     block_on_close = False
 
 
@@ -199,12 +310,16 @@ def serve(
     once: bool = False,
     timeout: float = 60.0,
     max_idle: float | None = None,
+    max_connections: int = MAX_CONNECTIONS,
     on_listening: Callable[[tuple], None] = lambda address: None,
 ) -> bool:
     """Accept cameras until stopped; with ``once``, until one session is complete.
 
-    ``timeout``: a connection silent this long is closed. ``max_idle``: stop when no
-    connection has been open for this long (None: never). Returns whether a session completed.
+    ``timeout``: a connection silent this long is closed (a new one has at most
+    ``HELLO_TIMEOUT`` seconds for its HELLO). ``max_connections``: connections served at once;
+    one more is answered with a retryable ERROR and closed, so idle or hostile peers cost
+    bounded threads and memory. ``max_idle``: stop when no connection has been open for this
+    long (None: never). Returns whether a session completed.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     activity = {"last": time.monotonic(), "open": 0}
@@ -212,8 +327,6 @@ def serve(
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
-            with lock:
-                activity["open"] += 1
             try:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 receiver.handle(self.request, self.client_address, timeout)
@@ -222,8 +335,32 @@ def serve(
                     activity["open"] -= 1
                     activity["last"] = time.monotonic()
 
-    server_class = type("Server", (_Server,), {"address_family": family})
-    with server_class((host, port), Handler) as server:
+    class Server(_Server):
+        address_family = family
+
+        def process_request(self, request, client_address):
+            with lock:
+                full = activity["open"] >= max_connections
+                if not full:
+                    activity["open"] += 1
+            if full:
+                receiver.log({"event": "busy", "peer": str(client_address[0]), "open": max_connections})
+                refuse_busy(request, max_connections)
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                with lock:
+                    activity["open"] -= 1
+                raise
+
+    try:
+        server = Server((host, port), Handler)
+    except OSError as e:  # port in use, no permission for a low port, an address not on this host
+        raise TransportError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (another gateway there? choose --listen HOST:PORT)"
+        ) from e
+    with server:
         server.timeout = 0.2
         on_listening(server.server_address)
         while not (once and receiver.completed.is_set()):

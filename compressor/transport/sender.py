@@ -8,13 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from compressor.errors import RefusedError, TransportError
+from compressor.errors import AuthenticationError, RefusedError, TransportError
+from compressor.transport import auth
 from compressor.transport.protocol import (
     ACK,
     DATA,
     ERROR,
     HELLO,
     KINDS,
+    RETRY_SEQ,
     U32,
     WELCOME,
     FrameReader,
@@ -68,7 +70,8 @@ class Sender:
     a connection with frames in flight and no ACK for this long is dropped and reopened.
     ``retries``: failed connections in a row (no new ACK) before giving up; the count
     restarts whenever an attempt gets a new ACK, so the total is bounded by
-    ``(count + 1) * (retries + 1)`` attempts.
+    ``(count + 1) * (retries + 1)`` attempts. ``key`` (optional, from ``--key-file``):
+    authenticate every frame (:mod:`compressor.transport.auth`); the gateway must hold it too.
     """
 
     address: tuple[str, int]
@@ -83,6 +86,7 @@ class Sender:
     retries: int = 5
     backoff: float = 0.5
     log: Callable[[str], None] = lambda msg: None
+    key: bytes | None = None
     result: SendResult = field(init=False)
 
     def __post_init__(self):
@@ -134,14 +138,29 @@ class Sender:
         sock.close()
 
     def _talk(self, sock: socket.socket) -> None:
-        reader = FrameReader()
+        reader, channel = FrameReader(), None
         sock.settimeout(self.ack_timeout)
-        sock.sendall(frame(HELLO, self._hello))
+        hello = self._hello
+        if self.key is not None:
+            nonce = auth.new_nonce()
+            hello += nonce
+            hello += auth.hello_tag(self.key, HELLO, hello)
+        sock.sendall(frame(HELLO, hello))
         kind, body = read_frame(sock, reader, self.ack_timeout)
-        if kind == ERROR:
-            raise RefusedError(unpack_error(body)[1])
-        if kind != WELCOME or len(body) != 4:
+        if kind == ERROR:  # before WELCOME an ERROR carries no tag: the gateway may not know us yet
+            seq, reason = unpack_error(body)
+            if seq == RETRY_SEQ:
+                raise TransportError(f"gateway busy: {reason}")
+            raise RefusedError(reason)
+        if kind != WELCOME:
             raise TransportError(f"expected WELCOME, got {KINDS[kind]}")
+        if self.key is not None:
+            if len(body) != 4 + auth.NONCE_SIZE + auth.TAG_SIZE:
+                raise AuthenticationError("WELCOME carries no gateway nonce: the gateway does not use --key-file")
+            channel = auth.Channel(self.key, nonce, body[4 : 4 + auth.NONCE_SIZE], auth.TO_GATEWAY)
+            body = channel.open(kind, body)[:4]
+        if len(body) != 4:
+            raise TransportError("WELCOME frame has the wrong length")
         resume = U32.unpack(body)[0]
         if resume > self.result.count:
             raise TransportError(f"gateway resumes at {resume}, past the last image")
@@ -158,7 +177,8 @@ class Sender:
                     break
                 if sent == self.result.acknowledged:
                     waiting_since = now
-                sock.sendall(frame(DATA, U32.pack(sent) + with_name(self._names[sent]) + self.messages[sent]))
+                body = U32.pack(sent) + with_name(self._names[sent]) + self.messages[sent]
+                sock.sendall(frame(DATA, channel.seal(DATA, body) if channel is not None else body))
                 sent, last_send = sent + 1, now
             outstanding = sent > self.result.acknowledged
             wait = self.ack_timeout - (now - waiting_since) if outstanding else self.ack_timeout
@@ -174,6 +194,8 @@ class Sender:
             reader.feed(data)
             while (got := reader.next()) is not None:
                 kind, body = got
+                if channel is not None:
+                    body = channel.open(kind, body)
                 if kind == ERROR:
                     seq, reason = unpack_error(body)
                     raise RefusedError(f"image {seq}: {reason}" if seq is not None else reason)

@@ -1,0 +1,55 @@
+"""One receiver per output folder: an exclusive ``flock`` on ``OUT/.lock`` for the receiver's lifetime.
+
+Two gateways writing one folder would each keep their own copy of a session's progress and
+overwrite each other's ``session.json`` (last writer wins), so an image acknowledged by one
+could vanish from the session of the other. The lock is advisory but every ``compressor
+receive`` takes it, and the kernel drops it when the process dies, so a crash never leaves a
+stale lock behind. The file keeps the holder's pid for the error message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from compressor.errors import FolderInUseError
+
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """``with FolderLock(out):`` -- held until the block ends (or the process exits)."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderInUseError(
+                f"{self.path.parent} is in use by another receiver (pid {holder}); give each receiver its own -o folder"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
