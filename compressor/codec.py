@@ -38,7 +38,7 @@ from compressor.errors import (
     ManifestError,
     RateError,
 )
-from compressor.io.arrays import as_batch
+from compressor.io.arrays import as_batch, checked_batch
 from compressor.runtime.network import Network
 
 MODES = tuple(wire.MODES)
@@ -198,17 +198,27 @@ class Encoder(_Half):
 
     ROLE = "encoder"
     _lossless_net: Network | None = None  # loaded on the first lossless request
+    _binary_levels: np.ndarray | None = None  # the network input of pixels 0.0 and 1.0
 
     @property
     def steps(self) -> list[float]:
         return list(self.coding.steps)
 
     def latents(self, images) -> np.ndarray:
-        """Posterior means, float32 (N, D). Images are binarized first if the model was trained so."""
-        x = as_batch(images, shape=self.part.image_shape)
-        if self.part.binarize:
-            x = (x > 0.5).astype(np.float32)
-        return self.network.run(x[..., None])
+        """Posterior means, float32 (N, D). Images are binarized first if the model was trained so.
+
+        Binarized images go straight to the network's two input levels (those of 0.0 and
+        1.0, computed once): the same numbers as binarizing floats and quantizing them.
+        """
+        if not self.part.binarize:
+            return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
+        x = checked_batch(images, shape=self.part.image_shape)
+        ink = x > 127 if x.dtype == np.uint8 else np.asarray(x, np.float32) > 0.5  # as as_batch's x/255 > 0.5
+        if self._binary_levels is None:
+            self._binary_levels = self.network.quantize_input(np.array([0.0, 1.0]))
+        off, on = self._binary_levels
+        net = self.network
+        return net.dequantize_output(net.run_native(np.where(ink[..., None], on, off)))
 
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
@@ -216,8 +226,10 @@ class Encoder(_Half):
         return self._quantize(self.latents(images), index)
 
     def _quantize(self, latents: np.ndarray, index: int) -> np.ndarray:
-        q = np.rint(latents.astype(np.float64) / self.coding.steps[index])
-        return np.clip(q, -entropy.MAX_ABS_SYMBOL, entropy.MAX_ABS_SYMBOL).astype(np.int64)
+        q = np.rint(np.asarray(latents, np.float64) / self.coding.steps[index])
+        np.minimum(q, entropy.MAX_ABS_SYMBOL, out=q)
+        np.maximum(q, -entropy.MAX_ABS_SYMBOL, out=q)
+        return q.astype(np.int64)
 
     def compress(
         self,
