@@ -198,7 +198,7 @@ class Encoder(_Half):
 
     ROLE = "encoder"
     _lossless_net: Network | None = None  # loaded on the first lossless request
-    _binary_levels: np.ndarray | None = None  # the network input of pixels 0.0 and 1.0
+    _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
 
     @property
     def steps(self) -> list[float]:
@@ -212,13 +212,18 @@ class Encoder(_Half):
         """
         if not self.part.binarize:
             return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
-        x = checked_batch(images, shape=self.part.image_shape)
-        ink = x > 127 if x.dtype == np.uint8 else np.asarray(x, np.float32) > 0.5  # as as_batch's x/255 > 0.5
+        x = checked_batch(images, shape=self.part.image_shape)[..., None]
         if self._binary_levels is None:
-            self._binary_levels = self.network.quantize_input(np.array([0.0, 1.0]))
-        off, on = self._binary_levels
+            off, on = self.network.quantize_input(np.array([0.0, 1.0]))
+            # uint8 pixel -> level (128/255 is the first value above 0.5, as in as_batch), and bool -> level
+            self._binary_levels = (np.where(np.arange(256) > 127, on, off), np.array([off, on]))
+        by_byte, by_ink = self._binary_levels
+        if x.dtype == np.uint8:
+            levels = by_byte[x]
+        else:
+            levels = by_ink[(np.asarray(x, np.float32) > 0.5).view(np.uint8)]
         net = self.network
-        return net.dequantize_output(net.run_native(np.where(ink[..., None], on, off)))
+        return net.dequantize_output(net.run_native(levels))
 
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
@@ -446,8 +451,16 @@ class Decoder(_Half):
         """
         if decoded.mode == "lossless":
             return self._lossless_images(decoded)
-        probs = self.network.run(decoded.latents)[..., 0]
+        net = self.network
+        probs = net.dequantize_output(net.run_native(self._network_input(decoded)))[..., 0]
         return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
+
+    def _network_input(self, decoded: Decoded) -> np.ndarray:
+        """The decoder network's input for ``decoded``: its latents quantized for the file."""
+        steps = decoded.steps
+        if len(steps) == 1 or (steps == steps[0]).all():
+            return self.network.quantize_symbols(decoded.symbols, float(steps[0]))
+        return self.network.quantize_input(decoded.latents)
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""
@@ -466,7 +479,7 @@ class Decoder(_Half):
                 f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
                 f"precision={t.precision!r}"
             )
-        levels = self.network.run_native(self.network.quantize_input(decoded.latents))[..., 0]
+        levels = self.network.run_native(self._network_input(decoded))[..., 0]
         out = np.empty(levels.shape, np.uint8)
         for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
             index = self.coding.step_index(float(step), None)

@@ -122,9 +122,9 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         "training": {
             k: metrics[k] for k in ("test_elbo", "test_recon_nats", "test_kl_nats", "best_epoch", "wall_seconds")
         }
-        | {k: config[k] for k in ("data", "data_fingerprint", "epochs", "width")},
-        "width": float(config["width"]),
-        "macs": count_macs(data.image_shape, int(config["latent_dim"]), float(config["width"])),
+        | {k: config.get(k, 1.0 if k == "width" else None) for k in ("data", "data_fingerprint", "epochs", "width")},
+        "width": float(config.get("width", 1.0)),
+        "macs": count_macs(data.image_shape, int(config["latent_dim"]), float(config.get("width", 1.0))),
         "decoder_graphs": choice.as_json()["chosen"],
         "validation": "validation.json",
         "export_seconds": round(time.perf_counter() - t0, 2),

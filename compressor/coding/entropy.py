@@ -90,6 +90,7 @@ class CdfTable:
     _rows: tuple[tuple[int, int, list[int]], ...] = field(init=False, repr=False, compare=False)
     _raw: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
     _cdfs: tuple[list[int], ...] = field(init=False, repr=False, compare=False)
+    _slices: tuple[tuple[int, int, list[tuple[int, int]]], ...] = field(init=False, repr=False, compare=False)
     _sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +109,9 @@ class CdfTable:
         raw = tuple((low, n, max(1, (n - 1).bit_length())) for low, n, _ in rows)
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_cdfs", tuple(cdf for _, _, cdf in rows))
+        # per dimension: lo, size, and each symbol's (start, freq) slice, ESCAPE's last
+        slices = tuple((low, n, [(cdf[i], cdf[i + 1] - cdf[i]) for i in range(n + 1)]) for low, n, cdf in rows)
+        object.__setattr__(self, "_slices", slices)
         object.__setattr__(self, "_sizes", tuple(n for _, n, _ in rows))
 
     @property
@@ -320,13 +324,12 @@ def _decode_escape(dec: RangeDecoder, lo: int, hi: int) -> int:
 def encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
     slices = []
     append = slices.append
-    for d, ((lo, n, cdf), s) in enumerate(zip(table._rows, syms, strict=True)):
+    for d, ((lo, n, own), s) in enumerate(zip(table._slices, syms, strict=True)):
         i = s - lo
         if 0 <= i < n:
-            start = cdf[i]
-            append((start, cdf[i + 1] - start))
+            append(own[i])
         else:
-            append((cdf[n], TOTAL - cdf[n]))
+            append(own[n])
             enc.encode_slices(slices)
             slices.clear()
             _encode_escape(enc, s, lo, lo + n - 1, d)

@@ -8,10 +8,14 @@ shapes, which makes fixed-batch decoders ~3x faster), and ONNX files take any ba
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from compressor.bundle import FileEntry, Part
 from compressor.runtime import sessions as runtimes
+
+_MAX_LEVEL_TABLE = 1 << 16  # symbols per step table; a finer step falls back to arithmetic
 
 
 class Network:
@@ -52,6 +56,7 @@ class Network:
         self._out_table = (levels - out.zero_point) * np.float32(out.scale)
         self._single = next((f for f in self.files if f.batch in (1, None)), None)
         self._single_session: runtimes.Session | None = None
+        self._level_tables: dict[float, tuple[int, np.ndarray]] = {}
 
     def session(self, entry: FileEntry) -> runtimes.Session:
         if entry.batch not in self._sessions:
@@ -81,6 +86,38 @@ class Network:
         np.minimum(q, 127.0, out=q)
         np.maximum(q, -128.0, out=q)
         return q.astype(np.int8)
+
+    def quantize_symbols(self, symbols: np.ndarray, step: float) -> np.ndarray:
+        """``quantize_input(symbols * step)`` for integer symbols, the same numbers, by table.
+
+        Per step, the int8 level of every symbol up to where the levels saturate is computed
+        once with :meth:`quantize_input` itself; symbols beyond are clamped to the table's
+        ends, whose levels are already -128 and 127. The decoder's everyday input.
+        """
+        table = self._level_tables.get(step) if self._in_int8 else None
+        if table is None:
+            table = self._level_table(step) if self._in_int8 else None
+            if table is None:
+                return self.quantize_input(np.asarray(symbols, np.float64) * step)
+        lo, levels = table
+        index = np.asarray(symbols, np.int64) - lo
+        np.minimum(index, len(levels) - 1, out=index)
+        np.maximum(index, 0, out=index)
+        return levels[index]
+
+    def _level_table(self, step: float) -> tuple[int, np.ndarray] | None:
+        scale, zp = self._in_scale, self._in_zp
+        if not (step > 0 and scale > 0):
+            return None
+        lo = math.floor((-128.5 - zp) * scale / step) - 1
+        hi = math.ceil((127.5 - zp) * scale / step) + 1
+        if hi - lo > _MAX_LEVEL_TABLE:
+            return None
+        levels = self.quantize_input(np.arange(lo, hi + 1, dtype=np.float64) * step)
+        if levels[0] != -128 or levels[-1] != 127:  # not saturated at the ends: no table
+            return None
+        self._level_tables[step] = (lo, levels)
+        return lo, levels
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         if not self._out_int8:
