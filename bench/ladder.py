@@ -15,7 +15,6 @@ table, with the Pareto-optimal widths marked) and ``ladder.png`` (distortion aga
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +24,23 @@ from compressor.bundle import load_manifest
 from compressor.metrics import pixel_error, psnr_db
 
 
-def best_us_interleaved(fns: dict[str, Callable[[], object]], rounds: int = 100, calls: int = 5) -> dict[str, float]:
-    """Best µs per call of each function, the functions timed in turns (``rounds`` x ``calls``)."""
+def best_us_interleaved(
+    fns: dict, rounds: int = 100, calls: int = 5, calls_for: dict | None = None
+) -> dict[str, float]:
+    """Best µs per call of each function, the functions timed in turns (``rounds`` x ``calls``).
+
+    ``calls_for`` overrides ``calls`` per function (one call of a long function per round
+    is less likely to be interrupted on a loaded machine).
+    """
     best = dict.fromkeys(fns, float("inf"))
+    calls_for = calls_for or {}
     for _ in range(rounds):
         for name, fn in fns.items():
+            n = calls_for.get(name, calls)
             t0 = time.perf_counter()
-            for _ in range(calls):
+            for _ in range(n):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / calls * 1e6)
+            best[name] = min(best[name], (time.perf_counter() - t0) / n * 1e6)
     return {k: round(v, 1) for k, v in best.items()}
 
 
@@ -68,7 +75,11 @@ def measure(bundles: list[str], images: np.ndarray, *, rounds: int = 100, runtim
             z = np.zeros(sess.input.shape, np.dtype(sess.input.dtype))
             timers[(len(rows), f.batch)] = (lambda s=sess, z=z: s.run(z), f.batch)
         rows.append(row)
-    best = best_us_interleaved({k: fn for k, (fn, _) in timers.items()}, rounds=rounds)
+    best = best_us_interleaved(
+        {k: fn for k, (fn, _) in timers.items()},
+        rounds=rounds,
+        calls_for={k: 1 for k, (_, b) in timers.items() if b > 1},
+    )
     for (i, batch), (_, b) in timers.items():
         rows[i][f"decoder_us_b{batch}"] = round(best[(i, batch)] / b, 1)
     for row in rows:
@@ -114,14 +125,25 @@ def plot(rows: list[dict], out: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     binary = all(r["binarize"] for r in rows)
-    for r in sorted(rows, key=lambda r: r["width"]):
+    for i, r in enumerate(sorted(rows, key=lambda r: r["width"])):
         y = r["pixel_error_%"] if binary else r["psnr_db"]
-        for batch, marker in (("b1", "o"), ("b64", "s")):
-            us = r.get(f"decoder_us_{batch}")
-            if us is None:
-                continue
-            ax.scatter([us], [y], marker=marker, facecolors="none" if batch == "b64" else None)
-            ax.annotate(f"w{r['width']:g} {batch}, {r['bytes_per_image']:.2f} B", (us, y), fontsize=7)
+        color = f"C{i % 10}"
+        points = [(b, r.get(f"decoder_us_{b}")) for b in ("b1", "b64") if r.get(f"decoder_us_{b}") is not None]
+        for batch, us in points:
+            filled = batch == "b1"
+            ax.scatter([us], [y], marker="o" if filled else "s", color=color if filled else "none", edgecolors=color)
+        if points:
+            ax.plot([us for _, us in points], [y] * len(points), color=color, linewidth=0.8)
+            ax.annotate(
+                f"width {r['width']:g}: {r['bytes_per_image']:.2f} B/image",
+                (points[0][1], y),
+                textcoords="offset points",
+                xytext=(4, 6),
+                fontsize=8,
+            )
+    ax.scatter([], [], marker="o", color="grey", label="batch 1")
+    ax.scatter([], [], marker="s", color="none", edgecolors="grey", label="batch 64")
+    ax.legend(fontsize=8)
     ax.set_xlabel("int8 decoder µs/image (one thread)")
     ax.set_ylabel("pixel error %" if binary else "PSNR dB")
     ax.set_title("Model ladder: distortion against decoder time")

@@ -24,10 +24,17 @@ import warnings
 def quiet():
     """Silence fds 1 and 2 (C/C++ output included) and Python warnings inside the block."""
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        if stream is not None:
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no fds 1/2 (a daemon): nothing reaches a terminal anyway
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        return
     with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        saved = [os.dup(1), os.dup(2)]
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
@@ -35,13 +42,14 @@ def quiet():
                 yield
             finally:
                 for stream in (sys.stdout, sys.stderr):
-                    stream.flush()
+                    if stream is not None:
+                        stream.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
         except BaseException:
             sink.seek(0)
             captured = sink.read().decode("utf-8", "replace")
-            if captured:
+            if captured and sys.stderr is not None:
                 sys.stderr.write(captured)
             raise
         finally:
