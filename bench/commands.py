@@ -57,6 +57,17 @@ def add_commands(sub) -> None:
     r.add_argument("-o", "--out", default="report", help="report folder (created; default: %(default)s)")
     r.set_defaults(handler=_report)
 
+    ladder = sub.add_parser(
+        "ladder",
+        help="compare bundles of several model widths: bytes, distortion, decoder µs, MACs -> Pareto table + plot",
+        description="The model ladder (bench/ladder.py): bundles from 'python -m export train --width W'.",
+    )
+    ladder.add_argument("bundles", nargs="+", help="full bundles, e.g. out/bundle out/bundle-w0.5")
+    ladder.add_argument("--images", required=True, help="test images (.npy/.npz, folder or files)")
+    ladder.add_argument("-o", "--out", default="report", help="folder for ladder.md/json/png (default: %(default)s)")
+    ladder.add_argument("--rounds", type=int, default=100, help="timing rounds per file (default: %(default)s)")
+    ladder.set_defaults(handler=_ladder)
+
 
 def _list(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
@@ -157,3 +168,9 @@ def _report(args) -> int:
     out = write_report(args.results, args.out)
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
+
+
+def _ladder(args) -> int:
+    from bench import ladder
+
+    return ladder.run(args)

@@ -128,6 +128,8 @@ def _devices(results, labels) -> list:
         ["Raspberry Pi", *[pi(r, "model") for r in results]],
         ["Pi throttling", *[pi(r, "throttled") for r in results]],
         ["model id", *[get(r, "bundle", "model_id") for r in results]],
+        ["model width", *[get(r, "bundle", "width") for r in results]],
+        ["decoder graph (LiteRT / ONNX)", *[_graphs(r) for r in results]],
         ["profile", *[_profile(r["profile"]) for r in results]],
         ["measured", *[get(r, "created") for r in results]],
     ]
@@ -135,6 +137,18 @@ def _devices(results, labels) -> list:
     doc.append(Para("Commands:"))
     doc.append(Code("\n".join(f"# {label}\n{r['command']}" for r, label in zip(results, labels))))
     return doc
+
+
+def _graphs(result: dict) -> str:
+    """The decoder graph the export chose per runtime (export/variants.py), e.g. 'transpose / conv_d2s'."""
+    chosen = (result.get("bundle") or {}).get("decoder_graphs") or {}
+    if not chosen:
+        return MISSING
+    return " / ".join(
+        f"{chosen[f]['graph']}{'' if chosen[f].get('per_channel', True) else ' (per-tensor)'}"
+        for f in ("tflite", "onnx")
+        if f in chosen
+    )
 
 
 def _profile(p: dict) -> str:

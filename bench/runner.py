@@ -186,6 +186,8 @@ def _bundle_info(bundle: Path, manifest: dict, parts) -> dict:
         "latent_dim": manifest.get("latent_dim"),
         "binarize": manifest.get("binarize"),
         "macs": manifest.get("macs"),
+        "width": manifest.get("width", 1.0),
+        "decoder_graphs": manifest.get("decoder_graphs"),
         "training": manifest.get("training"),
         "files": {f"{role}/{f.path}": f.size for role, part in parts.items() for f in part.files},
     }

@@ -39,7 +39,7 @@ from compressor.errors import (
     RateError,
     TruncatedCodeError,
 )
-from compressor.io.arrays import as_batch
+from compressor.io.arrays import as_batch, checked_batch
 from compressor.runtime.network import Network
 
 MODES = tuple(wire.MODES)
@@ -285,17 +285,32 @@ class Encoder(_Half):
 
     ROLE = "encoder"
     _lossless_net: Network | None = None  # loaded on the first lossless request
+    _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
 
     @property
     def steps(self) -> list[float]:
         return list(self.coding.steps)
 
     def latents(self, images) -> np.ndarray:
-        """Posterior means, float32 (N, D). Images are binarized first if the model was trained so."""
-        x = as_batch(images, shape=self.part.image_shape)
-        if self.part.binarize:
-            x = (x > 0.5).astype(np.float32)
-        return self.network.run(x[..., None])
+        """Posterior means, float32 (N, D). Images are binarized first if the model was trained so.
+
+        Binarized images go straight to the network's two input levels (those of 0.0 and
+        1.0, computed once): the same numbers as binarizing floats and quantizing them.
+        """
+        if not self.part.binarize:
+            return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
+        x = checked_batch(images, shape=self.part.image_shape)[..., None]
+        if self._binary_levels is None:
+            off, on = self.network.quantize_input(np.array([0.0, 1.0]))
+            # uint8 pixel -> level (128/255 is the first value above 0.5, as in as_batch), and bool -> level
+            self._binary_levels = (np.where(np.arange(256) > 127, on, off), np.array([off, on]))
+        by_byte, by_ink = self._binary_levels
+        if x.dtype == np.uint8:
+            levels = by_byte[x]
+        else:
+            levels = by_ink[(np.asarray(x, np.float32) > 0.5).view(np.uint8)]
+        net = self.network
+        return net.dequantize_output(net.run_native(levels))
 
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
@@ -303,8 +318,10 @@ class Encoder(_Half):
         return self._quantize(self.latents(images), index)
 
     def _quantize(self, latents: np.ndarray, index: int) -> np.ndarray:
-        q = np.rint(latents.astype(np.float64) / self.coding.steps[index])
-        return np.clip(q, -entropy.MAX_ABS_SYMBOL, entropy.MAX_ABS_SYMBOL).astype(np.int64)
+        q = np.rint(np.asarray(latents, np.float64) / self.coding.steps[index])
+        np.minimum(q, entropy.MAX_ABS_SYMBOL, out=q)
+        np.maximum(q, -entropy.MAX_ABS_SYMBOL, out=q)
+        return q.astype(np.int64)
 
     def compress(
         self,
@@ -497,8 +514,16 @@ class Decoder(_Half):
             return self._lossless_images(decoded)
         if decoded.mode == "residual":
             return residual_codec.finish(self, decoded)
-        probs = self.network.run(decoded.latents)[..., 0]
+        net = self.network
+        probs = net.dequantize_output(net.run_native(self._network_input(decoded)))[..., 0]
         return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
+
+    def _network_input(self, decoded: Decoded) -> np.ndarray:
+        """The decoder network's input for ``decoded``: its latents quantized for the file."""
+        steps = decoded.steps
+        if len(steps) == 1 or (steps == steps[0]).all():
+            return self.network.quantize_symbols(decoded.symbols, float(steps[0]))
+        return self.network.quantize_input(decoded.latents)
 
     def decode_symbols(self, symbols: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Integer symbols and their steps -> pixel probabilities float32 (N, H, W)."""

@@ -24,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    from compressor.runtime.quiet import quiet
+
     try:
-        import keras  # noqa: F401
+        with quiet():  # TensorFlow's import prints absl/oneDNN notices that TF_CPP_MIN_LOG_LEVEL misses
+            import keras  # noqa: F401
     except ImportError:
         print(
             f"python -m export {args.command}: error: TensorFlow/Keras are not installed; "
@@ -68,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("-o", "--out", default="out", help="working directory")
     d.add_argument("--retrain", action="store_true", help="train again even if OUT/run is up to date")
+    d.add_argument(
+        "--no-ladder",
+        dest="ladder",
+        action="store_false",
+        help="skip the model ladder: training and exporting a width-0.5 model for the Pareto table and plot "
+        "in OUT/report/ladder.md (about 2-3 minutes on 2 cores)",
+    )
     _train_options(d)
     d.set_defaults(handler=_demo)
     return p
@@ -85,6 +95,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=D.BATCH_SIZE, help="training batch size")
     p.add_argument("--learning-rate", type=float, default=D.LEARNING_RATE, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=D.SEED, help="seed for the data shuffle and the weights")
+    p.add_argument(
+        "--width",
+        type=float,
+        choices=D.WIDTHS,
+        default=D.WIDTH,
+        help="model ladder: every layer's channels times this (1 = the tutorial's 32/64 channels)",
+    )
 
 
 def _train_config(args):
@@ -98,6 +115,7 @@ def _train_config(args):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        width=args.width,
     )
 
 
@@ -180,7 +198,37 @@ def _demo(args) -> int:
             return 1
         print("  " + proc.stdout.strip())
 
-    return _bench_step(out, bundle, originals, run)
+    code = _bench_step(out, bundle, originals, run)
+    if code or not args.ladder:
+        return code
+    return _ladder_step(out, config, bundle, originals)
+
+
+def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
+    """The model ladder: a width-0.5 model beside the default one, compared by ``python -m bench ladder``."""
+    import dataclasses
+
+    from export import isolation
+    from export.pipeline import export_run
+    from export.train import train
+
+    small = dataclasses.replace(config, width=0.5)
+    run, small_bundle = out / "run-w0.5", out / "bundle-w0.5"
+    if _run_matches(run, dataclasses.asdict(small)):
+        print(f"[ladder] {run} is up to date")
+    else:
+        print(f"[ladder] training the width-0.5 CVAE -> {run}")
+        train(small, run)
+    print(f"[ladder] exporting {run} -> {small_bundle}")
+    export_run(run, small_bundle, log=lambda msg: None)
+    proc = isolation.run_module(
+        "bench", "ladder", str(bundle), str(small_bundle), "--images", str(images), "-o", str(out / "report")
+    )
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
+        return 1
+    print("\n".join("  " + line for line in proc.stdout.strip().splitlines()))
+    return 0
 
 
 def _bench_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
@@ -214,7 +262,7 @@ def _bench_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
 
 def _run_matches(run: Path, config: dict) -> bool:
     try:
-        saved = json.loads((run / "config.json").read_text())
+        saved = {"width": D.WIDTH} | json.loads((run / "config.json").read_text())
         json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):
         return False

@@ -6,3 +6,6 @@ EPOCHS = 30
 BATCH_SIZE = 100
 LEARNING_RATE = 1e-3
 SEED = 0
+WIDTH = 1.0
+WIDTHS = (0.5, 1.0, 2.0)
+"""The model ladder: every layer's channels times this (1 = the tutorial's 32/64)."""

@@ -12,16 +12,20 @@ Choices, each measured on this project's decoder (see README):
   onnxruntime ``quantize_static`` in QDQ format (the only format in which it quantizes
   ConvTranspose), per-channel, 7-bit weights (``reduce_range``, for AVX2-only CPUs),
   after ``quant_pre_process``.
+- Both converters take ``per_channel`` (default True); ``export/variants.py`` tries both and
+  the graphs of ``export/graphs.py``, and keeps per runtime the fastest that validates.
+- The converters' chatter goes to a temporary file (``compressor.runtime.quiet``), not the
+  user's terminal; it is shown only when a conversion fails.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from compressor.runtime.quiet import quiet
 
 ONNX_OPSET = 17
 
@@ -35,8 +39,12 @@ def with_fixed_batch(model, batch: int | None, input_name: str, output_name: str
     return keras.Model(inp, out, name=f"{model.name}_b{batch or 'dyn'}")
 
 
-def to_tflite(model, representative: np.ndarray | None = None) -> bytes:
-    """float32 TFLite, or full-integer int8 when ``representative`` inputs are given."""
+def to_tflite(model, representative: np.ndarray | None = None, *, per_channel: bool = True) -> bytes:
+    """float32 TFLite, or full-integer int8 when ``representative`` inputs are given.
+
+    ``per_channel=False`` quantizes each weight tensor with one scale instead of one per
+    output channel (coarser, sometimes faster kernels).
+    """
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -53,7 +61,9 @@ def to_tflite(model, representative: np.ndarray | None = None) -> bytes:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):  # keras prints its SavedModel signature
+        if not per_channel:
+            conv._experimental_disable_per_channel = True
+    with quiet():  # keras prints its SavedModel signature, the converter its settings
         blob = conv.convert()
     if len(blob) < 1024:
         raise RuntimeError(f"TFLite conversion produced only {len(blob)} bytes: the weights are missing")
@@ -66,7 +76,8 @@ def to_onnx(model, input_name: str, output_name: str) -> bytes:
     import tf2onnx
 
     spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=input_name)]
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    with quiet():
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
     old = proto.graph.output[0].name
     for node in proto.graph.node:
         node.output[:] = [output_name if o == old else o for o in node.output]
@@ -74,8 +85,10 @@ def to_onnx(model, input_name: str, output_name: str) -> bytes:
     return proto.SerializeToString()
 
 
-def quantize_onnx(fp32: bytes, input_name: str, calibration: np.ndarray, batch: int = 50) -> bytes:
-    """int8 QDQ ONNX, per-channel weights, calibrated (min/max) on ``calibration`` inputs."""
+def quantize_onnx(
+    fp32: bytes, input_name: str, calibration: np.ndarray, batch: int = 50, *, per_channel: bool = True
+) -> bytes:
+    """int8 QDQ ONNX, per-channel (or per-tensor) weights, calibrated (min/max) on ``calibration`` inputs."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -90,18 +103,19 @@ def quantize_onnx(fp32: bytes, input_name: str, calibration: np.ndarray, batch: 
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32)
-        quant_pre_process(str(src), str(pre))
-        quantize_static(
-            str(pre),
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            # 7-bit weights: x86 CPUs without VNNI (AVX2 only) saturate int8 products in
-            # onnxruntime's u8s8 kernels (decoder outputs off by up to 0.64 here); with
-            # reduce_range the same file is off by at most 0.13 and loses no pixel accuracy.
-            reduce_range=True,
-        )
+        with quiet():
+            quant_pre_process(str(src), str(pre))
+            quantize_static(
+                str(pre),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                # 7-bit weights: x86 CPUs without VNNI (AVX2 only) saturate int8 products in
+                # onnxruntime's u8s8 kernels (decoder outputs off by up to 0.64 here); with
+                # reduce_range the same file is off by at most 0.13 and loses no pixel accuracy.
+                reduce_range=True,
+            )
         return out.read_bytes()

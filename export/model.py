@@ -3,8 +3,10 @@
 Encoder: Conv2D 32 and 64 (3x3, stride 2, relu) -> Flatten -> Dense(2*latent), split into
 posterior mean and log-variance. Decoder: Dense((H/4)*(W/4)*32, relu) -> Reshape ->
 Conv2DTranspose 64 and 32 (3x3, stride 2, same, relu) -> Conv2DTranspose 1 (stride 1) giving
-logits. Keeping the halves separate from the start is what lets them ship to different
-devices: the camera only needs the encoder, the gateway only the decoder.
+logits. ``width`` scales every layer's channels (0.5: 16/32, 2: 64/128), the model ladder
+from a Pi Zero to a gateway; 1 is the tutorial. Keeping the halves separate from the start
+is what lets them ship to different devices: the camera only needs the encoder, the
+gateway only the decoder.
 
 The loss is the negative ELBO with the Bernoulli log-likelihood of the logits and the
 *analytic* KL divergence to N(0, I) (the tutorial uses a single-sample estimate of the same
@@ -22,14 +24,22 @@ from export.config import LATENT_DIM
 IMAGE_SHAPE = (28, 28)
 
 
-def make_encoder(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM) -> keras.Model:
+def channels(width: float = 1.0) -> tuple[int, int]:
+    """The two channel counts (tutorial: 32, 64) of a model ``width`` times as wide."""
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return max(1, round(32 * width)), max(1, round(64 * width))
+
+
+def make_encoder(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM, width: float = 1.0) -> keras.Model:
     """image (H, W, 1) -> concat(mean, logvar), shape (2*latent_dim,)."""
     h, w = _check_shape(image_shape)
+    c1, c2 = channels(width)
     return keras.Sequential(
         [
             keras.Input(shape=(h, w, 1), name="image"),
-            keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv1"),
-            keras.layers.Conv2D(64, 3, strides=2, activation="relu", name="conv2"),
+            keras.layers.Conv2D(c1, 3, strides=2, activation="relu", name="conv1"),
+            keras.layers.Conv2D(c2, 3, strides=2, activation="relu", name="conv2"),
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(2 * latent_dim, name="posterior"),
         ],
@@ -37,16 +47,17 @@ def make_encoder(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM) -> keras
     )
 
 
-def make_decoder(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM) -> keras.Model:
+def make_decoder(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM, width: float = 1.0) -> keras.Model:
     """latent (latent_dim,) -> logits (H, W, 1)."""
     h, w = _check_shape(image_shape)
+    c1, c2 = channels(width)
     return keras.Sequential(
         [
             keras.Input(shape=(latent_dim,), name="latent"),
-            keras.layers.Dense((h // 4) * (w // 4) * 32, activation="relu", name="project"),
-            keras.layers.Reshape((h // 4, w // 4, 32), name="reshape"),
-            keras.layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu", name="deconv1"),
-            keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu", name="deconv2"),
+            keras.layers.Dense((h // 4) * (w // 4) * c1, activation="relu", name="project"),
+            keras.layers.Reshape((h // 4, w // 4, c1), name="reshape"),
+            keras.layers.Conv2DTranspose(c2, 3, strides=2, padding="same", activation="relu", name="deconv1"),
+            keras.layers.Conv2DTranspose(c1, 3, strides=2, padding="same", activation="relu", name="deconv2"),
             keras.layers.Conv2DTranspose(1, 3, strides=1, padding="same", name="logits"),
         ],
         name="decoder",
@@ -67,8 +78,8 @@ def mean_encoder(encoder: keras.Model) -> keras.Model:
     model = keras.Sequential(
         [
             keras.Input(shape=(h, w, 1), name="image"),
-            keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="conv1"),
-            keras.layers.Conv2D(64, 3, strides=2, activation="relu", name="conv2"),
+            keras.layers.Conv2D(convs[0].filters, 3, strides=2, activation="relu", name="conv1"),
+            keras.layers.Conv2D(convs[1].filters, 3, strides=2, activation="relu", name="conv2"),
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(latent, name="mean"),
         ],
@@ -110,20 +121,26 @@ def _check_shape(image_shape) -> tuple[int, int]:
     return h, w
 
 
-def count_macs(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM) -> dict[str, int]:
-    """Multiply-accumulates per image of the exported encoder (mean only) and decoder."""
+def count_macs(image_shape=IMAGE_SHAPE, latent_dim: int = LATENT_DIM, width: float = 1.0) -> dict[str, int]:
+    """Multiply-accumulates per image of the exported encoder (mean only) and decoder.
+
+    The trained graph's count (the useful work); a rewritten decoder graph
+    (``export/graphs.py``) multiplies some zero taps on top.
+    """
     h, w = _check_shape(image_shape)
+    c1, c2 = channels(width)
     h1, w1 = (h - 3) // 2 + 1, (w - 3) // 2 + 1
     h2, w2 = (h1 - 3) // 2 + 1, (w1 - 3) // 2 + 1
-    enc = h1 * w1 * 9 * 32 + h2 * w2 * 9 * 32 * 64 + h2 * w2 * 64 * latent_dim
+    enc = h1 * w1 * 9 * c1 + h2 * w2 * 9 * c1 * c2 + h2 * w2 * c2 * latent_dim
     q = (h // 4) * (w // 4)
     # transposed convolutions cost input pixels x k*k x c_in x c_out
-    dec = latent_dim * q * 32 + q * 9 * 32 * 64 + (h // 2) * (w // 2) * 9 * 64 * 32 + h * w * 9 * 32
+    dec = latent_dim * q * c1 + q * 9 * c1 * c2 + (h // 2) * (w // 2) * 9 * c2 * c1 + h * w * 9 * c1
     return {"encoder": int(enc), "decoder": int(dec)}
 
 
 __all__ = [
     "LATENT_DIM",
+    "channels",
     "count_macs",
     "make_decoder",
     "make_encoder",

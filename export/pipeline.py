@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from compressor import bundle as B
 from compressor.coding import lossless
 from compressor.io.atomic import atomic_write_json, atomic_write_text
-from export import convert, validate
+from export import convert, validate, variants
 from export.coding import build_coding
 from export.residual_coding import binary_context_section, residual_section
 
@@ -31,6 +32,7 @@ NAMES = {"encoder": ("image", "mean"), "decoder": ("latent", "probs")}
 def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, log=print) -> dict:
     """Export, validate and install the bundle; returns the top-level manifest."""
     from export import datasets
+    from export.graphs import decoder_graph
     from export.model import count_macs, mean_encoder, probability_decoder
     from export.train import load_run
 
@@ -54,10 +56,18 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
     for role in B.ROLES:
         (stage / role).mkdir(parents=True)
 
-    files = {
-        role: _convert_role(role, graph, calibration[role], batches, stage / role, log)
-        for role, graph in graphs.items()
+    held_out = data.test[:VALIDATION_SAMPLES]
+    log("choosing the decoder graph per runtime (equal in float, fastest in int8)")
+    choice = variants.choose(decoder, calib_latents, keras_encode(held_out), held_out, log=log)
+    plans = {
+        "encoder": {fmt: _Plan(graphs["encoder"], True, "trained", {}) for fmt in ("tflite", "onnx")},
+        "decoder": {
+            fmt: _Plan(decoder_graph(decoder, g), pc, g, choice.blobs)
+            for fmt in ("tflite", "onnx")
+            for g, pc in [choice.for_format(fmt)]
+        },
     }
+    files = {role: _convert_role(role, plans[role], calibration[role], batches, stage / role, log) for role in graphs}
 
     log("building entropy tables from the training latents")
     coding = build_coding(calib_latents, calib_images, keras_decode)
@@ -97,12 +107,19 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
 
     log("validating every file in its runtime against Keras")
     parts = {role: B.load_part(stage / role, role) for role in B.ROLES}
-    held_out = data.test[:VALIDATION_SAMPLES]
     checks = validate.validate(parts, keras_encode, keras_decode, held_out)
     chained = validate.end_to_end(parts, held_out)
-    report = {"checks": validate.as_json(checks), "end_to_end_int8": chained, "n_images": len(held_out)}
+    report = {
+        "checks": validate.as_json(checks),
+        "end_to_end_int8": chained,
+        "n_images": len(held_out),
+        "decoder_graphs": choice.as_json(),
+    }
     atomic_write_json(stage / "validation.json", report)
-    atomic_write_text(stage / "validation.md", validate.table(checks) + "\n")
+    atomic_write_text(
+        stage / "validation.md",
+        validate.table(checks) + "\n\nDecoder graph per runtime (" + variants.RULE + "):\n\n" + choice.table() + "\n",
+    )
 
     manifest = common | {
         "parts": {
@@ -115,8 +132,10 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         "training": {
             k: metrics[k] for k in ("test_elbo", "test_recon_nats", "test_kl_nats", "best_epoch", "wall_seconds")
         }
-        | {"data": config["data"], "data_fingerprint": config["data_fingerprint"], "epochs": config["epochs"]},
-        "macs": count_macs(data.image_shape, int(config["latent_dim"])),
+        | {k: config.get(k, 1.0 if k == "width" else None) for k in ("data", "data_fingerprint", "epochs", "width")},
+        "width": float(config.get("width", 1.0)),
+        "macs": count_macs(data.image_shape, int(config["latent_dim"]), float(config.get("width", 1.0))),
+        "decoder_graphs": choice.as_json()["chosen"],
         "validation": "validation.json",
         "export_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -183,31 +202,48 @@ def _int8_levels(part_dir: Path, files: list[dict], latents: np.ndarray) -> np.n
     return net.levels(latents)
 
 
-def _convert_role(role: str, graph, calib: np.ndarray, batches, out: Path, log) -> list[dict]:
+@dataclass(frozen=True)
+class _Plan:
+    """What one file format of one role is converted from: a Keras graph and its int8 weights."""
+
+    graph: object
+    per_channel: bool
+    name: str
+    blobs: dict  # (format, graph name, per_channel, precision, batch) -> bytes made already
+
+
+def _convert_role(role: str, plans: dict, calib: np.ndarray, batches, out: Path, log) -> list[dict]:
     in_name, out_name = NAMES[role]
     files = []
+    tflite, onnx = plans["tflite"], plans["onnx"]
+
+    def made(plan, fmt, precision, batch, build):
+        blob = plan.blobs.get((fmt, plan.name, plan.per_channel, precision, batch))
+        return blob if blob is not None else build()
+
+    tags = {"graph": tflite.name, "per_channel": tflite.per_channel}
     for batch in batches:
-        fixed = convert.with_fixed_batch(graph, batch, in_name, out_name)
+        fixed = convert.with_fixed_batch(tflite.graph, batch, in_name, out_name)
         for precision, rep in (("fp32", None), ("int8", calib)):
             log(f"  {role}: TFLite {precision} batch {batch}")
-            files.append(
-                _write(
-                    out,
-                    f"{role}_{precision}_b{batch}.tflite",
-                    convert.to_tflite(fixed, rep),
-                    role,
-                    "tflite",
-                    precision,
-                    batch,
-                )
+            blob = made(
+                tflite,
+                "tflite",
+                precision,
+                batch,
+                lambda fixed=fixed, rep=rep: convert.to_tflite(fixed, rep, per_channel=tflite.per_channel),
             )
+            name = f"{role}_{precision}_b{batch}.tflite"
+            files.append(_write(out, name, blob, role, "tflite", precision, batch) | tags)
     log(f"  {role}: ONNX fp32 and int8 (dynamic batch)")
-    dyn = convert.with_fixed_batch(graph, None, in_name, out_name)
-    fp32 = convert.to_onnx(dyn, in_name, out_name)
-    files.append(_write(out, f"{role}_fp32.onnx", fp32, role, "onnx", "fp32", None))
-    files.append(
-        _write(out, f"{role}_int8.onnx", convert.quantize_onnx(fp32, in_name, calib), role, "onnx", "int8", None)
+    tags = {"graph": onnx.name, "per_channel": onnx.per_channel}
+    dyn = convert.with_fixed_batch(onnx.graph, None, in_name, out_name)
+    fp32 = made(onnx, "onnx", "fp32", None, lambda: convert.to_onnx(dyn, in_name, out_name))
+    files.append(_write(out, f"{role}_fp32.onnx", fp32, role, "onnx", "fp32", None) | tags)
+    int8 = made(
+        onnx, "onnx", "int8", None, lambda: convert.quantize_onnx(fp32, in_name, calib, per_channel=onnx.per_channel)
     )
+    files.append(_write(out, f"{role}_int8.onnx", int8, role, "onnx", "int8", None) | tags)
     return files
 
 

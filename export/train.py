@@ -43,8 +43,11 @@ class TrainConfig:
     batch_size: int = D.BATCH_SIZE
     learning_rate: float = D.LEARNING_RATE
     seed: int = D.SEED
+    width: float = D.WIDTH
 
     def __post_init__(self):
+        if self.width not in D.WIDTHS:
+            raise ValueError(f"width must be one of {', '.join(map(str, D.WIDTHS))}, got {self.width}")
         for name in ("latent_dim", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -75,8 +78,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, progress: bool = True, da
         len(data.train), max(1, round(len(data.train) * VALIDATION_FRACTION)), config.seed + 1
     )
     fit, val = data.train[fit_idx], data.train[val_idx]
-    encoder = make_encoder(shape, config.latent_dim)
-    decoder = make_decoder(shape, config.latent_dim)
+    encoder = make_encoder(shape, config.latent_dim, config.width)
+    decoder = make_decoder(shape, config.latent_dim, config.width)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     variables = encoder.trainable_variables + decoder.trainable_variables
     noise = tf.random.Generator.from_seed(config.seed)
@@ -184,8 +187,9 @@ def load_run(run_dir: str | Path):
         raise FileNotFoundError(f"{run_dir} is not a finished training run: missing {', '.join(missing)}")
     config = json.loads((run_dir / "config.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    encoder = make_encoder(config["image_shape"], config["latent_dim"])
-    decoder = make_decoder(config["image_shape"], config["latent_dim"])
+    width = config.setdefault("width", 1.0)  # runs from before the model ladder are width 1
+    encoder = make_encoder(config["image_shape"], config["latent_dim"], width)
+    decoder = make_decoder(config["image_shape"], config["latent_dim"], width)
     encoder.load_weights(run_dir / "encoder.weights.h5")
     decoder.load_weights(run_dir / "decoder.weights.h5")
     return config, metrics, encoder, decoder

@@ -89,6 +89,9 @@ class CdfTable:
     freqs: tuple[tuple[int, ...], ...]
     _rows: tuple[tuple[int, int, list[int]], ...] = field(init=False, repr=False, compare=False)
     _raw: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
+    _cdfs: tuple[list[int], ...] = field(init=False, repr=False, compare=False)
+    _slices: tuple[tuple[int, int, list[tuple[int, int]]], ...] = field(init=False, repr=False, compare=False)
+    _sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_table(self.lo, self.freqs)
@@ -105,6 +108,11 @@ class CdfTable:
         object.__setattr__(self, "_rows", tuple(rows))
         raw = tuple((low, n, max(1, (n - 1).bit_length())) for low, n, _ in rows)
         object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_cdfs", tuple(cdf for _, _, cdf in rows))
+        # per dimension: lo, size, and each symbol's (start, freq) slice, ESCAPE's last
+        slices = tuple((low, n, [(cdf[i], cdf[i + 1] - cdf[i]) for i in range(n + 1)]) for low, n, cdf in rows)
+        object.__setattr__(self, "_slices", slices)
+        object.__setattr__(self, "_sizes", tuple(n for _, n, _ in rows))
 
     @property
     def dims(self) -> int:
@@ -118,7 +126,7 @@ class CdfTable:
     @property
     def sizes(self) -> tuple[int, ...]:
         """Number of in-table symbols per dimension (ESCAPE not counted)."""
-        return tuple(n for _, n, _ in self._rows)
+        return self._sizes
 
     def cdf(self, d: int) -> list[int]:
         """Cumulative starts of dimension ``d`` (ESCAPE last); a copy, safe to keep."""
@@ -314,27 +322,30 @@ def _decode_escape(dec: RangeDecoder, lo: int, hi: int) -> int:
 
 
 def encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
-    encode = enc.encode
-    for d, ((lo, n, cdf), s) in enumerate(zip(table._rows, syms, strict=True)):
+    slices = []
+    append = slices.append
+    for d, ((lo, n, own), s) in enumerate(zip(table._slices, syms, strict=True)):
         i = s - lo
         if 0 <= i < n:
-            start = cdf[i]
-            encode(start, cdf[i + 1] - start)
+            append(own[i])
         else:
-            encode(cdf[n], TOTAL - cdf[n])
+            append(own[n])
+            enc.encode_slices(slices)
+            slices.clear()
             _encode_escape(enc, s, lo, lo + n - 1, d)
+    enc.encode_slices(slices)
 
 
 def decode_row(dec: RangeDecoder, table: CdfTable) -> list[int]:
-    decode = dec.decode
-    out = []
-    append = out.append
-    for lo, n, cdf in table._rows:
-        i = decode(cdf)
-        if i < n:
-            append(lo + i)
-        else:
-            append(_decode_escape(dec, lo, lo + n - 1))
+    rows, cdfs, sizes = table._rows, table._cdfs, table._sizes
+    out: list[int] = []
+    d, dims = 0, len(rows)
+    while d < dims:
+        found = dec.decode_until(cdfs[d:] if d else cdfs, sizes[d:] if d else sizes)
+        for i in found:
+            lo, n, _ = rows[d]
+            out.append(lo + i if i < n else _decode_escape(dec, lo, lo + n - 1))
+            d += 1
     return out
 
 

@@ -100,6 +100,25 @@ class RangeEncoder:
             self._low = low
             self._range = rng
 
+    def encode_slices(self, slices: Sequence[tuple[int, int]]) -> None:
+        """:meth:`encode` for each ``(start, freq)`` of ``slices``, with the state in locals.
+
+        The hot loop of the entropy coder: the slices come from a validated table, so they
+        are not checked again. The arithmetic is :meth:`encode`'s, step for step.
+        """
+        low, rng, out = self._low, self._range, self._out
+        for start, freq in slices:
+            r = rng >> PRECISION
+            low += r * start
+            if low >> 32:
+                low = self._add(low)
+            rng = r * freq
+            while rng < _TOP:
+                out.append(low >> 24)
+                low = (low << 8) & _MASK32
+                rng <<= 8
+        self._low, self._range = low, rng
+
     def encode_bits(self, value: int, nbits: int) -> None:
         """Append ``value`` as ``nbits`` uniform bits (``1 <= nbits <= MAX_BITS``)."""
         if not 1 <= nbits <= MAX_BITS or not 0 <= value < (1 << nbits):
@@ -173,6 +192,37 @@ class RangeDecoder:
             self._code = code
             self._range = rng
         return s
+
+    def decode_until(self, cdfs: Sequence[Sequence[int]], stops: Sequence[int]) -> list[int]:
+        """:meth:`decode` with ``cdfs[0]``, ``cdfs[1]``, ... with the state in locals.
+
+        Stops after the first symbol ``k`` whose index equals ``stops[k]`` (the caller's
+        escape, which needs other calls before the next symbol) or after the last ``cdf``;
+        returns the indices decoded. The arithmetic is :meth:`decode`'s, step for step.
+        """
+        code, rng, data, pos = self._code, self._range, self._data, self._pos
+        n = len(data)
+        found = []
+        append = found.append
+        for cdf, stop in zip(cdfs, stops):
+            r = rng >> PRECISION
+            target = code // r
+            if target >= TOTAL:
+                self._code, self._range, self._pos = code, rng, pos
+                raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+            s = bisect_right(cdf, target) - 1
+            start = cdf[s]
+            code -= r * start
+            rng = r * (cdf[s + 1] - start)
+            while rng < _TOP:
+                code = (code << 8) | (data[pos] if pos < n else 0)
+                rng <<= 8
+                pos += 1
+            append(s)
+            if s == stop:
+                break
+        self._code, self._range, self._pos = code, rng, pos
+        return found
 
     def _renormalise(self, code: int, rng: int) -> None:
         """Shift in input bytes (zeros past the end) until ``range >= 2**24``."""

@@ -25,7 +25,7 @@ import numpy as np
 from compressor import limits
 from compressor.errors import InvalidImageError
 
-__all__ = ["ARRAY_SUFFIXES", "as_batch", "as_uint8_image", "read_array_file", "to_uint8"]
+__all__ = ["ARRAY_SUFFIXES", "as_batch", "as_uint8_image", "checked_batch", "read_array_file", "to_uint8"]
 
 #: File suffixes read as arrays by :func:`read_array_file`.
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -47,6 +47,19 @@ def as_batch(images: Any, *, shape: tuple[int, int] | None = None) -> np.ndarray
             ``[0, 1]``, or ``(H, W)`` different from ``shape``.
         ValueError: ``shape`` itself is not a positive ``(height, width)`` pair (a caller bug).
     """
+    batch = checked_batch(images, shape=shape)
+    if batch.dtype == np.uint8:
+        return batch.astype(np.float32) / np.float32(255)
+    return np.array(batch, dtype=np.float32, order="C", copy=True)
+
+
+def checked_batch(images: Any, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """What :func:`as_batch` checks, without its conversion: a ``(N, H, W)`` view of the
+    caller's ``uint8`` or float array (not a copy: do not write to it), every value valid.
+
+    For callers that go straight to another representation (the encoder turns binarized
+    images directly into the network's int8 input levels).
+    """
     expected = _check_shape_argument(shape)
     what = "images"
     arr = _as_ndarray(images, what)
@@ -55,9 +68,7 @@ def as_batch(images: Any, *, shape: tuple[int, int] | None = None) -> np.ndarray
     if expected is not None and batch.shape[1:] != expected:
         raise InvalidImageError(_shape_mismatch_message(arr, batch, expected))
     _check_values(batch, what, BATCH_AXES)
-    if batch.dtype == np.uint8:
-        return batch.astype(np.float32) / np.float32(255)
-    return np.array(batch, dtype=np.float32, order="C", copy=True)
+    return batch
 
 
 def to_uint8(probabilities: Any, binarize: bool = False) -> np.ndarray:
@@ -137,7 +148,7 @@ def _as_ndarray(images: Any, what: str) -> np.ndarray:
 
 def _check_dtype(arr: np.ndarray, what: str) -> None:
     dtype = arr.dtype
-    if dtype == np.uint8 or np.issubdtype(dtype, np.floating):
+    if dtype == np.uint8 or dtype.kind == "f":
         return
     if dtype == np.bool_:
         raise InvalidImageError(
@@ -180,7 +191,9 @@ def _shape_mismatch_message(original: np.ndarray, batch: np.ndarray, expected: t
 
 def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> None:
     """Refuse NaN/inf and floats outside [0, 1]; uint8 needs no check."""
-    if not np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype.kind != "f":
+        return
+    if 0.0 <= arr.min() and arr.max() <= 1.0:  # NaN fails both comparisons (min/max propagate it)
         return
     finite = np.isfinite(arr)
     if not finite.all():

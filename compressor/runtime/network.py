@@ -8,10 +8,14 @@ shapes, which makes fixed-batch decoders ~3x faster), and ONNX files take any ba
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from compressor.bundle import FileEntry, Part
 from compressor.runtime import sessions as runtimes
+
+_MAX_LEVEL_TABLE = 1 << 16  # symbols per step table; a finer step falls back to arithmetic
 
 
 class Network:
@@ -43,6 +47,16 @@ class Network:
         self._threads, self._providers = threads, providers
         self._sessions: dict[int | None, runtimes.Session] = {}
         self.session(self.files[0])  # load (and verify) the smallest batch now: fail early
+        # Constants of the per-call conversions, read once (the everyday path is batch 1).
+        inp, out = self.input_spec, self.output_spec
+        self._in_int8, self._in_scale, self._in_zp = inp.dtype == "int8", float(inp.scale), float(inp.zero_point)
+        self._out_int8 = out.dtype == "int8"
+        # int8 level v -> (float32(v) - zero_point) * scale, indexed by v itself (negative v wraps)
+        levels = np.arange(256, dtype=np.int16).astype(np.int8).astype(np.float32)
+        self._out_table = (levels - out.zero_point) * np.float32(out.scale)
+        self._single = next((f for f in self.files if f.batch in (1, None)), None)
+        self._single_session: runtimes.Session | None = None
+        self._level_tables: dict[float, tuple[int, np.ndarray]] = {}
 
     def session(self, entry: FileEntry) -> runtimes.Session:
         if entry.batch not in self._sessions:
@@ -65,17 +79,50 @@ class Network:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input -> the file's input dtype (int8 via the manifest's scale/zero-point)."""
-        spec = self.input_spec
-        if spec.dtype != "int8":
+        if not self._in_int8:
             return np.ascontiguousarray(x, dtype=np.float32)
-        q = np.rint(np.asarray(x, np.float64) / spec.scale) + spec.zero_point
-        return np.clip(q, -128, 127).astype(np.int8)
+        q = np.rint(np.asarray(x, np.float64) / self._in_scale)
+        q += self._in_zp
+        np.minimum(q, 127.0, out=q)
+        np.maximum(q, -128.0, out=q)
+        return q.astype(np.int8)
+
+    def quantize_symbols(self, symbols: np.ndarray, step: float) -> np.ndarray:
+        """``quantize_input(symbols * step)`` for integer symbols, the same numbers, by table.
+
+        Per step, the int8 level of every symbol up to where the levels saturate is computed
+        once with :meth:`quantize_input` itself; symbols beyond are clamped to the table's
+        ends, whose levels are already -128 and 127. The decoder's everyday input.
+        """
+        table = self._level_tables.get(step) if self._in_int8 else None
+        if table is None:
+            table = self._level_table(step) if self._in_int8 else None
+            if table is None:
+                return self.quantize_input(np.asarray(symbols, np.float64) * step)
+        lo, levels = table
+        index = np.asarray(symbols, np.int64) - lo
+        np.minimum(index, len(levels) - 1, out=index)
+        np.maximum(index, 0, out=index)
+        return levels[index]
+
+    def _level_table(self, step: float) -> tuple[int, np.ndarray] | None:
+        scale, zp = self._in_scale, self._in_zp
+        if not (step > 0 and scale > 0):
+            return None
+        lo = math.floor((-128.5 - zp) * scale / step) - 1
+        hi = math.ceil((127.5 - zp) * scale / step) + 1
+        if hi - lo > _MAX_LEVEL_TABLE:
+            return None
+        levels = self.quantize_input(np.arange(lo, hi + 1, dtype=np.float64) * step)
+        if levels[0] != -128 or levels[-1] != 127:  # not saturated at the ends: no table
+            return None
+        self._level_tables[step] = (lo, levels)
+        return lo, levels
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        spec = self.output_spec
-        if spec.dtype != "int8":
+        if not self._out_int8:
             return y.astype(np.float32, copy=False)
-        return ((y.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)).astype(np.float32)
+        return self._out_table[y]  # the same float32 arithmetic, done once per level at load
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Float in, float out, any batch size."""
@@ -84,6 +131,11 @@ class Network:
     def run_native(self, x: np.ndarray) -> np.ndarray:
         """Input already in the file's dtype; output in the file's dtype (int8 stays int8)."""
         n = len(x)
+        if n == 1 and self._single is not None:  # the everyday path: no planning, padding or copies
+            sess = self._single_session
+            if sess is None:
+                sess = self._single_session = self.session(self._single)
+            return sess.run(np.ascontiguousarray(x))
         if n == 0:
             raise ValueError("empty batch")
         plan = self._plan(n)
@@ -100,7 +152,8 @@ class Network:
                 real = len(chunk)
                 if real < b:  # pad the last chunk of a fixed-batch file
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
-                outs.append(sess.run(np.ascontiguousarray(chunk))[:real].copy())
+                out = sess.run(np.ascontiguousarray(chunk))  # a fresh array (get_tensor copies)
+                outs.append(out if real == b else out[:real])
                 pos += real
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
 

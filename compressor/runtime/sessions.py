@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compressor.errors import RuntimeUnavailableError
+from compressor.runtime.quiet import quiet
 
 RUNTIMES = ("litert", "tflite", "onnx")
 FILE_FORMAT = {"litert": "tflite", "tflite": "tflite", "onnx": "onnx"}
@@ -107,8 +108,9 @@ class TFLiteSession(Session):
         self.runtime = runtime
         self._model = model  # the interpreter reads from this buffer; keep it alive
         try:
-            self._it = mod.Interpreter(model_content=model, num_threads=threads)
-            self._it.allocate_tensors()
+            with quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self._it = mod.Interpreter(model_content=model, num_threads=threads)
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise RuntimeUnavailableError(f"{runtime} could not load this model: {e}") from e
         (inp,), (out,) = self._it.get_input_details(), self._it.get_output_details()

@@ -1,0 +1,106 @@
+"""The batch-1 fast paths give the numbers of the general path, and the runtimes stay quiet."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from compressor.io.arrays import as_batch
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from export import datasets
+
+    return (datasets.load("mnist5k", binarize=False).test[:40, ..., 0] * 255).round().astype(np.uint8)
+
+
+def test_binarized_images_reach_the_encoder_as_the_quantized_floats_would(enc, digits):
+    general = enc.network.run((as_batch(digits, shape=enc.part.image_shape) > 0.5).astype(np.float32)[..., None])
+    for images in (digits, digits / np.float32(255), digits / 255.0, (digits / 255.0).astype(np.float16)):
+        assert np.array_equal(enc.latents(images), general)
+
+
+def test_one_image_alone_decodes_exactly_as_inside_a_batch(enc, dec, digits):
+    stream = enc.compress_stream(digits)
+    together = dec.decompress(stream)
+    alone = np.concatenate([dec.decompress(enc.compress(digits[i : i + 1])) for i in range(len(digits))])
+    assert np.array_equal(alone, together)
+
+
+def test_decoder_input_tables_equal_the_quantization_arithmetic(dec):
+    net = dec.network
+    rng = np.random.default_rng(0)
+    for step in dec.coding.steps:
+        symbols = np.concatenate([rng.integers(-60, 61, (500, 16)), rng.integers(-(2**15), 2**15, (500, 16))])
+        by_table = net.quantize_symbols(symbols, step)
+        assert np.array_equal(by_table, net.quantize_input(symbols.astype(np.float64) * step))
+
+
+def test_output_table_equals_the_dequantization_arithmetic(dec):
+    net = dec.network
+    spec = net.output_spec
+    levels = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)
+    expected = (levels.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    assert np.array_equal(net.dequantize_output(levels), expected)
+
+
+def test_quiet_hides_native_output_and_replays_it_when_the_block_fails(capfd):
+    from compressor.runtime.quiet import quiet
+
+    with quiet():
+        os.write(2, b"fully_quantize: 0, inference_type: 6\n")
+    assert "fully_quantize" not in capfd.readouterr().err
+    with pytest.raises(RuntimeError), quiet():
+        os.write(2, b"the converter's own words\n")
+        raise RuntimeError("conversion failed")
+    assert "the converter's own words" in capfd.readouterr().err
+
+
+def test_loading_a_litert_model_prints_nothing(bundle_dir, capfd):
+    import compressor
+
+    compressor.Decoder.load(bundle_dir / "decoder", runtime="litert", threads=1)
+    captured = capfd.readouterr()
+    assert "XNNPACK" not in captured.err + captured.out
+
+
+def test_ladder_marks_widths_no_other_beats_on_bytes_error_and_time():
+    from bench.ladder import _mark_pareto
+
+    rows = [
+        {"binarize": True, "bytes_per_image": 7.5, "pixel_error_%": 3.5, "decoder_us_b1": 25.0},
+        {"binarize": True, "bytes_per_image": 8.0, "pixel_error_%": 3.1, "decoder_us_b1": 63.0},
+        {"binarize": True, "bytes_per_image": 8.1, "pixel_error_%": 3.2, "decoder_us_b1": 70.0},
+    ]
+    _mark_pareto(rows)
+    assert [r["pareto"] for r in rows] == [True, True, False]
+
+
+def test_ladder_measures_a_real_bundle(bundle_dir, digits, tmp_path):
+    from bench import ladder
+
+    rows = ladder.measure([str(bundle_dir)], digits, rounds=2)
+    (row,) = rows
+    assert row["width"] == 1.0 and row["decoder_macs"] == 4_766_720
+    assert row["decoder_us_b1"] > 0 and row["decoder_us_b64"] > 0 and row["pareto"]
+    assert 0 < row["pixel_error_%"] < 10
+    md = ladder.write(rows, tmp_path)
+    assert "| 1 | ✓ |" in md.read_text() and (tmp_path / "ladder.png").stat().st_size > 1000
+
+
+def test_export_records_the_decoder_graph_choice_per_runtime(bundle_dir):
+    import json
+
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    report = json.loads((bundle_dir / "validation.json").read_text())
+    assert set(manifest["decoder_graphs"]) == {"tflite", "onnx"}
+    trials = report["decoder_graphs"]["trials"]
+    assert {t["graph"] for t in trials} == {"transpose", "conv_d2s"}
+    assert all(t["fp32_max_abs_diff"] < 1e-4 for t in trials)  # the rewrite is the same function
+    for fmt, runtime in (("tflite", "litert"), ("onnx", "onnx")):
+        (chosen,) = [t for t in trials if t["runtime"] == runtime and t["chosen"]]
+        assert chosen["ok"] and chosen["graph"] == manifest["decoder_graphs"][fmt]["graph"]
+    assert "**chosen**" in (bundle_dir / "validation.md").read_text()
