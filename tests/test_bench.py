@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bench import classical, environment, latency, quality, runner, schema, targets
@@ -21,44 +22,14 @@ from compressor.codec import Encoder
 from compressor.errors import ManifestError
 from compressor.runtime import sessions as runtimes
 from export import isolation
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
-_CACHE: dict[str, Path] = {}
-
-
-def test_images(tmp_path_factory) -> Path:
-    """64 real uint8 test digits (grey, as a camera would send them)."""
-    if "images" not in _CACHE:
-        from export import datasets
-
-        x = datasets.load("mnist5k", binarize=False).test[:64, ..., 0]
-        path = tmp_path_factory.getbasetemp() / "bench_test_images.npy"
-        np.save(path, np.rint(x * 255).astype(np.uint8))
-        _CACHE["images"] = path
-    return _CACHE["images"]
-
-
-test_images.__test__ = False  # a helper, not a test
-
-
-def bench_result_file(bundle_dir: Path, tmp_path_factory) -> Path:
-    """One real ``compressor bench`` run, in a process that cannot import TensorFlow (cached)."""
-    if "result" not in _CACHE:
-        out = tmp_path_factory.getbasetemp() / "bench_results" / "this.json"
-        proc = isolation.run_module(
-            "bench",
-            *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
-            *("--quick", "--num-runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        _CACHE["result"] = out
-    return _CACHE["result"]
 
 
 @pytest.fixture(scope="module")
-def result(bundle_dir, tmp_path_factory) -> dict:
-    return json.loads(bench_result_file(bundle_dir, tmp_path_factory).read_text())
+def result(bench_result) -> dict:
+    return bench_result
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -70,7 +41,6 @@ def test_percentiles_interpolate_linearly_between_ranks():
     assert percentile(range(101), 99) == 99
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60), st.floats(0, 100))
 def test_percentiles_agree_with_numpy(values, q):
     assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-6)
@@ -109,8 +79,8 @@ def test_distortion_numbers_are_exact_on_known_inputs():
     assert same["mse"] == 0 and same["psnr_db"] is None and same["pixel_error_%"] == 0
 
 
-def test_lossless_classical_codecs_reproduce_the_image(tmp_path_factory):
-    x = np.load(test_images(tmp_path_factory))[:8]
+def test_lossless_classical_codecs_reproduce_the_image(bench_images):
+    x = np.load(bench_images)[:8]
     targets_ = (x > 127).astype(np.float32)
     block = classical.measure(targets_)
     assert block["status"] == "ok" and block["images"] == 8
@@ -119,8 +89,9 @@ def test_lossless_classical_codecs_reproduce_the_image(tmp_path_factory):
         assert rows[key]["status"] == "ok" and rows[key]["pixel_error_%"] == 0 and rows[key]["bytes_per_image"] > 0
     jpeg = [rows["jpeg", f"q{q}"]["bytes_per_image"] for q in classical.QUALITIES]
     assert jpeg == sorted(jpeg)  # higher quality, more bytes
-    jxl = rows["jpeg-xl", "lossless"]
-    assert jxl["status"] == "ok" or "pillow-jxl-plugin" in jxl["reason"]
+    jxl = rows["jpeg-xl", "lossless"]  # the plugin is not in the test venv: measured in its own site below
+    assert importlib.util.find_spec("pillow_jxl") is None
+    assert jxl["status"] == "not available" and "pip install pillow-jxl-plugin" in jxl["reason"]
 
 
 # --- environment -----------------------------------------------------------------------------
@@ -199,8 +170,10 @@ def test_each_measured_row_is_consistent(result, bundle_dir):
 
 def test_missing_runtimes_and_gpus_are_recorded_as_not_available(result):
     gaps = {(r["runtime"], r["provider"]): r for r in result["latency"] if r["status"] == "not available"}
-    if not runtimes.available()["tflite"]:
-        assert "tflite-runtime is not installed" in gaps["tflite", None]["reason"]
+    # the test venv has numpy 2, beside which tflite-runtime 2.14 cannot run: it is checked in its own
+    # environment (test_tflite_runtime_2_14_runs_every_tflite_file_like_litert)
+    assert runtimes.available()["tflite"] is None
+    assert "tflite-runtime is not installed" in gaps["tflite", None]["reason"]
     providers = result["device"]["onnx_providers"] or []
     for provider in latency.GPU_PROVIDERS:
         if provider not in providers:
@@ -220,12 +193,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, tmp_path_factory):
+def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, bench_images):
     """A Raspberry Pi with only ai-edge-litert: no TensorFlow, onnxruntime, Pillow or matplotlib."""
     out = tmp_path / "pi.json"
     proc = isolation.run(
         _LITERT_ONLY,
-        *("bench", "--bundle", str(bundle_dir), "--images", str(test_images(tmp_path_factory)), "-o", str(out)),
+        *("bench", "--bundle", str(bundle_dir), "--images", str(bench_images), "-o", str(out)),
         *("--quick", "--num-runs", "2", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
         *("--components", "decoder", "--batches", "1"),
     )
@@ -239,10 +212,8 @@ def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, tmp_path
     assert [r["status"] for r in result["reconstruction"] if r["runtime"] == "litert"] == ["ok", "ok"]
 
 
-def test_selecting_an_execution_provider_runs_real_onnx_sessions(bundle_dir, tmp_path_factory):
+def test_selecting_an_execution_provider_runs_real_onnx_sessions(bundle_dir, bench_images):
     """The accelerator path, exercised on CI with the one provider it has."""
-    if not runtimes.available()["onnx"]:
-        pytest.skip("onnxruntime is not installed")
     parts = {role: load_part(bundle_dir, role) for role in ROLES}
     cases, gaps = latency.plan(
         runtime_names=("litert",),
@@ -254,7 +225,7 @@ def test_selecting_an_execution_provider_runs_real_onnx_sessions(bundle_dir, tmp
     )
     assert [c.provider for c in cases if c.runtime == "onnx"] == ["CPUExecutionProvider"] * 2
     assert {g["provider"] for g in gaps} == {"NoSuchExecutionProvider"}
-    x = np.load(test_images(tmp_path_factory))
+    x = np.load(bench_images)
     enc = Encoder.load(bundle_dir / "encoder", precision="fp32")
     inputs = latency.Inputs(x, quality.targets_of(enc, x), enc.latents(x))
     for case in (c for c in cases if c.runtime == "onnx"):
@@ -354,8 +325,11 @@ def test_keras_baseline_runs_in_a_child_and_skips_a_missing_gpu(trained_run, res
     cpu = {r["component"]: r for r in rows if r["device"] == "cpu"}
     assert set(cpu) == {"encoder", "decoder"} and all(r["status"] == "ok" for r in cpu.values())
     assert all(r["runtime"] == "tensorflow" and r["format"] == "keras" and r["batch"] == 1 for r in cpu.values())
+    import tensorflow as tf
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))  # tensorflow-cpu in the test venv: none
     gpu = [r for r in rows if r["device"] == "gpu"]
-    assert len(gpu) == 2 and all(r["status"] in ("ok", "not available") for r in gpu)
+    assert len(gpu) == 2 and all(r["status"] == ("ok" if has_gpu else "not available") for r in gpu)
     with_keras = dict(result, latency=result["latency"] + rows)
     schema.check(dict(with_keras, targets=targets.compute(with_keras)))
     speed = targets.compute(with_keras)["decoder_int8_speedup_vs_keras_b1"]

@@ -9,15 +9,14 @@ import pytest
 
 from bench import report, schema
 from bench.__main__ import main
-from tests.test_bench import bench_result_file
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def two_results(bundle_dir, tmp_path_factory):
+def two_results(bench_result_file):
     """A real result from this machine and a hand-made second device (a Pi with LiteRT only)."""
-    real = bench_result_file(bundle_dir, tmp_path_factory)
+    real = bench_result_file
     pi = json.loads(real.read_text())
     pi["device"].update(
         name="pi-5",

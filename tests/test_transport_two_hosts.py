@@ -25,18 +25,12 @@ import pytest
 
 from compressor import Decoder, Encoder
 from compressor.io.files import read_image, read_images, write_png
-from tests.conftest import ROOT
+from tests.support import ROOT, skip_or_fail
 
 CAMERA_IP, GATEWAY_IP, PREFIX = "192.0.2.1", "192.0.2.2", 24
 PORT = 7467
 NS_PREFIX = "vc-"  # vc-cam-PID, vc-gw-PID
 WAIT = 60  # seconds: the longest any single step may take
-
-
-def _skip_or_fail(why: str):
-    if os.environ.get("COMPRESSOR_REQUIRE_SYSTEM_TESTS") == "1":
-        pytest.fail(f"required on this machine (COMPRESSOR_REQUIRE_SYSTEM_TESTS=1): {why}")
-    pytest.skip(f"two-host test unavailable: {why}")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,7 +44,9 @@ def _ensure_iproute2() -> None:
     if shutil.which("ip"):
         return
     if not shutil.which("apt-get"):
-        _skip_or_fail("the 'ip' command (iproute2) is missing and apt-get is not available to install it")
+        skip_or_fail(
+            "two-host test unavailable: the 'ip' command (iproute2) is missing and apt-get is not available to install it"
+        )
     cache = ROOT / ".cache" / "apt-archives"
     (cache / "partial").mkdir(parents=True, exist_ok=True)
     cmd = ["apt-get", "-q", "-y", "--no-install-recommends", f"-oDir::Cache::archives={cache}", "install", "iproute2"]
@@ -58,7 +54,7 @@ def _ensure_iproute2() -> None:
         subprocess.run(["apt-get", "-q", "update"], capture_output=True, timeout=600)
         subprocess.run(cmd, capture_output=True, timeout=600)
     if not shutil.which("ip"):
-        _skip_or_fail("could not install iproute2 with apt-get")
+        skip_or_fail("two-host test unavailable: could not install iproute2 with apt-get")
 
 
 def _remove_stale_namespaces() -> None:
@@ -104,9 +100,9 @@ class Hosts:
 @pytest.fixture(scope="module")
 def hosts():
     if sys.platform != "linux":
-        _skip_or_fail("network namespaces are Linux only")
+        skip_or_fail("two-host test unavailable: network namespaces are Linux only")
     if os.geteuid() != 0:
-        _skip_or_fail("creating network namespaces (ip netns add) needs root")
+        skip_or_fail("two-host test unavailable: creating network namespaces (ip netns add) needs root")
     _ensure_iproute2()
     _remove_stale_namespaces()
     try:
@@ -114,7 +110,7 @@ def hosts():
     except (RuntimeError, subprocess.SubprocessError) as e:
         _ip("netns", "del", f"{NS_PREFIX}cam-{os.getpid()}", check=False)
         _ip("netns", "del", f"{NS_PREFIX}gw-{os.getpid()}", check=False)
-        _skip_or_fail(f"cannot create network namespaces here: {e}")
+        skip_or_fail(f"two-host test unavailable: cannot create network namespaces here: {e}")
     try:
         yield h
     finally:
