@@ -67,3 +67,65 @@ def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
     from export import isolation
 
     return isolation.run(code, *args, timeout=timeout)
+
+
+def pip_site(name: str, requirements: list[str], *, timeout: int = 900) -> Path:
+    """A folder with ``requirements`` pip-installed into it (``--target``), built once and cached.
+
+    For what cannot share the test venv: tflite-runtime 2.14 needs numpy<2, the JPEG XL plugin
+    is not a project dependency. Needs the package index the first time, as the aarch64
+    harness does; where pip cannot install, the test skips (CI: fails, see skip_or_fail).
+    """
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:12]
+    final = cache_dir("sites") / f"{name}-{key}"
+    if (final / ".complete").is_file():
+        return final
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
+    proc = subprocess.run([*cmd, "--target", str(tmp), *requirements], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        skip_or_fail(f"pip could not install {' '.join(requirements)}: {proc.stderr.strip()[-500:]}")
+    (tmp / ".complete").write_text("\n".join(requirements) + "\n")
+    try:
+        tmp.rename(final)
+    except OSError:  # built meanwhile by another process: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def run_in_site(site: Path, *args: str, timeout: int = 600):
+    """``python -S ARGS`` seeing only ``site`` and this checkout (not the test venv's packages)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    return subprocess.run([sys.executable, "-S", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+#: tflite-runtime 2.14 (the last release) runs only beside numpy<2, so it gets its own site; onnxruntime
+#: is there too, so that runtime="auto" has a choice to make without ai-edge-litert.
+TFLITE_SITE_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0", "pillow==13.0.0", "onnxruntime==1.32.0"]
+
+
+def tflite_site() -> Path:
+    return pip_site("tflite-2.14", TFLITE_SITE_REQUIREMENTS)
+
+
+def without_modules(*names: str) -> str:
+    """Python source that makes importing the top-level modules ``names`` fail, as on a device without them."""
+    return (
+        "import sys\n"
+        "class _Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {names!r}:\n"
+        "            raise ImportError('not installed on this device: ' + name)\n"
+        "sys.meta_path.insert(0, _Absent())\n"
+    )

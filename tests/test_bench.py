@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from bench import classical, environment, latency, quality, runner, schema, targets
 from bench.__main__ import main
 from bench.stats import percentile, summarize
+from compressor import errors as compressor_errors
 from compressor.bundle import ROLES, load_part
 from compressor.codec import Encoder
 from compressor.errors import ManifestError
 from compressor.runtime import sessions as runtimes
 from export import isolation
-from tests.support import ROOT
+from tests.support import ROOT, pip_site, run_in_site, tflite_site
 
 TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
 
@@ -334,3 +335,102 @@ def test_keras_baseline_runs_in_a_child_and_skips_a_missing_gpu(trained_run, res
     schema.check(dict(with_keras, targets=targets.compute(with_keras)))
     speed = targets.compute(with_keras)["decoder_int8_speedup_vs_keras_b1"]
     assert speed["value"] == pytest.approx(speed["keras_us"] / speed["tflite_us"], rel=1e-2)
+
+
+# --- the measuring scripts the README names ---------------------------------------------------
+def test_fuzz_codes_counts_every_input_and_finds_no_crash(capsys):
+    from bench import fuzz_codes
+
+    assert fuzz_codes.main(["--n", "4000", "--seed", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fuzz = report["results"]["fuzz"]
+    assert set(fuzz) == {"message", "entropy_payload", "raw_payload", "stream"}
+    for target, block in fuzz.items():
+        counted = sum(sum(c.values()) for c in block["outcomes"].values())
+        assert counted == block["inputs"] == 1000, target
+        outcomes = {o for c in block["outcomes"].values() for o in c}
+        assert not [o for o in outcomes if o.startswith("CRASH")], target
+    unchanged = [block["outcomes"].get("unchanged", {}) for block in fuzz.values()]
+    assert any(unchanged) and all(set(u) <= {"decoded"} for u in unchanged)  # valid inputs still decode
+    refused = {o for c in fuzz["stream"]["outcomes"].values() for o in c} - {"decoded"}
+    assert refused and all(hasattr(compressor_errors, o) for o in refused)  # library errors only
+    bench_us = report["results"]["micro_benchmark"]
+    assert all(v > 0 for v in bench_us.values() if isinstance(v, float))
+
+
+def test_fuzz_codes_reports_a_crash_and_exits_1(monkeypatch, capsys):
+    """An entry point that raises something other than a library error is a crash: counted, printed, exit 1."""
+    from bench import fuzz_codes
+
+    real = fuzz_codes.unpack_stream
+
+    def fragile(data, *args, **kw):
+        if len(data) == 7:
+            raise IndexError("a bug")
+        return real(data, *args, **kw)
+
+    monkeypatch.setattr(fuzz_codes, "unpack_stream", fragile)
+    assert fuzz_codes.main(["--n", "4000", "--no-bench"]) == 1
+    out = capsys.readouterr()
+    outcomes = {o for c in json.loads(out.out)["results"]["fuzz"]["stream"]["outcomes"].values() for o in c}
+    assert "CRASH:IndexError" in outcomes and "IndexError: a bug" in out.err
+
+
+def test_codec_targets_measures_rate_distortion_lossless_and_latency_without_tensorflow(bundle_dir, bench_images):
+    proc = isolation.run_module("bench.codec_targets", str(bundle_dir), str(bench_images), "--repeat", "20")
+    assert proc.returncode == 0, proc.stderr
+    t = json.loads(proc.stdout)
+    assert t["runtime"] == "litert" and t["images"] == 64
+    rd = t["rate_distortion"]
+    assert [r["step"] for r in rd] == sorted(r["step"] for r in rd)
+    for key in ("joint_stream_bytes_per_image", "stream_bytes_per_image", "message_bytes_per_image"):
+        sizes = [r[key] for r in rd]
+        assert sizes == sorted(sizes, reverse=True), key  # coarser steps, fewer bytes
+    for r in rd:  # a joint code is smallest, self-contained messages largest
+        assert r["joint_stream_bytes_per_image"] < r["stream_bytes_per_image"] < r["message_bytes_per_image"]
+    assert t["default_step"] in [r["step"] for r in rd]
+    lossless = t["lossless"]
+    assert lossless["status"] == "ok" and lossless["exact"] is True
+    assert lossless["message_bytes_per_image"] > lossless["stream_bytes_per_image"] - 1
+    assert all(v > 0 for v in (*t["coding_us"].values(), *t["codec_us"].values()))
+
+
+def test_jpeg_xl_is_measured_losslessly_where_its_plugin_is_installed(bench_images, tmp_path):
+    """The JPEG XL figures of the README come from pillow-jxl-plugin, which is not a project
+    dependency: it is installed into its own folder here (pinned), beside the test venv's Pillow."""
+    site = pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(site)!r})\n"
+        "import numpy as np\n"
+        "from bench import classical\n"
+        "x = np.load(sys.argv[1])[:16]\n"
+        "print(json.dumps(classical.measure((x > 127).astype(np.float32))))\n"
+    )
+    proc = isolation.run(code, str(bench_images))
+    assert proc.returncode == 0, proc.stderr
+    rows = {(c["codec"], c["setting"]): c for c in json.loads(proc.stdout)["codecs"]}
+    jxl = rows["jpeg-xl", "lossless"]
+    assert jxl["status"] == "ok" and jxl["pixel_error_%"] == 0
+    assert jxl["bytes_per_image"] < rows["png", "1-bit"]["bytes_per_image"]
+    lossy = [rows["jpeg-xl", f"q{q}"]["bytes_per_image"] for q in classical.QUALITIES]
+    assert lossy == sorted(lossy)
+
+
+def test_tflite_runtime_2_14_runs_every_tflite_file_like_litert(bundle_dir, bench_images, tmp_path):
+    """bench.tflite_runtime_check in tflite-runtime 2.14's own site (numpy 1.26), against ai-edge-litert:
+    what the README's runtime table says about it."""
+    ref = tmp_path / "litert.npz"
+    args = (str(bundle_dir), str(bench_images), str(ref))
+    proc = isolation.run_module("bench.tflite_runtime_check", *args, "--runtime", "litert", "--write-reference")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_in_site(tflite_site(), "-m", "bench.tflite_runtime_check", *args)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["file"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert set(rows) == {f.path for role in ROLES for f in load_part(bundle_dir, role).files if f.format == "tflite"}
+    assert len(rows) == 8 and {r["version"] for r in rows.values()} == {"2.14.0"}
+    for name, row in rows.items():
+        if "_fp32_" in name:
+            assert row["max_abs_diff"] <= 1e-5, row
+        else:  # other int8 kernels: a few values differ, by a few levels
+            assert row["int8_values_differing_%"] < 5, row

@@ -18,7 +18,7 @@ from compressor.errors import (
     TruncatedCodeError,
     UnsupportedFormatVersionError,
 )
-from tests.support import mnist5k_test, to_uint8
+from tests.support import mnist5k_test, run_in_site, run_without_tensorflow, tflite_site, to_uint8, without_modules
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +256,64 @@ def test_a_joint_stream_announcing_more_images_than_it_can_hold_is_refused(enc, 
     forged = wire.pack_stream(s.model_id, "entropy", s.step_index, s.payloads, joint_count=200_000)
     with pytest.raises(CorruptCodeError, match="cannot hold"):
         dec.read(forged)
+
+
+# --- runtime="auto": litert, then tflite, then onnx ------------------------------------------------
+_RESOLVE = "from compressor.runtime import sessions\nprint(sessions.resolve('auto'))\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "absent", "expected"),
+    [
+        ("test venv", (), "litert"),
+        ("test venv", ("ai_edge_litert",), "onnx"),  # tflite-runtime is not installable beside numpy 2
+        ("tflite site", (), "tflite"),  # no ai-edge-litert there: tflite comes before onnx
+        ("tflite site", ("tflite_runtime",), "onnx"),
+    ],
+)
+def test_runtime_auto_takes_litert_then_tflite_then_onnx(where, absent, expected):
+    code = without_modules(*absent) + _RESOLVE
+    proc = run_without_tensorflow(code) if where == "test venv" else run_in_site(tflite_site(), "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+def test_runtime_auto_without_any_runtime_says_how_to_install_one():
+    code = without_modules("ai_edge_litert", "tflite_runtime", "onnxruntime") + _RESOLVE
+    proc = run_without_tensorflow(code)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("compressor.errors.RuntimeUnavailableError: no inference runtime installed for 'auto'")
+    for hint in ("ai-edge-litert==2.3.0", "tflite-runtime==2.14.0", "onnxruntime==1.32.0"):
+        assert hint in last
+
+
+_TFLITE_DEVICE = """
+import sys
+import numpy as np
+import compressor
+bundle, images = sys.argv[1], np.load(sys.argv[2])
+enc = compressor.Encoder.load(bundle + "/encoder")  # runtime="auto"
+dec = compressor.Decoder.load(bundle + "/decoder")
+assert (enc.runtime, dec.runtime) == ("tflite", "tflite"), (enc.runtime, dec.runtime)
+stream = enc.compress_stream(images)
+np.testing.assert_array_equal(dec.read(stream).symbols, enc.symbols(images))
+open(sys.argv[3], "wb").write(stream)
+try:
+    dec.decompress(enc.compress(images[:2], mode="lossless"))
+except compressor.LosslessMismatchError as e:
+    print("lossless refused:", e)
+"""
+
+
+def test_a_device_with_tflite_runtime_alone_takes_it_by_default_and_refuses_lossless(bundle_dir, dec, tmp_path):
+    """The README: tflite-runtime codes decode anywhere, but lossless codes need ai-edge-litert."""
+    images = to_uint8(mnist5k_test(32))
+    np.save(tmp_path / "x.npy", images)
+    args = (str(bundle_dir), str(tmp_path / "x.npy"), str(tmp_path / "codes.bin"))
+    site = tflite_site()
+    proc = run_in_site(site, "-c", without_modules("onnxruntime") + _TFLITE_DEVICE, *args)
+    assert proc.returncode == 0, proc.stderr
+    probs = dec.decompress((tmp_path / "codes.bin").read_bytes())  # made with tflite-runtime, read with litert
+    assert probs.shape == (32, 28, 28) and np.mean((probs >= 0.5) != (images > 127)) < 0.08
+    assert "lossless refused:" in proc.stdout and "litert" in proc.stdout
