@@ -23,7 +23,7 @@ from compressor.codec import Encoder
 from compressor.errors import ManifestError
 from compressor.runtime import sessions as runtimes
 from export import isolation
-from tests.support import ROOT, pip_site, run_in_site, tflite_site
+from tests.support import ROOT, pip_site, run_in_site, tflite_site, without_modules
 
 TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
 
@@ -183,15 +183,9 @@ def test_missing_runtimes_and_gpus_are_recorded_as_not_available(result):
             assert row["batch"] is None and row["num_threads"] is None
 
 
-_LITERT_ONLY = """
-class _Lean:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('onnxruntime', 'PIL', 'matplotlib', 'psutil', 'pillow_jxl'):
-            raise ImportError('not installed on this device: ' + name)
-sys.meta_path.insert(0, _Lean())
-from bench.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
+_LITERT_ONLY = without_modules("onnxruntime", "PIL", "matplotlib", "psutil", "pillow_jxl") + (
+    "from bench.__main__ import main\nsys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def test_bench_runs_on_a_device_with_litert_alone(bundle_dir, tmp_path, bench_images):
