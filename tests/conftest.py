@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from tests import support
 from tests.support import mnist5k_test, to_uint8
 
 TEST_EPOCHS = 10
@@ -24,8 +25,8 @@ TEST_EPOCHS = 10
 settings.register_profile("project", max_examples=200, derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("project")
 
-#: Fixtures that train, export or measure: a test that uses any of them is slow.
-SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "enc", "dec", "bench_result"})
+#: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
+SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site"})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -94,3 +95,15 @@ def bench_result_file(bundle_dir, bench_images, tmp_path_factory):
 @pytest.fixture(scope="session")
 def bench_result(bench_result_file) -> dict:
     return json.loads(bench_result_file.read_text())
+
+
+@pytest.fixture(scope="session")
+def tflite_site():
+    """tflite-runtime 2.14 + numpy<2 (+ onnxruntime), pip-installed into .cache/sites once."""
+    return support.pip_site("tflite-2.14", support.TFLITE_SITE_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def jxl_site():
+    """pillow-jxl-plugin (not a project dependency), pip-installed into .cache/sites once."""
+    return support.pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])

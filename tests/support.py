@@ -115,10 +115,6 @@ def run_in_site(site: Path, *args: str, timeout: int = 600):
 TFLITE_SITE_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0", "pillow==13.0.0", "onnxruntime==1.32.0"]
 
 
-def tflite_site() -> Path:
-    return pip_site("tflite-2.14", TFLITE_SITE_REQUIREMENTS)
-
-
 def without_modules(*names: str) -> str:
     """Python source that makes importing the top-level modules ``names`` fail, as on a device without them."""
     return (

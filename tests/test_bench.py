@@ -23,7 +23,7 @@ from compressor.codec import Encoder
 from compressor.errors import ManifestError
 from compressor.runtime import sessions as runtimes
 from export import isolation
-from tests.support import ROOT, pip_site, run_in_site, tflite_site, without_modules
+from tests.support import ROOT, run_in_site, without_modules
 
 TINY = latency.Profile("tiny", warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
 
@@ -389,13 +389,12 @@ def test_codec_targets_measures_rate_distortion_lossless_and_latency_without_ten
     assert all(v > 0 for v in (*t["coding_us"].values(), *t["codec_us"].values()))
 
 
-def test_jpeg_xl_is_measured_losslessly_where_its_plugin_is_installed(bench_images, tmp_path):
+def test_jpeg_xl_is_measured_losslessly_where_its_plugin_is_installed(bench_images, jxl_site):
     """The JPEG XL figures of the README come from pillow-jxl-plugin, which is not a project
     dependency: it is installed into its own folder here (pinned), beside the test venv's Pillow."""
-    site = pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])
     code = (
         "import json, sys\n"
-        f"sys.path.insert(0, {str(site)!r})\n"
+        f"sys.path.insert(0, {str(jxl_site)!r})\n"
         "import numpy as np\n"
         "from bench import classical\n"
         "x = np.load(sys.argv[1])[:16]\n"
@@ -411,14 +410,14 @@ def test_jpeg_xl_is_measured_losslessly_where_its_plugin_is_installed(bench_imag
     assert lossy == sorted(lossy)
 
 
-def test_tflite_runtime_2_14_runs_every_tflite_file_like_litert(bundle_dir, bench_images, tmp_path):
+def test_tflite_runtime_2_14_runs_every_tflite_file_like_litert(bundle_dir, bench_images, tflite_site, tmp_path):
     """bench.tflite_runtime_check in tflite-runtime 2.14's own site (numpy 1.26), against ai-edge-litert:
     what the README's runtime table says about it."""
     ref = tmp_path / "litert.npz"
     args = (str(bundle_dir), str(bench_images), str(ref))
     proc = isolation.run_module("bench.tflite_runtime_check", *args, "--runtime", "litert", "--write-reference")
     assert proc.returncode == 0, proc.stderr
-    proc = run_in_site(tflite_site(), "-m", "bench.tflite_runtime_check", *args)
+    proc = run_in_site(tflite_site, "-m", "bench.tflite_runtime_check", *args)
     assert proc.returncode == 0, proc.stderr
     rows = {r["file"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert set(rows) == {f.path for role in ROLES for f in load_part(bundle_dir, role).files if f.format == "tflite"}

@@ -281,16 +281,17 @@ def test_all_images_arrive_in_order_identical_to_a_local_decode(hosts, bundle_di
 
 
 def test_cutting_the_cable_mid_stream_resumes_without_loss_or_rewrite(hosts, bundle_dir, camera_images, tmp_path):
-    """The gateway is held after 11 images (see Gateway), so the cut is always mid-stream; the cable
-    comes back only after the camera has reported the broken connection."""
+    """The gateway is held after 11 images (see Gateway), so the cut is always mid-stream. Released
+    while the cable is down, it writes what it has and its ACKs are lost (the window of 8 keeps it
+    short of the end); the cable comes back only after the camera has reported the broken link."""
     gateway = Gateway(hosts, bundle_dir, tmp_path / "out", hold=_written_at_least(11))
     try:
         camera = Camera(hosts, bundle_dir, camera_images, "--window", "8", "--retries", "8", ack_timeout=2)
         assert gateway.held.wait(WAIT), f"the gateway never wrote 11 images: {gateway.events[-5:]}"
         hosts.cable(up=False)
+        gateway.release()
         camera.wait_for_report("attempt failed")
         hosts.cable(up=True)
-        gateway.release()
         code, summary, err = camera.finish()
         assert code == 0, err
         assert gateway.finish() == 0
@@ -299,7 +300,7 @@ def test_cutting_the_cable_mid_stream_resumes_without_loss_or_rewrite(hosts, bun
         gateway.kill()
     sessions = [e for e in gateway.events if e["event"] == "session"]
     assert summary["acknowledged"] == 60 and summary["connections"] >= 2, (summary, err)
-    assert len(sessions) == summary["connections"]  # every connection the camera made reached the gateway
+    assert 2 <= len(sessions) <= summary["connections"]  # a HELLO may be lost with the cable, never invented
     assert gateway.written() == list(range(60))  # each once, in order
     assert sessions[0]["resume"] == 0 and sessions[-1]["resume"] >= 11
     _check_arrived(tmp_path / "out" / summary["session"], *_local_decode(bundle_dir, camera_images))
