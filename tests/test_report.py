@@ -161,6 +161,7 @@ def _markdown_tables(md: str) -> list[list[list[str]]]:
 def test_the_html_report_shows_the_same_headings_and_table_cells_as_the_markdown(two_results, tmp_path):
     out = report.write_report(list(two_results), tmp_path / "r")
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    md = re.sub(r"^```\n.*?^```$", "", md, flags=re.S | re.M)  # code blocks hold '# device' comment lines
     parsed = _Tables()
     parsed.feed(page)
     assert parsed.headings == [h.lstrip("#").strip() for h in md.splitlines() if h.startswith("#")]
