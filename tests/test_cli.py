@@ -205,3 +205,16 @@ def test_info_on_an_empty_stream_says_so_instead_of_crashing(tmp_path, capsys):
 
 def _names(n: int) -> list[str]:
     return [f"digit{i}" for i in range(n)]
+
+
+def test_decode_keeps_existing_files_unless_told_to_overwrite(bundle_dir, digits, tmp_path, capsys):
+    _encode(bundle_dir, digits, tmp_path / "c.bin")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "digit3.png").write_bytes(b"mine")
+    decode = ["decode", str(tmp_path / "c.bin"), "-o", str(out), "--bundle", str(bundle_dir)]
+    assert main(decode) == 1
+    assert "1 output files exist already" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["digit3.png"] and (out / "digit3.png").read_bytes() == b"mine"
+    assert main([*decode, "--overwrite"]) == 0
+    assert len(list(out.iterdir())) == 6 and read_image(out / "digit3.png").shape == (28, 28)

@@ -167,13 +167,14 @@ def test_the_int8_quality_gate_fails_when_the_int8_files_lose_too_much(bundle_di
 def test_a_failing_export_exits_3_keeps_the_rejected_bundle_and_leaves_the_old_one(
     bundle_dir, trained_run, tmp_path, monkeypatch, capsys
 ):
-    from export import validate
+    from export import pipeline, validate
     from export.cli import main
 
     out = tmp_path / "bundle"
     shutil.copytree(bundle_dir, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     monkeypatch.setattr(validate, "PIXEL_ERROR_PP", -5.0)  # int8 must beat Keras by 5 points: it cannot
+    monkeypatch.setattr(pipeline, "CALIBRATION_SAMPLES", 500)  # this bundle is rejected anyway: calibrate less
     assert main(["export", str(trained_run[0]), "-o", str(out)]) == 3
     captured = capsys.readouterr()
     assert "pixel_error_%" in captured.err and "int8" in captured.err
