@@ -18,7 +18,10 @@ import pytest
 from hypothesis import settings
 
 from tests import support
-from tests.support import mnist5k_test, to_uint8
+from tests.support import ROOT, mnist5k_test, run_without_tensorflow, to_uint8  # noqa: F401
+
+# ROOT and run_without_tensorflow are re-exported only so that a test file written before
+# tests/support.py still imports; test_device_side_is_light asks it to import from tests.support.
 
 TEST_EPOCHS = 10
 
