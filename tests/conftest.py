@@ -2,18 +2,40 @@
 
 The model is the real CVAE trained for a few epochs on the embedded MNIST digits and
 exported to real TFLite/ONNX files; tests run them in the real runtimes.
+
+Every test that uses the model (directly or through another fixture) is marked ``slow``
+here, so ``pytest -m "not slow"`` is the quick edit-test loop (well under a minute).
+One hypothesis profile for the whole suite: derandomized (CI and a laptop draw the same
+examples) and without per-example deadlines (a loaded machine is not a failure).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
+import numpy as np
 import pytest
+from hypothesis import settings
 
-from export import isolation
+from tests import support
+from tests.support import ROOT, mnist5k_test, run_without_tensorflow, to_uint8  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+# ROOT and run_without_tensorflow are re-exported only so that a test file written before
+# tests/support.py still imports; test_device_side_is_light asks it to import from tests.support.
+
 TEST_EPOCHS = 10
+
+settings.register_profile("project", max_examples=200, derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("project")
+
+#: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
+SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +72,41 @@ def dec(bundle_dir):
     return compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
 
 
-def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
-    """Run ``code`` in a fresh interpreter that cannot import TensorFlow at all."""
-    return isolation.run(code, *args, timeout=timeout)
+@pytest.fixture(scope="session")
+def bench_images(tmp_path_factory):
+    """64 real uint8 test digits in an .npy file (grey, as a camera would send them)."""
+    path = tmp_path_factory.mktemp("bench_images") / "test_images.npy"
+    np.save(path, to_uint8(mnist5k_test(64, binarize=False)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bench_result_file(bundle_dir, bench_images, tmp_path_factory):
+    """One real ``python -m bench bench`` run, in a process that cannot import TensorFlow."""
+    from export import isolation
+
+    out = tmp_path_factory.mktemp("bench_results") / "this.json"
+    proc = isolation.run_module(
+        "bench",
+        *("bench", "--bundle", str(bundle_dir), "--images", str(bench_images), "-o", str(out)),
+        *("--quick", "--num-runs", "3", "--min-secs", "0", "--warmup-runs", "1", "--threads", "1"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def bench_result(bench_result_file) -> dict:
+    return json.loads(bench_result_file.read_text())
+
+
+@pytest.fixture(scope="session")
+def tflite_site():
+    """tflite-runtime 2.14 + numpy<2 (+ onnxruntime), pip-installed into .cache/sites once."""
+    return support.pip_site("tflite-2.14", support.TFLITE_SITE_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def jxl_site():
+    """pillow-jxl-plugin (not a project dependency), pip-installed into .cache/sites once."""
+    return support.pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])

@@ -14,7 +14,6 @@ Times under emulation say nothing about a Raspberry Pi, so none are asserted or 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -25,7 +24,7 @@ import pytest
 from compressor import Decoder, Encoder
 from compressor.io.atomic import atomic_write_json
 from tests.aarch64 import emulator as emu_mod
-from tests.conftest import ROOT
+from tests.support import ROOT, mnist5k_test, skip_or_fail, to_uint8
 
 INT8_STEP = 1 / 256  # the int8 decoders' output scale: one step of the quantized probability
 FP32_TOL = 1e-4  # as the export's validation of float32 files
@@ -34,33 +33,27 @@ SUBSET = 64  # images decoded in the slower or secondary configurations
 DEVICE_TIMEOUT = 900
 
 
-def _skip_or_fail(why: str):
-    if os.environ.get("COMPRESSOR_REQUIRE_SYSTEM_TESTS") == "1":
-        pytest.fail(f"required on this machine (COMPRESSOR_REQUIRE_SYSTEM_TESTS=1): {why}")
-    pytest.skip(f"aarch64 emulation unavailable: {why}")
-
-
 @pytest.fixture(scope="module")
 def emulated():
     started = time.perf_counter()
     try:
         emu, sites = emu_mod.build(tflite=True)
     except emu_mod.UnavailableError as e:
-        _skip_or_fail(str(e))
+        skip_or_fail(f"aarch64 emulation unavailable: {e}")
     return emu, sites, time.perf_counter() - started
 
 
 @pytest.fixture(scope="module")
 def x86(bundle_dir, tmp_path_factory):
     """Codes of the held-back digits and their decodes, made on this x86_64 host."""
-    from export import datasets
-
-    images = datasets.load("mnist5k").test[..., 0]
+    images = mnist5k_test()
     enc = Encoder.load(bundle_dir / "encoder", runtime="litert", precision="int8")
     stream, messages = enc.compress_stream(images), enc.compress(images)
-    binary = (images * 255).astype(np.uint8)
-    exact = enc.compress(binary, mode="lossless") if enc.coding.lossless is not None else []
-    context = enc.compress(binary[:SUBSET], band=127) if enc.coding.binary_context is not None else []
+    binary = to_uint8(images)
+    assert enc.coding.lossless is not None  # the session model is trained on binarized digits
+    assert enc.coding.binary_context is not None
+    exact = enc.compress(binary, mode="lossless")
+    context = enc.compress(binary[:SUBSET], band=127)
     folder = tmp_path_factory.mktemp("x86")
     arrays = {"stream": np.frombuffer(stream, np.uint8), **_pack("messages", messages), **_pack("lossless", exact)}
     arrays |= _pack("context", context)
@@ -75,7 +68,6 @@ def x86(bundle_dir, tmp_path_factory):
         "symbols": enc.symbols(images),
         "images": images,
         "binary": binary,
-        "has_lossless": bool(exact),
         "has_context": bool(context),
         "probs": probs,
     }
@@ -93,10 +85,8 @@ def device(emulated, x86, bundle_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("aarch64")
     shutil.copytree(ROOT / "compressor", work / "pkg" / "compressor", ignore=shutil.ignore_patterns("__pycache__"))
     script = str(ROOT / "tests" / "aarch64" / "device_decode.py")
-    lossless = ["lossless:litert:int8"] if x86["has_lossless"] else []
-    lossless_subset = [f"lossless:litert:int8:{SUBSET}"] if x86["has_lossless"] else []
-    lossless_subset += ["context:litert:int8"] if x86["has_context"] else []
-    lossless += ["context:litert:int8"] if x86["has_context"] else []
+    lossless = ["lossless:litert:int8", "context:litert:int8"]
+    lossless_subset = [f"lossless:litert:int8:{SUBSET}", "context:litert:int8"]
     runs = {  # four processes, so that both cores stay busy
         "pi4-litert": (emu_mod.PI4_CPU, "edge", ["litert:int8", f"litert:fp32:{SUBSET}"] + lossless),
         "pi4-onnx": (emu_mod.PI4_CPU, "edge", ["onnx:int8", f"onnx:fp32:{SUBSET}"]),
@@ -171,8 +161,6 @@ def test_litert_int8_images_on_a_pi_4_and_pi_5_cpu_match_x86_within_one_int8_ste
 
 def test_lossless_codes_made_on_x86_decode_to_the_exact_pixels_on_a_pi_4_and_pi_5_cpu(device, x86):
     """Lossless decoding re-runs the int8 decoder and needs its every output bit: the strictest check."""
-    if not x86["has_lossless"]:
-        pytest.skip("this bundle has no lossless table")
     for name in ("pi4-litert", "pi5"):
         exact = device[name]["lossless_litert_int8"]
         np.testing.assert_array_equal(exact, x86["binary"][: len(exact)], err_msg=name)
@@ -180,8 +168,6 @@ def test_lossless_codes_made_on_x86_decode_to_the_exact_pixels_on_a_pi_4_and_pi_
 
 def test_binary_residual_codes_made_on_x86_decode_to_the_exact_pixels_on_a_pi_4_and_pi_5_cpu(device, x86):
     """Context-coded lossless codes (mode 3, band 127) predict from the same int8 levels: exact too."""
-    if not x86["has_context"]:
-        pytest.skip("this bundle has no binary_context table")
     for name in ("pi4-litert", "pi5"):
         exact = device[name]["context_litert_int8"]
         np.testing.assert_array_equal(exact, x86["binary"][: len(exact)], err_msg=name)

@@ -5,25 +5,51 @@ import json
 import numpy as np
 import pytest
 
+import compressor
+from compressor import wire
 from compressor.cli import main
-from compressor.io.files import read_image, write_png
+from compressor.io.arrays import to_uint8 as as_uint8_levels
+from compressor.io.files import read_image, read_images, write_png
+from tests.support import mnist5k_test
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    from export import datasets
-
     folder = tmp_path_factory.mktemp("digits")
-    for i, img in enumerate(datasets.load("mnist5k").test[:6, ..., 0]):
+    for i, img in enumerate(mnist5k_test(6)):
         write_png(folder / f"digit{i}.png", img)
     return folder
+
+
+@pytest.fixture(scope="module")
+def pixels(digits):
+    """The six digits as the CLI reads them (uint8 0/255)."""
+    return read_images(digits)[0]
+
+
+def _encode(bundle_dir, digits, out, *flags) -> dict:
+    """``compressor encode`` with ``flags``, then ``compressor info`` of the result (as a dict)."""
+    assert main(["encode", str(digits), "-o", str(out), "--bundle", str(bundle_dir), *flags]) == 0
+    return _info(out, "--bundle", str(bundle_dir / "decoder"))
+
+
+def _info(codes, *flags) -> dict:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["info", str(codes), *flags]) == 0
+    return json.loads(buf.getvalue())
 
 
 def test_encode_info_decode_round_trip_keeps_names(bundle_dir, digits, tmp_path, capsys):
     codes = tmp_path / "codes.bin"
     assert main(["encode", str(digits), "-o", str(codes), "--bundle", str(bundle_dir), "--quality", "8"]) == 0
     assert main(["info", str(codes), "--bundle", str(bundle_dir / "decoder")]) == 0
-    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    out = capsys.readouterr().out
+    assert out.startswith("6 images -> ") and "names stored" in out
+    info = json.loads(out.split("\n", 1)[1])
     assert info["count"] == 6 and info["mode"] == "entropy" and info["step"] > 0
     out = tmp_path / "decoded"
     assert (
@@ -62,6 +88,136 @@ def test_encoding_an_empty_folder_names_the_folder(bundle_dir, tmp_path, capsys)
     assert main(["encode", str(tmp_path), "-o", str(tmp_path / "c.bin"), "--bundle", str(bundle_dir)]) == 1
     assert "no images" in capsys.readouterr().err
     assert not (tmp_path / "c.bin").exists()
+
+
+# --- every documented flag of encode / info / decode ---------------------------------------------
+def test_encode_step_writes_codes_at_exactly_that_step(bundle_dir, digits, pixels, enc, tmp_path):
+    step = enc.steps[5]
+    info = _encode(bundle_dir, digits, tmp_path / "c.bin", "--step", str(step))
+    assert info["step"] == step and info["step_index"] == 5
+    assert (tmp_path / "c.bin").read_bytes() == enc.compress_stream(pixels, step=step, names=_names(6))
+
+
+def test_encode_quality_runs_from_coarse_1_to_fine_16(bundle_dir, digits, enc, tmp_path):
+    n = len(enc.steps)
+    coarse = _encode(bundle_dir, digits, tmp_path / "q1.bin", "--quality", "1")
+    fine = _encode(bundle_dir, digits, tmp_path / "q16.bin", "--quality", str(n))
+    assert (coarse["step_index"], fine["step_index"]) == (n - 1, 0)
+    assert coarse["bytes"] < fine["bytes"]
+
+
+def test_encode_target_bytes_keeps_the_stream_within_the_budget_per_image(bundle_dir, digits, pixels, enc, tmp_path):
+    info = _encode(bundle_dir, digits, tmp_path / "t.bin", "--target-bytes", "14", "--no-names")
+    assert info["bytes"] <= 14 * 6
+    assert (tmp_path / "t.bin").read_bytes() == enc.compress_stream(pixels, target_bytes=14)
+    finer = enc.compress_stream(pixels, step=enc.steps[info["step_index"] - 1]) if info["step_index"] else None
+    assert finer is None or len(finer) > 14 * 6  # the finest step that fits
+
+
+def test_only_one_rate_option_is_accepted(bundle_dir, digits, tmp_path, capsys):
+    with pytest.raises(SystemExit) as usage:
+        main(["encode", str(digits), "-o", str(tmp_path / "c.bin"), "--quality", "3", "--step", "0.5"])
+    assert usage.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert (
+        main(["encode", str(digits), "-o", str(tmp_path / "c.bin"), "--bundle", str(bundle_dir), "--quality", "99"])
+        == 1
+    )
+    assert "quality must be an integer 1..16" in capsys.readouterr().err
+    assert not (tmp_path / "c.bin").exists()
+
+
+def test_encode_joint_writes_one_smaller_code_that_decodes_to_the_same_images(bundle_dir, digits, tmp_path):
+    separate = _encode(bundle_dir, digits, tmp_path / "s.bin")
+    joint = _encode(bundle_dir, digits, tmp_path / "j.bin", "--joint")
+    assert joint["joint"] and not separate["joint"] and joint["bytes"] < separate["bytes"]
+    for codes in ("s", "j"):
+        assert (
+            main(["decode", str(tmp_path / f"{codes}.bin"), "-o", str(tmp_path / codes), "--bundle", str(bundle_dir)])
+            == 0
+        )
+    for name in (f"digit{i}.png" for i in range(6)):
+        np.testing.assert_array_equal(read_image(tmp_path / "j" / name), read_image(tmp_path / "s" / name))
+
+
+@pytest.mark.parametrize("flags", [["--lossless"], ["--mode", "lossless"]])
+def test_encode_lossless_decodes_to_exactly_the_input_pixels(bundle_dir, digits, pixels, tmp_path, flags):
+    info = _encode(bundle_dir, digits, tmp_path / "x.bin", *flags)
+    assert info["mode"] == "lossless"
+    assert main(["decode", str(tmp_path / "x.bin"), "-o", str(tmp_path / "out"), "--bundle", str(bundle_dir)]) == 0
+    for i in range(6):
+        np.testing.assert_array_equal(read_image(tmp_path / "out" / f"digit{i}.png"), pixels[i])
+
+
+def test_encode_mode_raw_writes_fixed_size_payloads(bundle_dir, digits, tmp_path):
+    info = _encode(bundle_dir, digits, tmp_path / "r.bin", "--mode", "raw")
+    assert info["mode"] == "raw"
+    payloads = wire.unpack_stream((tmp_path / "r.bin").read_bytes()).payloads
+    assert len(set(map(len, payloads))) == 1
+
+
+def test_encode_precision_and_threads_choose_the_network_that_runs(bundle_dir, digits, pixels, tmp_path, capsys):
+    flags = ["--runtime", "onnx", "--precision", "fp32", "--threads", "2"]
+    _encode(bundle_dir, digits, tmp_path / "f.bin", *flags)
+    assert "with onnx" in capsys.readouterr().out
+    fp32 = compressor.Encoder.load(bundle_dir / "encoder", runtime="onnx", precision="fp32")
+    assert (tmp_path / "f.bin").read_bytes() == fp32.compress_stream(pixels, names=_names(6))
+    with pytest.raises(SystemExit) as usage:
+        main(["encode", str(digits), "-o", str(tmp_path / "z.bin"), "--threads", "0"])
+    assert usage.value.code == 2 and "positive whole number" in capsys.readouterr().err
+
+
+def test_encode_no_names_stores_none_and_decode_numbers_the_files(bundle_dir, digits, tmp_path):
+    named = _encode(bundle_dir, digits, tmp_path / "n.bin")
+    bare = _encode(bundle_dir, digits, tmp_path / "codes.bin", "--no-names")
+    assert named["names"] and not bare["names"] and bare["bytes"] < named["bytes"]
+    assert main(["decode", str(tmp_path / "codes.bin"), "-o", str(tmp_path / "out"), "--bundle", str(bundle_dir)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"codes-{i:03d}.png" for i in range(6)]
+
+
+def test_decode_probabilities_writes_the_grey_levels_of_the_decoder(bundle_dir, digits, dec, tmp_path):
+    _encode(bundle_dir, digits, tmp_path / "c.bin")
+    out = tmp_path / "grey"
+    flags = ["--bundle", str(bundle_dir / "decoder"), "--probabilities"]
+    assert main(["decode", str(tmp_path / "c.bin"), "-o", str(out), *flags]) == 0
+    probs = dec.decompress((tmp_path / "c.bin").read_bytes())
+    grey = np.stack([read_image(out / f"digit{i}.png") for i in range(6)])
+    np.testing.assert_array_equal(grey, as_uint8_levels(probs))
+    assert len(np.unique(grey)) > 2
+
+
+def test_info_without_a_bundle_describes_the_stream_but_not_its_step(bundle_dir, digits, tmp_path):
+    with_bundle = _encode(bundle_dir, digits, tmp_path / "c.bin")
+    alone = _info(tmp_path / "c.bin")
+    assert "step" not in alone and alone == {k: v for k, v in with_bundle.items() if k != "step"}
+    assert alone["count"] == 6 and alone["bytes"] == (tmp_path / "c.bin").stat().st_size
+
+
+def test_info_on_an_empty_stream_says_so_instead_of_crashing(tmp_path, capsys):
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(wire.pack_stream(bytes(8), "entropy", 0, [], names=[]))
+    info = _info(empty)
+    assert info["count"] == 0 and info["bytes_per_image"] is None and info["payload_bytes_per_image"] is None
+    (tmp_path / "zero.bin").write_bytes(b"")
+    assert main(["info", str(tmp_path / "zero.bin")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("compressor info: error: ") and "truncated" in err and len(err.strip().splitlines()) == 1
+
+
+def _names(n: int) -> list[str]:
+    return [f"digit{i}" for i in range(n)]
+
+
+def test_decode_keeps_existing_files_unless_told_to_overwrite(bundle_dir, digits, tmp_path, capsys):
+    _encode(bundle_dir, digits, tmp_path / "c.bin")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "digit3.png").write_bytes(b"mine")
+    decode = ["decode", str(tmp_path / "c.bin"), "-o", str(out), "--bundle", str(bundle_dir)]
+    assert main(decode) == 1
+    assert "1 output files exist already" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["digit3.png"] and (out / "digit3.png").read_bytes() == b"mine"
+    assert main([*decode, "--overwrite"]) == 0
+    assert len(list(out.iterdir())) == 6 and read_image(out / "digit3.png").shape == (28, 28)
 
 
 @pytest.mark.slow

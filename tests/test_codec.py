@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import compressor
 from compressor import wire
+from compressor.coding.entropy import MAX_ABS_SYMBOL
 from compressor.errors import (
     CodeError,
     CorruptCodeError,
@@ -16,13 +18,12 @@ from compressor.errors import (
     TruncatedCodeError,
     UnsupportedFormatVersionError,
 )
+from tests.support import mnist5k_test, run_in_site, run_without_tensorflow, to_uint8, without_modules
 
 
 @pytest.fixture(scope="module")
 def images():
-    from export import datasets
-
-    return datasets.load("mnist5k").test[:64, ..., 0]
+    return mnist5k_test(64)
 
 
 def test_messages_decode_to_exactly_the_quantized_symbols(enc, dec, images):
@@ -42,7 +43,7 @@ def test_decompress_returns_probabilities_or_binary_pixels(enc, dec, images):
 
 
 def test_uint8_and_float_images_give_the_same_code(enc, images):
-    as_u8 = (images * 255).astype(np.uint8)
+    as_u8 = to_uint8(images)
     assert enc.compress(as_u8) == enc.compress(images)
     assert enc.compress(images[:1]) == enc.compress(images[0])  # (H, W) is one image
 
@@ -82,21 +83,35 @@ def test_a_coarser_step_makes_smaller_codes(enc, images):
     assert coarse < fine
 
 
-def test_quality_maps_to_steps_finest_at_the_top(enc, images):
-    top = enc.compress(images[:1], quality=16)[0]
-    assert wire.unpack_message(enc.coding.model_id, top)[0].step_index == 0
+def test_quality_runs_from_the_coarsest_step_to_the_finest_and_sizes_grow_with_it(enc, dec, images):
+    n = len(enc.steps)
+    totals = []
+    for quality in range(1, n + 1):
+        messages = enc.compress(images, quality=quality)
+        indices = {wire.unpack_message(enc.coding.model_id, m)[0].step_index for m in messages}
+        assert indices == {n - quality}, quality  # quality 1 = coarsest step, quality n = finest
+        assert messages == enc.compress(images, step=enc.steps[n - quality])
+        totals.append(sum(map(len, messages)))
+    assert totals == sorted(totals) and totals[0] < totals[-1], totals  # more quality never costs fewer bytes
+    assert enc.steps == sorted(enc.steps)  # index 0 is the finest step
+    error = [np.mean((dec.decompress(enc.compress(images, quality=q)) >= 0.5) != (images >= 0.5)) for q in (1, n)]
+    assert error[1] < error[0]
 
 
 def test_target_bytes_picks_the_finest_step_that_fits_each_image(enc, dec, images):
     messages = enc.compress(images, target_bytes=8)
     assert all(len(m) <= 8 for m in messages)
     steps = [wire.unpack_message(enc.coding.model_id, m)[0].step_index for m in messages]
-    for m, s in zip(messages[:8], steps[:8]):
+    assert len(set(steps)) > 1  # the budget really is decided per image
+    for i, s in enumerate(steps):
         if s > 0:  # one step finer would not have fitted
-            img = images[messages.index(m)]
-            finer = enc.compress(img, step=enc.steps[s - 1])[0]
-            assert len(finer) > 8
-    dec.decompress(messages)
+            finer = enc.compress(images[i], step=enc.steps[s - 1])[0]
+            assert len(finer) > 8, i
+    decoded = dec.read(messages)
+    np.testing.assert_array_equal(decoded.steps, [enc.steps[s] for s in steps])
+    np.testing.assert_array_equal(
+        decoded.symbols, np.stack([enc.symbols(images[i], step=enc.steps[s])[0] for i, s in enumerate(steps)])
+    )
 
 
 def test_stream_target_bytes_bounds_the_mean_size(enc, images):
@@ -151,8 +166,10 @@ def test_every_byte_of_a_stream_is_covered_by_a_check(enc, dec, images):
 def test_a_stream_for_another_model_names_both_models(enc, dec, images):
     s = wire.unpack_stream(enc.compress_stream(images[:3]))
     foreign = wire.pack_stream(bytes(8), s.mode, s.step_index, s.payloads)
-    with pytest.raises(ModelMismatchError, match="0000000000000000"):
+    with pytest.raises(ModelMismatchError) as refused:
         dec.read(foreign)
+    assert "0000000000000000" in str(refused.value)  # the stream's model
+    assert dec.coding.model_id.hex() in str(refused.value)  # and this decoder's
 
 
 def test_messages_for_another_model_are_refused(enc, dec, images):
@@ -182,12 +199,10 @@ def test_a_newer_format_version_is_refused_with_a_clear_message(enc, dec, images
 def test_random_bytes_are_refused_with_library_errors(dec):
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 5, 40, 300):
-        with pytest.raises((CodeError, ValueError)):
+        with pytest.raises(CodeError):
             dec.read(rng.bytes(n))
-        try:
+        with pytest.raises(CodeError):
             dec.read([rng.bytes(n)])
-        except (CodeError, ValueError):
-            pass
 
 
 def test_decoding_nothing_is_an_error(dec):
@@ -199,19 +214,23 @@ def test_decoding_nothing_is_an_error(dec):
         dec.read(b"hello world, not a stream")
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@st.composite
+def symbol_vectors(draw, dims: int):
+    """A latent symbol vector: mostly small values as real latents give, some far outside any table."""
+    small = st.integers(-12, 12)
+    anywhere = st.integers(-MAX_ABS_SYMBOL, MAX_ABS_SYMBOL)
+    return draw(hnp.arrays(np.int64, dims, elements=st.one_of(small, small, anywhere)))
+
+
 @given(data=st.data())
-def test_any_latents_round_trip_exactly_at_every_step(enc, dec, data):
-    index = data.draw(st.integers(0, len(enc.steps) - 1))
-    scale = data.draw(st.sampled_from([0.5, 1.0, 3.0, 20.0]))
-    seed = data.draw(st.integers(0, 2**31))
-    latents = np.random.default_rng(seed).normal(0, scale, (3, enc.part.latent_dim))
-    symbols = enc._quantize(latents, index)
-    for mode in ("entropy", "raw"):
-        payload = enc.coding.encode_one(symbols[0], index, mode)
-        out = dec.coding.decode_one(payload, index, mode)
-        if mode == "entropy":
-            assert out == symbols[0].tolist()
+def test_any_symbols_round_trip_exactly_in_entropy_mode_and_clipped_in_raw_mode(enc, dec, data):
+    index = data.draw(st.integers(0, len(enc.steps) - 1), label="step index")
+    symbols = data.draw(symbol_vectors(enc.part.latent_dim), label="symbols")
+    payload = enc.coding.encode_one(symbols, index, "entropy")
+    assert dec.coding.decode_one(payload, index, "entropy") == symbols.tolist()
+    table = enc.coding.tables[index]
+    raw = dec.coding.decode_one(enc.coding.encode_one(symbols, index, "raw"), index, "raw")
+    assert raw == np.clip(symbols, table.lo, np.asarray(table.hi)).tolist()
 
 
 def test_a_joint_stream_decodes_to_the_same_symbols_and_is_smaller(enc, dec, images):
@@ -237,3 +256,66 @@ def test_a_joint_stream_announcing_more_images_than_it_can_hold_is_refused(enc, 
     forged = wire.pack_stream(s.model_id, "entropy", s.step_index, s.payloads, joint_count=200_000)
     with pytest.raises(CorruptCodeError, match="cannot hold"):
         dec.read(forged)
+
+
+# --- runtime="auto": litert, then tflite, then onnx ------------------------------------------------
+_RESOLVE = "from compressor.runtime import sessions\nprint(sessions.resolve('auto'))\n"
+
+
+@pytest.mark.parametrize(("absent", "expected"), [((), "litert"), (("ai_edge_litert",), "onnx")])
+def test_runtime_auto_takes_litert_then_onnx_in_the_test_venv(absent, expected):
+    """tflite-runtime 2.14 cannot be installed beside numpy 2: its place in the order is checked below."""
+    proc = run_without_tensorflow(without_modules(*absent) + _RESOLVE)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(("absent", "expected"), [((), "tflite"), (("tflite_runtime",), "onnx")])
+def test_runtime_auto_takes_tflite_before_onnx_where_litert_is_absent(tflite_site, absent, expected):
+    proc = run_in_site(tflite_site, "-c", without_modules(*absent) + _RESOLVE)  # no ai-edge-litert there
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+
+
+def test_runtime_auto_without_any_runtime_says_how_to_install_one():
+    code = without_modules("ai_edge_litert", "tflite_runtime", "onnxruntime") + _RESOLVE
+    proc = run_without_tensorflow(code)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("compressor.errors.RuntimeUnavailableError: no inference runtime installed for 'auto'")
+    for hint in ("ai-edge-litert==2.3.0", "tflite-runtime==2.14.0", "onnxruntime==1.32.0"):
+        assert hint in last
+
+
+_TFLITE_DEVICE = """
+import sys
+import numpy as np
+import compressor
+bundle, images = sys.argv[1], np.load(sys.argv[2])
+enc = compressor.Encoder.load(bundle + "/encoder")  # runtime="auto"
+dec = compressor.Decoder.load(bundle + "/decoder")
+assert (enc.runtime, dec.runtime) == ("tflite", "tflite"), (enc.runtime, dec.runtime)
+stream = enc.compress_stream(images)
+np.testing.assert_array_equal(dec.read(stream).symbols, enc.symbols(images))
+open(sys.argv[3], "wb").write(stream)
+try:
+    dec.decompress(open(sys.argv[4], "rb").read())
+except compressor.LosslessMismatchError as e:
+    print("lossless refused:", e)
+"""
+
+
+def test_a_device_with_tflite_runtime_alone_takes_it_by_default_and_refuses_lossless(
+    bundle_dir, dec, tflite_site, tmp_path
+):
+    """The README: tflite-runtime codes decode anywhere, but lossless codes need ai-edge-litert."""
+    images = to_uint8(mnist5k_test(32))
+    np.save(tmp_path / "x.npy", images)
+    lossless = tmp_path / "lossless.bin"  # made here with ai-edge-litert
+    lossless.write_bytes(compressor.Encoder.load(bundle_dir, runtime="litert").compress_stream(images, mode="lossless"))
+    args = (str(bundle_dir), str(tmp_path / "x.npy"), str(tmp_path / "codes.bin"), str(lossless))
+    proc = run_in_site(tflite_site, "-c", without_modules("onnxruntime") + _TFLITE_DEVICE, *args)
+    assert proc.returncode == 0, proc.stderr
+    probs = dec.decompress((tmp_path / "codes.bin").read_bytes())  # made with tflite-runtime, read with litert
+    assert probs.shape == (32, 28, 28) and np.mean((probs >= 0.5) != (images > 127)) < 0.08
+    assert "lossless refused:" in proc.stdout and "litert" in proc.stdout

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT, mnist5k_test, to_uint8
+
 HEAVY = ("tensorflow", "keras", "tf2onnx", "export", "bench")
 
 
@@ -112,9 +113,9 @@ def test_the_edge_environment_has_no_tensorflow_installed_and_still_decodes(bund
     import numpy as np
 
     import compressor
-    from export import datasets, isolation
+    from export import isolation
 
-    images = (datasets.load("mnist5k").test[:20, ..., 0] * 255).astype(np.uint8)
+    images = to_uint8(mnist5k_test(20))
     np.save(tmp_path / "x.npy", images)
     codes = tmp_path / "codes.bin"
     codes.write_bytes(compressor.Encoder.load(bundle_dir).compress_stream(images, joint=True))
@@ -126,3 +127,16 @@ def test_the_edge_environment_has_no_tensorflow_installed_and_still_decodes(bund
     report = json.loads(proc.stdout)
     assert report["tensorflow_installed"] is False and report["images"] == 20
     assert report["pixel_error_%"] < 10
+
+
+def test_test_modules_share_helpers_through_tests_support_only():
+    """No test module imports another test module or conftest.py: one home per helper, and a test
+    file can be run alone. Fixtures come from conftest.py by name, helpers from tests/support.py."""
+    allowed = ("tests.support", "tests.aarch64")
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for name in names:
+                if name == "tests" or name.startswith("tests."):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from compressor.coding.entropy import (
@@ -26,7 +26,6 @@ from compressor.coding.entropy import (
 from compressor.coding.rangecoder import TOTAL
 from compressor.errors import CodeError, CorruptCodeError, ManifestError, RateError, TruncatedCodeError
 
-FAST = settings(max_examples=200, derandomize=True, deadline=None)
 DIMS = 16
 STEPS = (0.05, 0.2, 0.5, 1.0, 2.0)
 SCALES = np.array([0.01, 0.05, 0.2, 0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1.2, 1.5, 2, 3])
@@ -62,7 +61,6 @@ def image_symbols(draw):
     return table, symbols
 
 
-@FAST
 @given(image_symbols())
 def test_round_trip_returns_exact_symbols_including_escapes(case):
     table, symbols = case
@@ -285,7 +283,6 @@ def test_raw_bits_cover_each_dimension_range_with_at_least_one_bit():
         assert 2 ** (bits - 1) < size <= 2**bits or (bits == 1 and size <= 2)
 
 
-@FAST
 @given(image_symbols())
 def test_raw_round_trip_returns_symbols_clamped_into_the_table(case):
     table, symbols = case

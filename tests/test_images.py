@@ -30,7 +30,10 @@ def rng():
 
 @pytest.fixture
 def pil():
-    return pytest.importorskip("PIL.Image")
+    """Pillow, the reference decoder: a core dependency, so always installed (never skipped)."""
+    import PIL.Image
+
+    return PIL.Image
 
 
 @pytest.fixture
@@ -579,12 +582,18 @@ def test_read_image_reads_colour_jpeg_like_pillow_convert_l(tmp_path, rng, pil):
         np.testing.assert_array_equal(read_image(path), np.array(im.convert("L")))
 
 
-def test_read_image_applies_jpeg_exif_orientation(tmp_path, pil):
-    im = pil.fromarray(np.zeros((4, 8), np.uint8))
+@pytest.mark.parametrize(("orientation", "turns"), [(6, -1), (8, 1), (3, 2)])
+def test_read_image_applies_jpeg_exif_orientation(tmp_path, pil, orientation, turns):
+    """Only the top-left quadrant is bright, so every rotation and mirror gives a different array."""
+    stored = np.zeros((16, 32), np.uint8)
+    stored[:8, :16] = 255
     exif = pil.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    im.save(tmp_path / "r.jpg", exif=exif)
-    assert read_image(tmp_path / "r.jpg").shape == (8, 4)
+    exif[0x0112] = orientation  # 6: rotate 90 degrees clockwise on display, 8: counter-clockwise, 3: 180
+    pil.fromarray(stored).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    shown = read_image(tmp_path / "r.jpg")
+    expected = np.rot90(stored, turns)
+    assert shown.shape == expected.shape
+    assert np.abs(shown.astype(int) - expected).max() < 48  # JPEG blurs the edge a little, nothing more
 
 
 def test_read_image_keeps_the_high_byte_of_16_bit_tiff(tmp_path, pil):

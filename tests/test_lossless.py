@@ -7,13 +7,12 @@ import compressor
 from compressor import wire
 from compressor.coding import lossless
 from compressor.errors import LosslessMismatchError
+from tests.support import mnist5k_test, to_uint8
 
 
 @pytest.fixture(scope="module")
 def binary_images():
-    from export import datasets
-
-    return (datasets.load("mnist5k").test[:40, ..., 0] * 255).astype(np.uint8)
+    return to_uint8(mnist5k_test(40))
 
 
 def test_lossless_messages_decode_to_exactly_the_input(enc, dec, binary_images):
@@ -56,6 +55,39 @@ def test_a_receiver_whose_probabilities_differ_fails_with_a_clear_error(bundle_d
     drifting.network.levels = lambda x: np.clip(real(x).astype(np.int16) + 3, -128, 127).astype(np.int8)
     with pytest.raises(LosslessMismatchError, match="image"):
         drifting.decompress(messages)
+
+
+def test_a_subtle_level_drift_is_refused_and_never_yields_wrong_pixels(bundle_dir, enc, binary_images):
+    """As tflite-runtime really differs from ai-edge-litert: a few output levels of each image off by ±1.
+
+    A drift the pixel table maps to the same frequencies changes nothing and may decode; any drift
+    that changes the decode must be caught by the image check: wrong pixels never come out.
+    """
+    messages = enc.compress(binary_images, mode="lossless")
+    drifting = compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
+    real, rng, changed = drifting.network.run_native, np.random.default_rng(0), []
+
+    def off_by_one(x):
+        levels = real(x)
+        flat = levels.reshape(len(levels), -1).astype(np.int16)
+        for row in flat:  # five levels per image, among those that decide a pixel's probability
+            where = rng.choice(np.flatnonzero((row > -120) & (row < 120)), size=5, replace=False)
+            row[where] += rng.choice((-1, 1), size=5)
+        changed.append(int((flat.reshape(levels.shape) != levels).sum()))
+        return flat.reshape(levels.shape).astype(np.int8)
+
+    drifting.network.run_native = off_by_one
+    refused = 0
+    for i, message in enumerate(messages):
+        try:
+            out = drifting.decompress([message])
+        except LosslessMismatchError as e:
+            assert "image" in str(e)
+            refused += 1
+            continue
+        np.testing.assert_array_equal(out[0], binary_images[i])  # only the exact image may come out
+    assert all(c == 5 for c in changed)  # the drift really was applied, five levels each time
+    assert refused >= len(messages) // 2, refused  # and most such drifts do change the decode
 
 
 def test_a_damaged_lossless_message_never_yields_wrong_pixels(enc, dec, binary_images):

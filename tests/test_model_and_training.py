@@ -86,6 +86,7 @@ def test_a_finished_run_reloads_to_the_same_model(trained_run):
     assert again["elbo"] == pytest.approx(metrics["test_elbo"], abs=1e-3)
 
 
+@pytest.mark.slow  # trains two models
 def test_same_seed_gives_the_same_weights(tmp_path):
     from export import datasets
     from export.train import TrainConfig, load_run, train

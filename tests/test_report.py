@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html.parser
 import json
 import re
 
@@ -9,15 +10,14 @@ import pytest
 
 from bench import report, schema
 from bench.__main__ import main
-from tests.test_bench import bench_result_file
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def two_results(bundle_dir, tmp_path_factory):
+def two_results(bench_result_file):
     """A real result from this machine and a hand-made second device (a Pi with LiteRT only)."""
-    real = bench_result_file(bundle_dir, tmp_path_factory)
+    real = bench_result_file
     pi = json.loads(real.read_text())
     pi["device"].update(
         name="pi-5",
@@ -110,3 +110,61 @@ def test_report_refuses_a_broken_file_and_names_it(two_results, tmp_path, capsys
     (tmp_path / "text.json").write_text("not json")
     with pytest.raises(schema.ResultFileError, match="text.json is not valid JSON"):
         report.write_report([tmp_path / "text.json"], tmp_path / "out")
+
+
+class _Tables(html.parser.HTMLParser):
+    """Headings and table cells of an HTML page, as text (an independent reading of report.html)."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings, self.tables, self._text, self._in = [], [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th", "h1", "h2", "h3"):
+            self._text, self._in = [], tag
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag != self._in:
+            return
+        text = "".join(self._text)
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(text)
+        else:
+            self.headings.append(text)
+        self._text = self._in = None
+
+
+def _markdown_tables(md: str) -> list[list[list[str]]]:
+    tables, current = [], None
+    for line in md.splitlines():
+        if line.startswith("|---"):
+            continue
+        if line.startswith("| "):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if current is None:
+                current = []
+                tables.append(current)
+            current.append(cells)
+        else:
+            current = None
+    return tables
+
+
+def test_the_html_report_shows_the_same_headings_and_table_cells_as_the_markdown(two_results, tmp_path):
+    out = report.write_report(list(two_results), tmp_path / "r")
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    md = re.sub(r"^```\n.*?^```$", "", md, flags=re.S | re.M)  # code blocks hold '# device' comment lines
+    parsed = _Tables()
+    parsed.feed(page)
+    assert parsed.headings == [h.lstrip("#").strip() for h in md.splitlines() if h.startswith("#")]
+    assert parsed.tables == _markdown_tables(md)
+    assert len(parsed.tables) >= 5 and any("pi-5" in cell for cell in parsed.tables[0][0])
+    assert "<script" not in page  # a static page: nothing runs when it is opened

@@ -5,7 +5,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from compressor.coding.entropy import build_table, decode_symbols, encode_symbols
@@ -29,7 +29,6 @@ from compressor.wire import (
     unpack_stream,
 )
 
-FAST = settings(max_examples=200, derandomize=True, deadline=None)
 MODEL = bytes.fromhex("0123456789abcdef")
 OTHER = bytes.fromhex("fedcba9876543210")
 TABLE = build_table(
@@ -223,7 +222,6 @@ def test_stream_for_another_model_names_both_ids():
     assert unpack_stream(data).model_id == MODEL
 
 
-@FAST
 @given(st.binary(min_size=1, max_size=6), st.integers(0, 10_000))
 def test_damaged_streams_are_always_refused(noise, where):
     data = bytearray(pack_stream(MODEL, "entropy", 1, image_codes(4), names=["a", "b", "c", "d"]))

@@ -29,7 +29,7 @@ import numpy as np
 
 from compressor.coding.entropy import CdfTable, as_symbols, check_canonical, decode_row, encode_row
 from compressor.coding.rangecoder import TOTAL, RangeDecoder, RangeEncoder
-from compressor.errors import LosslessMismatchError, ManifestError, TruncatedCodeError
+from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
 
 CHECK_BYTES = 2
 
@@ -106,16 +106,22 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, lossles
     freq = lossless.p1_freq
     decode = dec.decode
     out = bytearray(levels.size)
-    for i, v in enumerate(levels.ravel().tolist()):
-        f = freq[v + 128]
-        out[i] = decode((0, f, TOTAL)) == 0
-    check_canonical(dec)
+    cause = f"(lossless codes need {lossless.runtime} {lossless.precision} on both sides, same build), or damaged data"
+    try:  # under other probabilities the pixel code may not even parse: the same disagreement, found sooner
+        for i, v in enumerate(levels.ravel().tolist()):
+            f = freq[v + 128]
+            out[i] = decode((0, f, TOTAL)) == 0
+        check_canonical(dec)
+    except CorruptCodeError as e:
+        raise LosslessMismatchError(
+            f"the pixels do not decode ({e}): this device's int8 decoder does not reproduce the sender's "
+            f"probabilities {cause}"
+        ) from None
     bits = np.frombuffer(bytes(out), np.uint8).reshape(levels.shape)
     if image_check(bits) != check:
         raise LosslessMismatchError(
-            "the decoded image fails its check: this device's int8 decoder does not reproduce the sender's "
-            f"probabilities (lossless codes need {lossless.runtime} {lossless.precision} on both sides, "
-            "same build), or the data is damaged"
+            f"the decoded image fails its check: this device's int8 decoder does not reproduce the sender's "
+            f"probabilities {cause}"
         )
     return bits
 
