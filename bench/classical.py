@@ -51,7 +51,7 @@ def pillow_status() -> tuple[object | None, str | None]:
     try:
         from PIL import Image
     except ImportError:
-        return None, "Pillow is not installed: pip install 'vae-compressor[bench]'"
+        return None, "Pillow is not installed: pip install 'pillow>=10'"
     return Image, None
 
 

@@ -22,7 +22,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError("the report draws with matplotlib: pip install 'vae-compressor[bench]'") from None
+        raise RuntimeError("the report draws with matplotlib: pip install 'matplotlib==3.11.2' (the [bench] extra of this checkout)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

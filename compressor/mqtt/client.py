@@ -1,6 +1,6 @@
 """The one place that touches paho-mqtt: import it (lazily), build a client, connect, reconnect.
 
-paho-mqtt is an optional extra (``pip install 'vae-compressor[mqtt]'``); nothing imports this
+paho-mqtt is an optional extra (``pip install 'paho-mqtt==2.2.0'``, the ``[mqtt]`` extra); nothing imports this
 module until a publish or subscribe actually runs, so ``import compressor`` stays numpy-only.
 
 Both sides use MQTT 3.1.1 with ``clean_session=False`` and a fixed client id: the broker keeps
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from compressor.errors import MqttError, UsageError
 
 DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
-INSTALL_HINT = "paho-mqtt is not installed: pip install 'vae-compressor[mqtt]'"
+INSTALL_HINT = "paho-mqtt is not installed: pip install 'paho-mqtt==2.2.0' (the [mqtt] extra of this checkout)"
 
 
 def paho():
