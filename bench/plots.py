@@ -16,13 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.quality import unpack
+from compressor.errors import MissingExtraError
 
 
 def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError("the report draws with matplotlib: pip install 'matplotlib==3.11.2' (the [bench] extra of this checkout)") from None
+        raise MissingExtraError(
+            "the report draws with matplotlib: pip install 'matplotlib==3.11.2' (the [bench] extra of this checkout)"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -267,6 +267,18 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
     return _Layout(lengths, names, pos, pos + sum(lengths), None)
 
 
+def declared_count(data: bytes) -> int:
+    """The image count a stream's header declares, read before anything else is parsed, so a
+    caller (``compressor info``) can hold it against a budget first. Bytes that are no stream
+    raise as in :func:`unpack_stream`; the rest of the stream is not checked here."""
+    data = _as_bytes(data, "stream")
+    if data[:4] != STREAM_MAGIC[: len(data)]:
+        raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
+    if len(data) < _STREAM_MIN:
+        raise TruncatedCodeError(f"a stream is at least {_STREAM_MIN} bytes; got {len(data)}: truncated")
+    return _read_varint(data, _STREAM_FIXED, len(data))[0]
+
+
 def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
     """Parse and verify a :func:`pack_stream` container.
 

@@ -170,12 +170,21 @@ def lossless_latents(payload, table, in_stream):
 
 def lossless_pixels(state, levels, p1_freq):
     dec, check = state
-    pixels = [1 if dec.symbol([0, p1_freq[v + 128], TOTAL]) == 0 else 0 for v in levels]
-    dec.check_canonical()
+    try:
+        pixels = [1 if dec.symbol([0, p1_freq[v + 128], TOTAL]) == 0 else 0 for v in levels]
+    except Refused:  # E1 inside the pixels: L3
+        raise Refused("L3", "LosslessMismatchError") from None
     packed = bytearray((len(pixels) + 7) // 8)
     for i, p in enumerate(pixels):
         packed[i // 8] |= p << (7 - i % 8)
-    if (zlib.crc32(bytes(packed)) & 0xFFFF).to_bytes(2, "big") != check:
+    matches = (zlib.crc32(bytes(packed)) & 0xFFFF).to_bytes(2, "big") == check
+    try:
+        dec.check_canonical()
+    except Refused:
+        if matches:
+            raise
+        raise Refused("L3", "LosslessMismatchError") from None
+    if not matches:
         raise Refused("L3", "LosslessMismatchError")
     return pixels
 

@@ -335,16 +335,17 @@ def test_keras_baseline_runs_in_a_child_and_skips_a_missing_gpu(trained_run, res
 def test_fuzz_codes_counts_every_input_and_finds_no_crash(capsys):
     from bench import fuzz_codes
 
-    assert fuzz_codes.main(["--n", "4000", "--seed", "3"]) == 0
+    assert fuzz_codes.main(["--n", "7000", "--seed", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
     fuzz = report["results"]["fuzz"]
-    assert set(fuzz) == {"message", "entropy_payload", "raw_payload", "stream"}
+    codes = {"message", "entropy_payload", "raw_payload", "stream"}
+    assert set(fuzz) == codes | {"bundle_manifest", "bundle_coding", "image_file"}
     for target, block in fuzz.items():
         counted = sum(sum(c.values()) for c in block["outcomes"].values())
         assert counted == block["inputs"] == 1000, target
         outcomes = {o for c in block["outcomes"].values() for o in c}
         assert not [o for o in outcomes if o.startswith("CRASH")], target
-    unchanged = [block["outcomes"].get("unchanged", {}) for block in fuzz.values()]
+    unchanged = [fuzz[t]["outcomes"].get("unchanged", {}) for t in codes]
     assert any(unchanged) and all(set(u) <= {"decoded"} for u in unchanged)  # valid inputs still decode
     refused = {o for c in fuzz["stream"]["outcomes"].values() for o in c} - {"decoded"}
     assert refused and all(hasattr(compressor_errors, o) for o in refused)  # library errors only

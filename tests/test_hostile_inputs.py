@@ -25,7 +25,7 @@ from compressor.coding.entropy import build_table
 from compressor.errors import BundleError, IntegrityError, InvalidImageError, ManifestError
 from compressor.io import jsonfile
 from compressor.io.files import read_bytes_limited, read_image, read_images
-from tests.hostile_helpers import ROOT, npz_bomb, png_bomb, run_cli, snapshot
+from tests.support import ROOT, npz_bomb, png_bomb, run_cli, snapshot
 
 # --- JSON budgets ----------------------------------------------------------------------------
 

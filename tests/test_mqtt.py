@@ -430,7 +430,8 @@ def test_without_paho_the_commands_say_which_extra_to_install(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "compressor subscribe: error: paho-mqtt is not installed: pip install 'paho-mqtt==2.2.0' (the [mqtt] extra of this checkout)"
+        "compressor subscribe: error: paho-mqtt is not installed: "
+        "pip install 'paho-mqtt==2.2.0' (the [mqtt] extra of this checkout)"
     ]
 
 

@@ -37,7 +37,7 @@ from compressor.transport.protocol import (
 )
 from compressor.transport.receiver import Receiver, image_decoder, serve
 from compressor.transport.sender import Sender
-from tests.hostile_helpers import ROOT, run_cli, snapshot
+from tests.support import ROOT, run_cli, snapshot
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -111,13 +111,21 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, lossles
         for i, v in enumerate(levels.ravel().tolist()):
             f = freq[v + 128]
             out[i] = decode((0, f, TOTAL)) == 0
-        check_canonical(dec)
     except CorruptCodeError as e:
         raise LosslessMismatchError(
             f"the pixels do not decode ({e}): this device's int8 decoder does not reproduce the sender's "
             f"probabilities {cause}"
         ) from None
     bits = np.frombuffer(bytes(out), np.uint8).reshape(levels.shape)
+    try:
+        check_canonical(dec)
+    except CorruptCodeError as e:
+        if image_check(bits) == check:  # the right pixels, then bytes the encoder never writes: damage (E5)
+            raise
+        raise LosslessMismatchError(
+            f"the pixel code does not end where this decoder's probabilities say ({e}): this device's int8 "
+            f"decoder does not reproduce the sender's probabilities {cause}"
+        ) from None
     if image_check(bits) != check:
         raise LosslessMismatchError(
             f"the decoded image fails its check: this device's int8 decoder does not reproduce the sender's "

@@ -37,7 +37,8 @@ def require_ray():
         import ray.data  # noqa: F401  (ray without the [data] extra has no ray.data)
     except ImportError:
         raise MissingExtraError(
-            "--engine ray needs Ray Data: pip install 'ray[data]==2.60.0' 'pyarrow==26.0.1' (the [scale] extra of this checkout), or use --engine local"
+            "--engine ray needs Ray Data: pip install 'ray[data]==2.60.0' 'pyarrow==26.0.1' "
+            "(the [scale] extra of this checkout), or use --engine local"
         ) from None
     return ray
 
