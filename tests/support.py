@@ -212,3 +212,21 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+# --- what a statement imports, in a fresh interpreter -------------------------------------
+#: Packages the device side must never import.
+HEAVY = ("tensorflow", "keras", "tf2onnx", "export", "bench")
+
+
+def imported_after(statement: str) -> set[str]:
+    """Top-level packages imported by ``statement`` in a fresh interpreter (this checkout on the path)."""
+    code = f"import sys\n{statement}\nprint('\\n'.join('MODULE ' + m for m in sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    ).stdout.splitlines()
+    return {line[7:].split(".")[0] for line in out if line.startswith("MODULE ")}

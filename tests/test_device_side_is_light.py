@@ -2,26 +2,9 @@
 graph has one direction: export -> compressor <- bench, with no cycle."""
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import ROOT, mnist5k_test, to_uint8
-
-HEAVY = ("tensorflow", "keras", "tf2onnx", "export", "bench")
-
-
-def _imported_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint('\\n'.join('MODULE ' + m for m in sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    ).stdout.splitlines()
-    return {line[7:].split(".")[0] for line in out if line.startswith("MODULE ")}
+from tests.support import HEAVY, ROOT, imported_after, mnist5k_test, to_uint8
 
 
 def _module_name(path: Path) -> str:
@@ -98,11 +81,11 @@ def test_no_module_imports_a_private_name_of_another():
 def test_importing_every_device_module_leaves_tensorflow_export_and_bench_out():
     modules = sorted(m for m in _import_graph(("compressor",)) if m != "compressor")
     stmt = "\n".join(f"import {m}" for m in modules)
-    assert not _imported_after(stmt) & set(HEAVY)
+    assert not imported_after(stmt) & set(HEAVY)
 
 
 def test_cli_help_starts_without_tensorflow():
-    assert not _imported_after(
+    assert not imported_after(
         "import compressor.cli as c\ntry:\n    c.main(['--help'])\nexcept SystemExit:\n    pass"
     ) & set(HEAVY)
 

@@ -223,10 +223,10 @@ def test_broker_addresses_default_to_the_mqtt_ports():
 
 
 def test_the_mqtt_modules_import_neither_tensorflow_nor_paho_until_a_command_runs():
-    from tests.test_device_side_is_light import HEAVY, _imported_after
+    from tests.support import HEAVY, imported_after
 
     modules = ["payload", "uplinks", "sequences", "client", "publisher", "subscriber", "cli"]
-    imported = _imported_after("\n".join(f"import compressor.mqtt.{m}" for m in modules))
+    imported = imported_after("\n".join(f"import compressor.mqtt.{m}" for m in modules))
     assert not imported & {*HEAVY, "paho"}
 
 
