@@ -65,7 +65,7 @@ def test_a_subtle_level_drift_is_refused_and_never_yields_wrong_pixels(bundle_di
     """
     messages = enc.compress(binary_images, mode="lossless")
     drifting = compressor.Decoder.load(bundle_dir / "decoder", runtime="litert")
-    real, rng, changed = drifting.network.run_native, np.random.default_rng(0), []
+    real, rng, changed = drifting.network.levels, np.random.default_rng(0), []  # the canonical levels
 
     def off_by_one(x):
         levels = real(x)
@@ -76,7 +76,7 @@ def test_a_subtle_level_drift_is_refused_and_never_yields_wrong_pixels(bundle_di
         changed.append(int((flat.reshape(levels.shape) != levels).sum()))
         return flat.reshape(levels.shape).astype(np.int8)
 
-    drifting.network.run_native = off_by_one
+    drifting.network.levels = off_by_one
     refused = 0
     for i, message in enumerate(messages):
         try:
