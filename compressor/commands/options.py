@@ -57,6 +57,15 @@ def input_limit_options(p: argparse.ArgumentParser) -> None:
     max_input_bytes_option(p, "input file")
 
 
+def read_input_images(args: argparse.Namespace):
+    """``(images, names)`` from ``args.images`` under the budgets :func:`input_limit_options` added."""
+    from compressor.io.files import read_images
+
+    return read_images(
+        args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
+    )
+
+
 def max_images_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_IMAGES) -> None:
     p.add_argument(
         "--max-images", type=positive_int, default=default, help=f"refuse more {what} (default: %(default)s)"
