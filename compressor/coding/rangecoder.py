@@ -177,14 +177,28 @@ class RangeDecoder:
         ``cdf`` must be valid (see the module docstring): it is trusted, the input
         bytes are not.
         """
-        return self.decode_until((cdf,), (-1,))[0]  # no index is -1: exactly one symbol
+        code = self._code
+        r = self._range >> PRECISION
+        target = code // r
+        if target >= TOTAL:
+            raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+        s = bisect_right(cdf, target) - 1
+        start = cdf[s]
+        code -= r * start
+        rng = r * (cdf[s + 1] - start)
+        if rng < _TOP:
+            self._renormalise(code, rng)
+        else:
+            self._code = code
+            self._range = rng
+        return s
 
     def decode_until(self, cdfs: Sequence[Sequence[int]], stops: Sequence[int]) -> list[int]:
         """:meth:`decode` with ``cdfs[0]``, ``cdfs[1]``, ... with the state in locals.
 
         Stops after the first symbol ``k`` whose index equals ``stops[k]`` (the caller's
         escape, which needs other calls before the next symbol) or after the last ``cdf``;
-        returns the indices decoded. :meth:`decode` is this with one ``cdf``.
+        returns the indices decoded. The arithmetic is :meth:`decode`'s, step for step.
         """
         code, rng, data, pos = self._code, self._range, self._data, self._pos
         n = len(data)
