@@ -29,8 +29,6 @@ from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
 from compressor.errors import (
-    BundleError,
-    BundleNotFoundError,
     CodeError,
     CorruptCodeError,
     LimitError,
@@ -402,15 +400,10 @@ class Encoder(_Half):
     def _lossless_decoder(self) -> Network:
         """The decoder network that lossless codes are predicted with, found beside the encoder."""
         if self._lossless_net is None:
-            root = self.part.root.parent / "decoder"
-            try:
-                part = load_part(root, "decoder")
-            except BundleError as e:
-                raise BundleNotFoundError(
-                    f"lossless encoding runs the decoder too: keep decoder/ beside {self.part.root} ({e})"
-                ) from e
             t = self.coding.lossless
-            self._lossless_net = Network(part, runtime=t.runtime, precision=t.precision, threads=self.network.threads)
+            self._lossless_net = residual_codec.decoder_beside(
+                self, "lossless", runtime=t.runtime, precision=t.precision
+            )
         return self._lossless_net
 
     def compress_stream(

@@ -65,16 +65,22 @@ def check_bound(table: residual.ResidualTable, max_error) -> int:
 def _decoder_network(encoder, table: residual.ResidualTable) -> Network:
     net = getattr(encoder, "_residual_net", None)
     if net is None:
-        root = encoder.part.root.parent / "decoder"
-        try:
-            part = load_part(root, "decoder")
-        except BundleError as e:
-            raise BundleNotFoundError(
-                f"residual encoding runs the decoder too: keep decoder/ beside {encoder.part.root} ({e})"
-            ) from e
-        net = Network(part, runtime=table.runtime, precision=table.precision, threads=encoder.network.threads)
+        net = decoder_beside(encoder, "residual", runtime=table.runtime, precision=table.precision)
         encoder._residual_net = net
     return net
+
+
+def decoder_beside(encoder, purpose: str, *, runtime: str, precision: str) -> Network:
+    """The decoder network found beside ``encoder``'s part, for the modes (residual, lossless)
+    whose encoder predicts with the decoder too; a missing one is :class:`BundleNotFoundError`."""
+    root = encoder.part.root.parent / "decoder"
+    try:
+        part = load_part(root, "decoder")
+    except BundleError as e:
+        raise BundleNotFoundError(
+            f"{purpose} encoding runs the decoder too: keep decoder/ beside {encoder.part.root} ({e})"
+        ) from e
+    return Network(part, runtime=runtime, precision=precision, threads=encoder.network.threads)
 
 
 def encode(

@@ -96,7 +96,12 @@ def contexts(recon: np.ndarray, levels: np.ndarray) -> np.ndarray:
         return p[:, 2 + dr : 2 + dr + h, 2 + dc : 2 + dc + w]
 
     nbrs = at(0, -1) + 2 * at(-1, 0) + 4 * at(-1, -1) + 8 * at(-1, 1) + 16 * at(0, -2) + 32 * at(-2, 0)
-    return ((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS + nbrs
+    return _level_base(levels) + nbrs
+
+
+def _level_base(levels: np.ndarray) -> np.ndarray:
+    """The first context index of each pixel's level bucket (int64, the shape of ``levels``)."""
+    return ((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS
 
 
 def build_table(
@@ -140,7 +145,7 @@ def encode_batch(latent_symbols, bits, levels, ct: CdfTable, table: ContextTable
 def _encode_band(enc: RangeEncoder, bits: np.ndarray, levels: np.ndarray, table: ContextTable, band: int):
     """Code the pixels the band selects, in raster order; return the receiver's reconstruction."""
     h, w = levels.shape
-    base = (((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS).ravel().tolist()
+    base = _level_base(levels).ravel().tolist()
     truth = bits.astype(np.int64).ravel().tolist()
     freq, cut, encode = table.p1_freq, CUT[band], enc.encode
     prev2, prev = [0] * (w + 4), [0] * (w + 4)  # the two rows above, padded by 2 on both sides
@@ -169,7 +174,7 @@ def _encode_band(enc: RangeEncoder, bits: np.ndarray, levels: np.ndarray, table:
 def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: ContextTable, band: int) -> np.ndarray:
     """One image's pixels (uint8 0/1, (H, W)) under the receiver's own int8 ``levels``."""
     h, w = levels.shape
-    base = (((levels.astype(np.int64) + 128) >> LEVEL_SHIFT) * NEIGHBOURS).ravel().tolist()
+    base = _level_base(levels).ravel().tolist()
     freq, cut = table.p1_freq, CUT[band]
     data, n_data = dec._data, len(dec._data)
     code, rng, pos = dec._code, dec._range, dec._pos  # the range decoder, inlined: ~3x faster

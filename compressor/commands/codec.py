@@ -14,6 +14,7 @@ from compressor.commands.options import (
     max_images_option,
     max_input_bytes_option,
     rate_options,
+    read_input_images,
 )
 from compressor.errors import CodeError, InvalidNameError, LimitError, OutputError
 
@@ -97,11 +98,8 @@ def add_commands(sub) -> None:
 def _encode(args) -> int:
     from compressor.codec import Encoder
     from compressor.io.atomic import atomic_write_bytes
-    from compressor.io.files import read_images
 
-    images, names = read_images(
-        args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
-    )
+    images, names = read_input_images(args)
     if args.no_names:
         names = None
     if Path(args.out).is_dir():

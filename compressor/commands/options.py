@@ -57,6 +57,15 @@ def input_limit_options(p: argparse.ArgumentParser) -> None:
     max_input_bytes_option(p, "input file")
 
 
+def read_input_images(args: argparse.Namespace):
+    """``(images, names)`` from ``args.images`` under the budgets :func:`input_limit_options` added."""
+    from compressor.io.files import read_images
+
+    return read_images(
+        args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
+    )
+
+
 def max_images_option(p: argparse.ArgumentParser, what: str, default: int = limits.MAX_IMAGES) -> None:
     p.add_argument(
         "--max-images", type=positive_int, default=default, help=f"refuse more {what} (default: %(default)s)"
@@ -72,24 +81,22 @@ def max_input_bytes_option(p: argparse.ArgumentParser, what: str, default: int =
     )
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "a positive whole number")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0, "a whole number >= 0")
 
 
 def seconds(text: str) -> float:

@@ -41,28 +41,8 @@ def atomic_write_bytes(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"atomic_write_bytes needs bytes, got {type(data).__name__}; encode text first")
-    target = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            errno.ENOENT, f"cannot write {target}: folder {directory} does not exist (create it first)", directory
-        )
-    fd, temp = _create_temp(directory, os.path.basename(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(temp, target)
-        else:
-            os.link(temp, target)
-            os.unlink(temp)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(directory)
+    with _atomic_file(path, overwrite=overwrite) as f:
+        f.write(data)
 
 
 def atomic_write_files(
@@ -166,6 +146,16 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     the block raises (or the process dies) ``path`` is untouched and the temporary file is
     removed (or, after a kill, left as a hidden ``.NAME.*.tmp``, never as ``path``).
     """
+    with _atomic_file(path, overwrite=True) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[BinaryIO]:
+    """The one recipe behind :func:`atomic_write_bytes` and :func:`atomic_open`: a temporary file
+    beside ``path``, flushed and fsynced, then renamed (or, without ``overwrite``, hard-linked)
+    onto it, and the directory synced; on any failure the temporary file is removed and ``path``
+    is untouched."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
@@ -178,7 +168,11 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, target)
+        if overwrite:
+            os.replace(temp, target)
+        else:
+            os.link(temp, target)
+            os.unlink(temp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)

@@ -51,6 +51,40 @@ def depth(raw: bytes) -> int:
     return int(np.cumsum(steps).max()) if len(steps) else 0
 
 
+class TooLarge(ValueError):
+    """The document is over its byte budget (``size`` > ``limit``)."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes is over the {limit}-byte limit")
+        self.size, self.limit = size, limit
+
+
+class TooDeep(ValueError):
+    """The document nests deeper than its budget (``depth`` > ``limit``)."""
+
+    def __init__(self, depth: int, limit: int):
+        super().__init__(f"nested {depth} deep, more than {limit}")
+        self.depth, self.limit = depth, limit
+
+
+class Refused(ValueError):
+    """Valid to Python's ``json`` but not to us: NaN/Infinity, or a key twice in one object."""
+
+
+def loads(raw: bytes, *, max_bytes: int, max_depth: int):
+    """The strict, bounded parse behind :func:`parse`, for callers with their own error wording.
+
+    Raises :class:`TooLarge`, :class:`TooDeep`, :class:`Refused`, ``UnicodeDecodeError`` or
+    another ``ValueError`` (not JSON); ``RecursionError`` cannot happen below a sane ``max_depth``.
+    """
+    if len(raw) > max_bytes:
+        raise TooLarge(len(raw), max_bytes)
+    nesting = depth(raw)
+    if nesting > max_depth:
+        raise TooDeep(nesting, max_depth)
+    return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+
+
 def parse(
     raw: bytes,
     *,
@@ -60,14 +94,13 @@ def parse(
     max_depth: int = limits.MAX_JSON_DEPTH,
 ):
     """Parse ``raw`` as UTF-8 JSON within the budgets, or raise ``error`` naming ``where``."""
-    if len(raw) > max_bytes:
-        raise error(f"{where} is {len(raw)} bytes; a JSON document may be at most {max_bytes}")
-    nesting = depth(raw)
-    if nesting > max_depth:
-        raise error(f"{where} nests {nesting} levels deep; at most {max_depth} are allowed: not a valid file")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
-    except _Refused as e:
+        return loads(raw, max_bytes=max_bytes, max_depth=max_depth)
+    except TooLarge as e:
+        raise error(f"{where} is {e.size} bytes; a JSON document may be at most {e.limit}") from None
+    except TooDeep as e:
+        raise error(f"{where} nests {e.depth} levels deep; at most {e.limit} are allowed: not a valid file") from None
+    except Refused as e:
         raise error(f"{where}: {e}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise error(f"{where} is not valid JSON: {e}") from None
@@ -79,12 +112,8 @@ def load(path: str | os.PathLike[str], *, error: type[Exception], what: str, max
     return parse(raw, error=error, where=os.fspath(path), max_bytes=max_bytes)
 
 
-class _Refused(ValueError):
-    pass
-
-
 def _no_constant(name: str):
-    raise _Refused(f"{name} is not a number JSON allows")
+    raise Refused(f"{name} is not a number JSON allows")
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -92,5 +121,5 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     if len(out) != len(pairs):
         seen: set[str] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise _Refused(f"key {dup!r} appears twice in one object")
+        raise Refused(f"key {dup!r} appears twice in one object")
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compressor.jobs import sources, table
-from compressor.jobs.work import DecodeUnits, EncodeUnits
+from compressor.jobs.work import DecodeUnits, EncodeUnits, Loading
 
 ENGINES = ("local", "ray")
 
@@ -81,11 +81,7 @@ def encode_dataset(
     part = load_part(bundle, "encoder")
     plan = sources.plan(paths, unit_images=unit_images, image_column=image_column, name_column=name_column)
     kwargs = {
-        "bundle": str(Path(bundle).resolve()),
-        "runtime": runtime,
-        "precision": precision,
-        "threads": threads,
-        "batch_size": batch_size,
+        "loading": Loading(str(Path(bundle).resolve()), runtime, precision, threads, batch_size),
         "options": dict(options or {}),
     }
     meta = table.metadata(
@@ -119,11 +115,7 @@ def decode_dataset(
     part = load_part(bundle, "decoder")
     plan = table.plan_codes(codes, model_id=bytes.fromhex(part.model_id), unit_rows=unit_images)
     kwargs = {
-        "bundle": str(Path(bundle).resolve()),
-        "runtime": runtime,
-        "precision": precision,
-        "threads": threads,
-        "batch_size": batch_size,
+        "loading": Loading(str(Path(bundle).resolve()), runtime, precision, threads, batch_size),
         "binarize": binarize,
     }
     if str(out).endswith(".parquet"):

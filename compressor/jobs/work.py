@@ -17,6 +17,7 @@ A call takes ``{"unit": [json, ...]}`` (a Ray batch of unit descriptions) and yi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,23 +30,29 @@ from compressor.jobs.sources import Images, Unit, read_unit, require_pyarrow
 _ITEM_ERRORS = (CompressorError, ValueError)
 
 
+@dataclass(frozen=True)
+class Loading:
+    """What each worker loads: the bundle (an absolute path), its runtime, and the chunk size."""
+
+    bundle: str
+    runtime: str = "auto"
+    precision: str = "int8"
+    threads: int = 1
+    batch_size: int = 256
+
+    def load(self, codec_cls):
+        """``codec_cls`` (:class:`~compressor.Encoder` or :class:`~compressor.Decoder`) from the bundle."""
+        return codec_cls.load(self.bundle, runtime=self.runtime, precision=self.precision, threads=self.threads)
+
+
 class EncodeUnits:
     """Units of images -> rows of ``table.CODES`` (one self-contained message per image)."""
 
-    def __init__(
-        self,
-        bundle: str,
-        *,
-        runtime: str = "auto",
-        precision: str = "int8",
-        threads: int = 1,
-        batch_size: int = 256,
-        options: dict | None = None,
-    ):
+    def __init__(self, loading: Loading, *, options: dict | None = None):
         from compressor.codec import Encoder
 
-        self.enc = Encoder.load(bundle, runtime=runtime, precision=precision, threads=threads)
-        self.batch_size = batch_size
+        self.enc = loading.load(Encoder)
+        self.batch_size = loading.batch_size
         self.options = dict(options or {})
         self.shape = self.enc.part.image_shape
         self.pa, _ = require_pyarrow()
@@ -97,20 +104,11 @@ class EncodeUnits:
 class DecodeUnits:
     """Units of a codes file -> rows of ``table.IMAGES`` (a PNG per image)."""
 
-    def __init__(
-        self,
-        bundle: str,
-        *,
-        runtime: str = "auto",
-        precision: str = "int8",
-        threads: int = 1,
-        batch_size: int = 256,
-        binarize: bool = True,
-    ):
+    def __init__(self, loading: Loading, *, binarize: bool = True):
         from compressor.codec import Decoder
 
-        self.dec = Decoder.load(bundle, runtime=runtime, precision=precision, threads=threads)
-        self.batch_size = batch_size
+        self.dec = loading.load(Decoder)
+        self.batch_size = loading.batch_size
         self.binarize = binarize
         self.pa, _ = require_pyarrow()
 

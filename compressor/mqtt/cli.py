@@ -110,7 +110,7 @@ def _broker(args) -> Broker:
 
 def _publish(args) -> int:
     from compressor.codec import Encoder
-    from compressor.io.files import read_images
+    from compressor.commands.options import read_input_images
     from compressor.mqtt import uplinks
     from compressor.mqtt.publisher import Publisher, encode_payloads
     from compressor.mqtt.sequences import SequenceCounter
@@ -125,9 +125,7 @@ def _publish(args) -> int:
         raise UsageError(f"{problem} (give --device, or end --topic with the device name)")
     if args.max_payload is not None and not 3 <= args.max_payload <= 65536:
         raise UsageError(f"--max-payload must be 3..65536 bytes, got {args.max_payload}")
-    images, names = read_images(
-        args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
-    )
+    images, names = read_input_images(args)
     named_inputs = names is not None  # arrays carry no names: the gateway names files by sequence
     names = names or name_rules.numbered("image", len(images))
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)

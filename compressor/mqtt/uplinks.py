@@ -28,6 +28,7 @@ import json
 import re
 
 from compressor.errors import UplinkError
+from compressor.io import jsonfile
 from compressor.mqtt.payload import MAX_PAYLOAD_BYTES
 
 FORMATS = ("raw", "chirpstack", "ttn")
@@ -112,54 +113,18 @@ def uplink_topic(fmt: str, application: str, device: str) -> str:
 
 # --- strict JSON ---------------------------------------------------------------------------
 def _load(data: bytes, what: str) -> dict:
-    if len(data) > MAX_JSON_BYTES:
-        raise UplinkError(f"{what}: {len(data)} bytes is over the {MAX_JSON_BYTES}-byte limit")
-    depth = _nesting(data)
-    if depth > MAX_JSON_DEPTH:
-        raise UplinkError(f"{what}: nested {depth} deep, more than {MAX_JSON_DEPTH}: not a network server uplink")
     try:
-        doc = json.loads(bytes(data).decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+        doc = jsonfile.loads(bytes(data), max_bytes=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH)
+    except jsonfile.TooLarge as e:
+        raise UplinkError(f"{what}: {e}") from None
+    except jsonfile.TooDeep as e:
+        raise UplinkError(f"{what}: {e}: not a network server uplink") from None
     except UnicodeDecodeError:
         raise UplinkError(f"{what} is not UTF-8 JSON{_MARSHALER_HINT}") from None
     except ValueError as e:
         raise UplinkError(f"{what} is not valid JSON ({e}){_MARSHALER_HINT}") from None
     if not isinstance(doc, dict):
         raise UplinkError(f"{what}: expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _nesting(data: bytes) -> int:
-    """Deepest bracket nesting, counted outside strings, before json.loads would recurse into it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for c in bytes(data):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == 0x5C:  # backslash
-                escaped = True
-            elif c == 0x22:
-                in_string = False
-        elif c == 0x22:
-            in_string = True
-        elif c in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _no_duplicates(pairs: list) -> dict:
-    doc = {}
-    for key, value in pairs:
-        if key in doc:
-            raise ValueError(f"key {key!r} appears twice")
-        doc[key] = value
     return doc
 
 

@@ -16,6 +16,7 @@ from compressor.commands.options import (
     positive_int,
     positive_seconds,
     rate_options,
+    read_input_images,
     seconds,
 )
 from compressor.errors import OutputError
@@ -107,11 +108,8 @@ def key_option(p: argparse.ArgumentParser) -> None:
 
 def _send(args) -> int:
     from compressor.codec import Encoder
-    from compressor.io.files import read_images
 
-    images, names = read_images(
-        args.images, max_images=args.max_images, max_pixels=args.max_pixels, max_bytes=args.max_input_bytes
-    )
+    images, names = read_input_images(args)
     names = names or name_rules.numbered("image", len(images))
     key = auth.read_key(args.key_file) if args.key_file else None
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
