@@ -168,7 +168,7 @@ def _cheap_lossless_payload(dec: Decoder) -> bytes | None:
 
 
 # --- images ----------------------------------------------------------------------------
-def _png(width: int, height: int, bit_depth: int, colour: int, rows: int | None = None) -> bytes:
+def png_bomb(width: int, height: int, bit_depth: int = 16, colour: int = 6, rows: int | None = None) -> bytes:
     """A PNG of zero pixels (deflated in one pass, so a huge declared image stays small)."""
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
     row = b"\0" * (1 + width * channels * bit_depth // 8)
@@ -182,7 +182,7 @@ def _png(width: int, height: int, bit_depth: int, colour: int, rows: int | None 
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
-def _npz(shape: tuple, dtype: str) -> bytes:
+def npz_bomb(shape: tuple, dtype: str = "u1") -> bytes:
     """An .npz of zeros, written member-first so only one row is ever in memory."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
@@ -198,11 +198,11 @@ def _npz(shape: tuple, dtype: str) -> bytes:
 
 def image_cases(folder: Path) -> dict[str, Path]:
     files = {
-        "png16_rgba_8000x8000": _png(8000, 8000, 16, 6),
-        "png_header_100000x100000": _png(100_000, 100_000, 8, 0, rows=0),
-        "png16_rgba_at_pixel_budget": _png(256, 256, 16, 6),
-        "npz_uint8_400MB_declared": _npz((500_000, 28, 28), "u1"),
-        "npz_float64_at_byte_budget": _npz((limits.MAX_INPUT_BYTES // (8 * 784), 28, 28), "<f8"),
+        "png16_rgba_8000x8000": png_bomb(8000, 8000, 16, 6),
+        "png_header_100000x100000": png_bomb(100_000, 100_000, 8, 0, rows=0),
+        "png16_rgba_at_pixel_budget": png_bomb(256, 256, 16, 6),
+        "npz_uint8_400MB_declared": npz_bomb((500_000, 28, 28), "u1"),
+        "npz_float64_at_byte_budget": npz_bomb((limits.MAX_INPUT_BYTES // (8 * 784), 28, 28), "<f8"),
     }
     paths = {}
     for name, data in files.items():

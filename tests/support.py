@@ -6,18 +6,16 @@ one home. Fixtures live in conftest.py.
 
 from __future__ import annotations
 
-import io
 import os
-import struct
 import subprocess
 import sys
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bench.hostile import CLI_WITH_PEAK, npz_bomb, png_bomb  # noqa: F401 (the bombs live in the bench)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,21 +134,9 @@ def without_modules(*names: str) -> str:
 
 # --- hostile-input helpers: the CLI in a child with its own peak memory; bombs ----------------
 
-#: Runs ``compressor.cli.main`` and, however it ends, writes this process's VmHWM (kB) to argv[1].
-#: (``getrusage(RUSAGE_CHILDREN)`` would include the test process's own size: a forked child
-#: inherits its parent's high-water mark on Linux.)
-_CLI_WITH_PEAK = """
-import sys
-from pathlib import Path
-report = sys.argv.pop(1)
-try:
-    from compressor.cli import main
-    code = main(sys.argv[1:])
-finally:
-    status = Path("/proc/self/status").read_text()
-    Path(report).write_text(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
-sys.exit(code)
-"""
+#: The child script: ``getrusage(RUSAGE_CHILDREN)`` would include the test process's own size (a
+#: forked child inherits its parent's high-water mark on Linux), so the child reports its VmHWM.
+_CLI_WITH_PEAK = CLI_WITH_PEAK
 
 
 @dataclass
@@ -178,33 +164,6 @@ def run_cli(*args, tmp_path: Path, timeout: float = 120) -> CliRun:
     assert "Traceback" not in done.stderr, done.stderr
     peak_mb = int(peak.read_text()) / 1024 if peak.exists() else float("nan")
     return CliRun(done.returncode, done.stdout, done.stderr, peak_mb)
-
-
-def png_bomb(width: int, height: int, bit_depth: int = 16, colour: int = 6) -> bytes:
-    """A PNG of zero pixels declaring ``width x height`` (16-bit RGBA by default), deflated row by row."""
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
-    row = b"\0" * (1 + width * channels * bit_depth // 8)
-    comp = zlib.compressobj(9)
-    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-
-
-def npz_bomb(shape: tuple, dtype: str = "u1") -> bytes:
-    """An .npz of zeros of ``shape``, written one image at a time."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        with z.open("images.npy", "w", force_zip64=True) as member:
-            header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
-            np.lib.format.write_array_header_1_0(member, header)
-            row = np.zeros(shape[1:], dtype).tobytes()
-            for _ in range(shape[0]):
-                member.write(row)
-    return buf.getvalue()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
