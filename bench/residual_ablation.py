@@ -87,11 +87,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     enc = Encoder.load(f"{args.bundle}/encoder", runtime="litert")
     table = rc.table_for(enc)
-    net = rc._decoder_network(enc, table)
+    net = enc.prediction_network(table.runtime, table.precision, "residual")
     step = enc.coding.steps[table.step_index]
 
     def levels(pixels):
-        q = enc._quantize(enc.latents(pixels), table.step_index)
+        q = enc.quantize(enc.latents(pixels), table.step_index)
         return net.run_native(net.quantize_input(q * step))[..., 0]
 
     train = np.load(args.train)

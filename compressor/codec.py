@@ -29,6 +29,8 @@ from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
 from compressor.errors import (
+    BundleError,
+    BundleNotFoundError,
     CodeError,
     CorruptCodeError,
     LimitError,
@@ -282,7 +284,7 @@ class Encoder(_Half):
     """Images -> latent codes, on the sending device."""
 
     ROLE = "encoder"
-    _lossless_net: Network | None = None  # loaded on the first lossless request
+    _predictors: dict[tuple[str, str], Network] | None = None  # decoders beside us, by (runtime, precision)
     _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
 
     @property
@@ -313,9 +315,10 @@ class Encoder(_Half):
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
         index = self.coding.step_index(step, quality)
-        return self._quantize(self.latents(images), index)
+        return self.quantize(self.latents(images), index)
 
-    def _quantize(self, latents: np.ndarray, index: int) -> np.ndarray:
+    def quantize(self, latents: np.ndarray, index: int) -> np.ndarray:
+        """Latents -> int64 symbols at step index ``index`` (rounded, clipped to the coder's range)."""
         q = np.rint(np.asarray(latents, np.float64) / self.coding.steps[index])
         np.minimum(q, entropy.MAX_ABS_SYMBOL, out=q)
         np.maximum(q, -entropy.MAX_ABS_SYMBOL, out=q)
@@ -361,13 +364,13 @@ class Encoder(_Half):
             index = self.coding.step_index(step, quality)
             return [
                 wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode))
-                for s in self._quantize(latents, index)
+                for s in self.quantize(latents, index)
             ]
         per_step: dict[int, np.ndarray] = {}
 
         def symbols_at(index: int) -> np.ndarray:
             if index not in per_step:
-                per_step[index] = self._quantize(latents, index)
+                per_step[index] = self.quantize(latents, index)
             return per_step[index]
 
         return [
@@ -391,20 +394,29 @@ class Encoder(_Half):
             )
         bits = as_batch(images, shape=self.part.image_shape) > 0.5
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
-        symbols = self._quantize(self.latents(bits.astype(np.float32)), index)
-        net = self._lossless_decoder()
+        symbols = self.quantize(self.latents(bits.astype(np.float32)), index)
+        net = self.prediction_network(table.runtime, table.precision, "lossless")
         levels = net.levels(symbols * self.coding.steps[index])
         ct = self.coding.tables[index]
         return [(index, lossless.encode(s, b, v, ct, table)) for s, b, v in zip(symbols, bits, levels)]
 
-    def _lossless_decoder(self) -> Network:
-        """The decoder network that lossless codes are predicted with, found beside the encoder."""
-        if self._lossless_net is None:
-            t = self.coding.lossless
-            self._lossless_net = residual_codec.decoder_beside(
-                self, "lossless", runtime=t.runtime, precision=t.precision
-            )
-        return self._lossless_net
+    def prediction_network(self, runtime: str, precision: str, purpose: str) -> Network:
+        """The decoder network found beside this encoder's part, loaded once per (runtime,
+        precision): lossless and residual codes predict their pixels with it, as the receiver
+        will. A missing decoder/ is :class:`BundleNotFoundError` naming ``purpose``."""
+        if self._predictors is None:
+            self._predictors = {}
+        key = (runtime, precision)
+        if key not in self._predictors:
+            root = self.part.root.parent / "decoder"
+            try:
+                part = load_part(root, "decoder")
+            except BundleError as e:
+                raise BundleNotFoundError(
+                    f"{purpose} encoding runs the decoder too: keep decoder/ beside {self.part.root} ({e})"
+                ) from e
+            self._predictors[key] = Network(part, runtime=runtime, precision=precision, threads=self.network.threads)
+        return self._predictors[key]
 
     def compress_stream(
         self,
@@ -453,7 +465,7 @@ class Encoder(_Half):
         latents = self.latents(images)
 
         def make(index: int) -> bytes:
-            symbols = self._quantize(latents, index)
+            symbols = self.quantize(latents, index)
             if joint:
                 block = entropy.encode_joint(symbols, self.coding.tables[index])
                 return wire.pack_stream(mid, mode, index, [block], names, joint_count=len(symbols))

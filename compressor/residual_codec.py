@@ -16,18 +16,14 @@ import math
 
 import numpy as np
 
-from compressor.bundle import load_part
 from compressor.coding import binary_context, residual
 from compressor.errors import (
-    BundleError,
-    BundleNotFoundError,
     CodeError,
     CorruptCodeError,
     LosslessMismatchError,
     RateError,
 )
 from compressor.io.arrays import as_batch
-from compressor.runtime.network import Network
 
 KIND_GRAYSCALE = 0
 KIND_BINARY = 1
@@ -62,27 +58,6 @@ def check_bound(table: residual.ResidualTable, max_error) -> int:
     return int(max_error)
 
 
-def _decoder_network(encoder, table: residual.ResidualTable) -> Network:
-    net = getattr(encoder, "_residual_net", None)
-    if net is None:
-        net = decoder_beside(encoder, "residual", runtime=table.runtime, precision=table.precision)
-        encoder._residual_net = net
-    return net
-
-
-def decoder_beside(encoder, purpose: str, *, runtime: str, precision: str) -> Network:
-    """The decoder network found beside ``encoder``'s part, for the modes (residual, lossless)
-    whose encoder predicts with the decoder too; a missing one is :class:`BundleNotFoundError`."""
-    root = encoder.part.root.parent / "decoder"
-    try:
-        part = load_part(root, "decoder")
-    except BundleError as e:
-        raise BundleNotFoundError(
-            f"{purpose} encoding runs the decoder too: keep decoder/ beside {encoder.part.root} ({e})"
-        ) from e
-    return Network(part, runtime=runtime, precision=precision, threads=encoder.network.threads)
-
-
 def encode(
     encoder, images, *, step=None, quality=None, max_error=None, target_psnr=None, band=None
 ) -> list[tuple[int, bytes]]:
@@ -100,8 +75,8 @@ def encode(
     x = as_batch(images, shape=encoder.part.image_shape)
     pixels = np.rint(x * 255).astype(np.uint8)
     index = table.step_index if step is None and quality is None else encoder.coding.step_index(step, quality)
-    symbols = encoder._quantize(encoder.latents(pixels), index)
-    net = _decoder_network(encoder, table)
+    symbols = encoder.quantize(encoder.latents(pixels), index)
+    net = encoder.prediction_network(table.runtime, table.precision, "residual")
     levels = net.levels(symbols * encoder.coding.steps[index])[..., 0]
     ct = encoder.coding.tables[index]
     if max_error is not None:
@@ -137,8 +112,8 @@ def _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
         raise RateError(f"band must be an integer 0..127 (127 = lossless), got {band!r}")
     bits = as_batch(images, shape=encoder.part.image_shape) > 0.5
     index = table.step_index if step is None and quality is None else encoder.coding.step_index(step, quality)
-    symbols = encoder._quantize(encoder.latents(bits.astype(np.float32)), index)
-    net = _decoder_network(encoder, table)
+    symbols = encoder.quantize(encoder.latents(bits.astype(np.float32)), index)
+    net = encoder.prediction_network(table.runtime, table.precision, "residual")
     levels = net.levels(symbols * encoder.coding.steps[index])[..., 0]
     head = bytes((parameter_byte(int(band), KIND_BINARY),))
     payloads = binary_context.encode_batch(symbols, bits, levels, encoder.coding.tables[index], table, int(band))
