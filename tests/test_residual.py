@@ -16,7 +16,7 @@ from compressor.coding.lanes import LaneEncoder
 from compressor.coding.rangecoder import TOTAL, RangeEncoder
 from compressor.errors import CodeError, CorruptCodeError, LosslessMismatchError, ManifestError
 
-BOUNDS = (0, 1, 2, 4, 8, 16, 32, 127)
+BOUNDS = (0, 1, 2, 4, 8, 16, 32, 63)
 
 
 def _synthetic(seed: int, n: int = 24, h: int = 9, w: int = 7):

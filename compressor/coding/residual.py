@@ -43,14 +43,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compressor.coding import residual_lanes
 from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_row, quantize_pmf
-from compressor.coding.lanes import LaneDecoder, LaneEncoder
 from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
+from compressor.coding.residual_spatial import SpatialSet
+from compressor.coding.residual_spatial import predict_step as spatial_predict_step
+from compressor.coding.residual_spatial import predictions_known as spatial_predictions_known
 from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
 
 CHECK_BYTES = 2
-MAX_E = 127
-"""Largest error bound a code can name (7 bits of the parameter byte)."""
+MAX_E = 63
+"""Largest error bound a code can name (6 bits of the parameter byte; bit 6 names the table set)."""
+NETWORK, SPATIAL = 0, 1
+"""Table sets: 0 predicts with the network (and its error field), 1 from the neighbours alone
+(:mod:`compressor.coding.residual_spatial`)."""
 MAX_TAIL = 128
 MAX_NEIGHBOUR = 510  # |eW + eN| <= 2 * 255
 MAX_THRESHOLD = 2 * MAX_NEIGHBOUR + 1  # a threshold that never switches MED on
@@ -120,6 +126,7 @@ class ResidualTable:
     runtime: str
     precision: str
     step_index: int = 0
+    spatial: SpatialSet | None = None  # table set 1 (absent in bundles before it)
     level_lut: np.ndarray = field(init=False, repr=False, compare=False)  # v + 128 -> bucket * n_neighbour
     neighbour_lut: np.ndarray = field(init=False, repr=False, compare=False)  # eW + eN + 510 -> bucket
 
@@ -138,6 +145,8 @@ class ResidualTable:
                 raise ManifestError(f"residual.tables: error bound {e!r} is not an int in 0..{MAX_E}")
             if len(t.freqs) != contexts:
                 raise ManifestError(f"residual table E={e}: needs {contexts} context rows, got {len(t.freqs)}")
+        if self.spatial is not None and not isinstance(self.spatial, SpatialSet):
+            raise ManifestError("residual.spatial is malformed")
         n_act = len(acts) + 1
         level_lut = np.searchsorted(np.asarray(levels), np.arange(256), side="right") * n_act
         neighbour_lut = np.searchsorted(np.asarray(acts), np.arange(-MAX_NEIGHBOUR, MAX_NEIGHBOUR + 1), side="right")
@@ -150,17 +159,21 @@ class ResidualTable:
         """The error bounds this bundle has tables for, smallest first."""
         return sorted(self.tables)
 
+    @property
+    def sets(self) -> tuple[int, ...]:
+        """The table sets this bundle has: (0,) or (0, 1)."""
+        return (NETWORK,) if self.spatial is None else (NETWORK, SPATIAL)
+
     @classmethod
     def from_json(cls, obj) -> ResidualTable:
         try:
-            tables = {}
-            for key, t in obj["tables"].items():
-                e = int(key)
-                if str(e) != key:
-                    raise ManifestError(f"residual.tables key {key!r} is not a canonical integer")
-                if not 0 <= e <= MAX_E:
-                    raise ManifestError(f"residual.tables: error bound {e} is not in 0..{MAX_E}")
-                tables[e] = ErrorTable(e, t["tail"], tuple(t["freqs"]))
+            tables = _tables_from_json(obj["tables"], "residual.tables")
+            spatial = None
+            if "spatial" in obj:
+                sp = obj["spatial"]
+                spatial = SpatialSet(
+                    tuple(sp["activity_edges"]), _tables_from_json(sp["tables"], "residual.spatial.tables")
+                )
             return cls(
                 tuple(obj["predict"]),
                 tuple(obj["level_edges"]),
@@ -170,6 +183,7 @@ class ResidualTable:
                 str(obj["runtime"]),
                 str(obj["precision"]),
                 int(obj.get("step_index", 0)),
+                spatial,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ManifestError(f"coding.json 'residual' section is malformed: {e}") from e
@@ -184,14 +198,36 @@ class ResidualTable:
             "runtime": self.runtime,
             "precision": self.precision,
             "step_index": self.step_index,
-        }
+        } | ({} if self.spatial is None else {"spatial": self.spatial.to_json()})
 
-    def table(self, e: int) -> ErrorTable:
-        if e not in self.tables:
+    def table(self, e: int, table_set: int = NETWORK) -> ErrorTable:
+        if table_set == SPATIAL:
+            if self.spatial is None:
+                raise CorruptCodeError(
+                    "a residual code of table set 1 (spatial), but this bundle has none: damaged data or wrong bundle"
+                )
+            tables = self.spatial.tables
+        else:
+            tables = self.tables
+        if e not in tables:
             raise CorruptCodeError(
-                f"this bundle has no residual table for error bound {e}: damaged data or wrong bundle"
+                f"this bundle has no residual table for error bound {e}"
+                + (" in table set 1" if table_set == SPATIAL else "")
+                + ": damaged data or wrong bundle"
             )
-        return self.tables[e]
+        return tables[e]
+
+
+def _tables_from_json(obj, what: str) -> dict[int, ErrorTable]:
+    tables = {}
+    for key, t in obj.items():
+        e = int(key)
+        if str(e) != key:
+            raise ManifestError(f"{what} key {key!r} is not a canonical integer")
+        if not 0 <= e <= MAX_E:
+            raise ManifestError(f"{what}: error bound {e} is not in 0..{MAX_E}")
+        tables[e] = ErrorTable(e, t["tail"], tuple(t["freqs"]))
+    return tables
 
 
 def image_check(pixels: np.ndarray) -> bytes:
@@ -256,12 +292,17 @@ def reconstruct(pred: np.ndarray, s: np.ndarray, e: int) -> np.ndarray:
     return _clip255(rx)
 
 
-def symbols_and_contexts(table: ResidualTable, pixels: np.ndarray, levels: np.ndarray, e: int):
+def symbols_and_contexts(
+    table: ResidualTable, pixels: np.ndarray, levels: np.ndarray, e: int, table_set: int = NETWORK
+):
     """``(s, context, x̂)`` int64 (N, H, W) for a batch, reconstructing causally when ``e > 0``.
 
     Used by the encoder and to build tables at export; the decoder mirrors it step by step.
+    Table set 1 (:mod:`~compressor.coding.residual_spatial`) ignores ``levels``.
     """
     x = pixels.astype(np.int64)
+    if table_set == SPATIAL:
+        return _spatial_symbols(table.spatial, x, e)
     if e == 0:
         pred, ctx = predictions_known(table, x, levels)
         s, _ = quantize(x, pred, 0)
@@ -287,6 +328,27 @@ def symbols_and_contexts(table: ResidualTable, pixels: np.ndarray, levels: np.nd
     return s_out, ctx_out, rec
 
 
+def _spatial_symbols(spatial: SpatialSet, x: np.ndarray, e: int):
+    if e == 0:
+        pred, ctx = spatial_predictions_known(spatial, x)
+        s, _ = quantize(x, pred, 0)
+        return s, ctx, x
+    n, h, w = x.shape
+    rec_p = np.zeros((n, h + 1, w + 2), np.int64)  # reconstruction, padded with 0 outside the image
+    s_out = np.empty_like(x)
+    ctx_out = np.empty_like(x)
+    for r in range(h):
+        up = rec_p[:, r]
+        row = rec_p[:, r + 1]
+        for c in range(w):
+            pred, ctx = spatial_predict_step(spatial, row[:, c], up[:, c + 1], up[:, c], up[:, c + 2])
+            s, xr = quantize(x[:, r, c], pred, e)
+            s_out[:, r, c] = s
+            ctx_out[:, r, c] = ctx
+            row[:, c + 1] = xr
+    return s_out, ctx_out, rec_p[:, 1:, 1:-1].copy()
+
+
 # --- coding -------------------------------------------------------------------------------
 def _slices(t: ErrorTable, s: np.ndarray, ctx: np.ndarray):
     """Per symbol: ``(start, freq)`` of its table slot and, for escapes, of its raw bits."""
@@ -304,11 +366,17 @@ def _slices(t: ErrorTable, s: np.ndarray, ctx: np.ndarray):
 
 
 def encode_batch(
-    latent_symbols: np.ndarray, pixels: np.ndarray, levels: np.ndarray, ct: CdfTable, table: ResidualTable, e: int
+    latent_symbols: np.ndarray,
+    pixels: np.ndarray,
+    levels: np.ndarray,
+    ct: CdfTable,
+    table: ResidualTable,
+    e: int,
+    table_set: int = NETWORK,
 ) -> list[bytes]:
     """Payloads for a batch: latent symbols (N, D), uint8 ``pixels`` and int8 ``levels`` (N, H, W)."""
-    t = table.table(e)
-    s, ctx, rec = symbols_and_contexts(table, pixels, levels, e)
+    t = table.table(e, table_set)
+    s, ctx, rec = symbols_and_contexts(table, pixels, levels, e, table_set)
     n = len(pixels)
     start, freq, esc, raw_start, raw_freq = (
         a.reshape(n, -1) if isinstance(a, np.ndarray) else a for a in _slices(t, s, ctx)
@@ -325,18 +393,7 @@ def encode_batch(
             encode_slices(enc, start[i].tolist(), freq[i].tolist(), esc[i].tolist(), raw_start[i].tolist(), raw_freq)
             codes.append(enc.finish())
     else:
-        pixels_per_image = start.shape[1]
-        lanes = LaneEncoder.from_scalar(encoders, 2 * pixels_per_image)
-        st, fr = np.ascontiguousarray(start.T, np.uint64), np.ascontiguousarray(freq.T, np.uint64)
-        rs, esc_t = np.ascontiguousarray(raw_start.T, np.uint64), np.ascontiguousarray(esc.T)
-        rf = np.full(n, raw_freq, np.uint64)
-        escaping = esc_t.any(axis=1).tolist()
-        for j in range(pixels_per_image):
-            lanes.encode(st[j], fr[j])
-            if escaping[j]:
-                idx = np.flatnonzero(esc_t[j])
-                lanes.encode(rs[j, idx], rf[idx], idx)
-        codes = lanes.finish()
+        codes = residual_lanes.encode_slices(encoders, start, freq, esc, raw_start, raw_freq)
     return [c + code for c, code in zip(checks, codes, strict=True)]
 
 
@@ -372,15 +429,26 @@ def start_decoding(payload: bytes, ct: CdfTable) -> tuple[RangeDecoder, list[int
 
 
 def finish_decoding(
-    decoders: list[RangeDecoder], checks: list[bytes], levels: np.ndarray, table: ResidualTable, e: int
+    decoders: list[RangeDecoder],
+    checks: list[bytes],
+    levels: np.ndarray,
+    table: ResidualTable,
+    e: int,
+    table_set: int = NETWORK,
 ) -> np.ndarray:
     """Phase 2: every image's pixels under the receiver's own int8 ``levels`` (N, H, W) -> uint8.
 
     Raises ``CorruptCodeError`` for bytes the encoder cannot have written and
     ``LosslessMismatchError`` for an image that fails its check.
     """
-    t = table.table(e)
-    if len(levels) < LANE_THRESHOLD:
+    t = table.table(e, table_set)
+    if table_set == SPATIAL:
+        if len(levels) < LANE_THRESHOLD:
+            out = np.stack([_decode_one_spatial(d, v.shape, table.spatial, t) for d, v in zip(decoders, levels)])
+            canonical = [d.is_canonical() for d in decoders]
+        else:
+            out, canonical = _decode_lanes_spatial(decoders, levels.shape, table.spatial, t)
+    elif len(levels) < LANE_THRESHOLD:
         out = np.stack([_decode_one(d, v, table, t) for d, v in zip(decoders, levels, strict=True)])
         canonical = [d.is_canonical() for d in decoders]
     else:
@@ -475,61 +543,142 @@ def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: 
     return np.asarray(out, np.uint8).reshape(h, w)
 
 
+def _lanes_for(decoders, t: ErrorTable, pixels: int) -> residual_lanes.PixelLanes:
+    _, m, half = geometry(t.e)
+    raw_shift = PRECISION - max(1, (m - 1).bit_length())
+    return residual_lanes.PixelLanes(decoders, t, m, half, raw_shift, 2 * pixels)
+
+
+def _reconstruct_lanes(pred, s, e: int):
+    return (pred + s) & 255 if e == 0 else reconstruct(pred, s, e)
+
+
 def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTable):
-    """All images in lock-step, one numpy step per pixel position (arrays are pixel-major,
-    so each step reads contiguous length-N vectors)."""
+    """All images in lock-step, one :meth:`PixelLanes.decode` per pixel position (arrays are
+    pixel-major, so each step reads contiguous length-N vectors)."""
     n, h, w = levels.shape
-    delta, m, half = geometry(t.e)
     lv = levels.reshape(n, h * w).T.astype(np.int64) + 128
     pd = np.ascontiguousarray(np.asarray(table.predict, np.int64)[lv])  # (H*W, N)
-    width = t.cdf.shape[1]
-    # one globally sorted array of every context's cumulative frequencies, row j offset by
-    # j * 2**17, so a single searchsorted finds every lane's symbol in its own row
-    contexts = np.arange(t.cdf.shape[0], dtype=np.int64)
-    search = (t.cdf + (contexts << 17)[:, None]).ravel()
-    ctx_base = np.ascontiguousarray(table.level_lut[lv])
-    nlut = table.neighbour_lut
-    cdf = t.cdf.ravel().astype(np.uint64)
-    symbol_at = np.tile(np.arange(width, dtype=np.int64) - t.tail, len(contexts))  # global position -> s
-    esc_s = t.tail + 1  # the ESCAPE slot, as a symbol
-    spatial = table.spatial_threshold <= MAX_THRESHOLD - 1
-    nb = max(1, (m - 1).bit_length())
-    raw_shift = np.uint64(PRECISION - nb)
-    raw_freq = np.uint64(1 << (PRECISION - nb))
-    lanes = LaneDecoder(decoders)
-    err = np.zeros((h + 1, w + 2, n), np.int64)
+    base17 = np.ascontiguousarray(table.level_lut[lv] << 17)
+    nlut17 = table.neighbour_lut << 17
+    threshold = table.spatial_threshold
+    spatial = threshold <= MAX_THRESHOLD - 1
+    lanes = _lanes_for(decoders, t, h * w)
+    e = t.e
+    err = np.zeros((h + 1, w + 2, n), np.int64)  # error field x̂ - pd, 0 outside the image
     rec = np.empty((h * w, n), np.int64)
     i = 0
     for r in range(h):
+        up = err[r]
+        up_key = up[1:-1] + MAX_NEIGHBOUR  # eN + 510 for every column
+        up_abs = np.abs(up[1:-1])
+        ew = err[r + 1, 0]
         for c in range(w):
-            ew, en = err[r + 1, c], err[r, c + 1]
             pred = pd[i]
             if spatial:
-                far = np.abs(ew) + np.abs(en) >= table.spatial_threshold
+                far = np.abs(ew) + up_abs[c] >= threshold
                 if np.count_nonzero(far):
-                    pred = _clip255(pred + np.where(far, _med(ew, en, err[r, c]), 0))
-            ctx = ctx_base[i] + nlut[ew + en + MAX_NEIGHBOUR]
-            target, unit = lanes.targets()
-            at = np.searchsorted(search, (ctx << 17) + target.astype(np.int64), side="right") - 1
-            start = cdf[at]
-            lanes.advance(unit, start, cdf[at + 1] - start)
-            s = symbol_at[at]
-            esc = s == esc_s
-            if np.count_nonzero(esc):
-                idx = np.flatnonzero(esc)
-                tg, un = lanes.targets(idx)
-                u = tg >> raw_shift
-                if np.count_nonzero(u >= np.uint64(m)):
-                    raise CorruptCodeError("a residual escape names an impossible value: damaged data")
-                lanes.advance(un, u << raw_shift, np.full(len(idx), raw_freq, np.uint64), idx)
-                s[idx] = u.astype(np.int64) - half
-            xr = (pred + s) & 255 if t.e == 0 else reconstruct(pred, s, t.e)
-            rec[i] = xr
-            err[r + 1, c + 1] = xr - pd[i]
+                    pred = _clip255(pred + np.where(far, _med(ew, up[c + 1], up[c]), 0))
+            s = lanes.decode(base17[i] + nlut17[ew + up_key[c]])
+            x = _reconstruct_lanes(pred, s, e)
+            rec[i] = x
+            ew = x - pd[i]
             i += 1
-    for j, d in enumerate(decoders):
-        d._code, d._range, d._pos = int(lanes.code[j]), int(lanes.rng[j]), int(lanes.pos[j])
-    return rec.T.reshape(n, h, w).astype(np.uint8), list(lanes.canonical())
+        err[r + 1, 1:-1] = rec[i - w : i] - pd[i - w : i]
+    return rec.T.reshape(n, h, w).astype(np.uint8), lanes.finish()
+
+
+def _decode_lanes_spatial(decoders, shape, spatial: SpatialSet, t: ErrorTable):
+    """Table set 1 in lock-step: MED and activity of the reconstructed neighbours."""
+    n, h, w = shape
+    act17 = spatial.activity_lut << 17
+    lanes = _lanes_for(decoders, t, h * w)
+    e = t.e
+    rec = np.zeros((h + 1, w + 2, n), np.int64)  # reconstruction, 0 outside the image
+    for r in range(h):
+        up = rec[r]
+        north, northwest = up[1:-1], up[:-2]
+        n_minus_nw = north - northwest
+        up_act = np.abs(n_minus_nw) + np.abs(up[2:] - north)  # |N - NW| + |NE - N|
+        row = rec[r + 1]
+        west = row[0]
+        for c in range(w):
+            nc = north[c]
+            lo = np.minimum(west, nc)
+            hi = np.maximum(west, nc)
+            pred = np.minimum(np.maximum(west + n_minus_nw[c], lo), hi)
+            s = lanes.decode(act17[np.abs(west - northwest[c]) + up_act[c]])
+            west = _reconstruct_lanes(pred, s, e)
+            row[c + 1] = west
+    return np.ascontiguousarray(rec[1:, 1:-1].transpose(2, 0, 1)).astype(np.uint8), lanes.finish()
+
+
+def _decode_one_spatial(dec: RangeDecoder, shape, spatial: SpatialSet, t: ErrorTable) -> np.ndarray:
+    """Table set 1, one image in plain Python: the same arithmetic as :func:`_decode_lanes_spatial`."""
+    h, w = shape
+    delta, m, half = geometry(t.e)
+    e = t.e
+    alut = spatial.activity_lut.tolist()
+    cdfs = t.cdf_lists
+    tail, esc_sym = t.tail, 2 * t.tail + 1
+    nb = max(1, (m - 1).bit_length())
+    raw_shift = PRECISION - nb
+    wrap = m * delta
+    lo_lim, hi_lim = -e, 255 + e
+    top = 1 << 24
+    data, n_data = dec._data, len(dec._data)
+    code, rng, pos = dec._code, dec._range, dec._pos
+    prev = [0] * (w + 2)  # reconstructed row above, padded
+    out = []
+    for _ in range(h):
+        cur = [0] * (w + 2)
+        xw = 0
+        for c in range(w):
+            xn, xnw, xne = prev[c + 1], prev[c], prev[c + 2]
+            if xw < xn:
+                lo, hi = xw, xn
+            else:
+                lo, hi = xn, xw
+            p = xw + xn - xnw
+            p = lo if p < lo else (hi if p > hi else p)
+            cdf = cdfs[alut[abs(xw - xnw) + abs(xn - xnw) + abs(xne - xn)]]
+            r = rng >> PRECISION
+            target = code // r
+            if target >= TOTAL:
+                raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+            k = bisect_right(cdf, target) - 1
+            lo = cdf[k]
+            code -= r * lo
+            rng = r * (cdf[k + 1] - lo)
+            while rng < top:
+                code = (code << 8) | (data[pos] if pos < n_data else 0)
+                rng <<= 8
+                pos += 1
+            if k == esc_sym:
+                r = rng >> PRECISION
+                u = (code // r) >> raw_shift
+                if u >= m:
+                    raise CorruptCodeError("a residual escape names an impossible value: damaged data")
+                code -= r * (u << raw_shift)
+                rng = r << raw_shift
+                while rng < top:
+                    code = (code << 8) | (data[pos] if pos < n_data else 0)
+                    rng <<= 8
+                    pos += 1
+                s = u - half
+            else:
+                s = k - tail
+            x = p + s * delta
+            if x < lo_lim:
+                x += wrap
+            elif x > hi_lim:
+                x -= wrap
+            xw = 0 if x < 0 else (255 if x > 255 else x)
+            cur[c + 1] = xw
+        out.extend(cur[1:-1])
+        prev = cur
+    dec._code, dec._range, dec._pos = code, rng, pos
+    return np.asarray(out, np.uint8).reshape(h, w)
 
 
 # --- export time ---------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""Residual codes of a batch of images at once, in pure numpy: the same bytes as the Python loop.
+
+Why: a 28x28 image has 784 pixel symbols and a Python range coder spends about a microsecond
+on each. A numpy step costs about the same whatever the number of lanes (one lane = one
+image's range code), so the batch path does each pixel position of all images in one step
+and keeps the number of numpy calls per step small: that call count, not the arithmetic,
+is the cost. Nothing needs a compiler, so aarch64 devices run it as they are.
+
+**Encoder** (:func:`encode_slices`). A range encoder's ``range`` evolves independently of
+``low``: ``r = range >> 16; range = r * freq``, then renormalised by 0, 1 or 2 bytes. So the
+lanes step only ``range`` (five numpy calls per pixel), recording each step's ``r`` and its
+byte shift. The settled output and ``low`` together are one big integer
+``V <- (V + r * start) * 256**shift``, so after the loop ``V`` is a sum of the terms
+``r_k * start_k`` (each < 2**32) at known byte offsets: one ``bincount`` adds them per lane
+and six ``int.from_bytes`` calls per lane turn the digit sums into Python integers, whose
+carries the addition resolves. The termination is :meth:`RangeEncoder.finish`'s.
+
+**Decoder** (:class:`PixelLanes`). One :meth:`PixelLanes.decode` call decodes one symbol
+per lane under each lane's context row: a sorted search over all rows of the table (row
+``j`` offset by ``j << 17``), a 65536-entry table for the renormalisation shift and 16-bit
+input windows read by byte position, about twenty numpy calls. A target outside
+``[0, 2**16)`` (damaged input) is remembered per lane and reported as
+:class:`~compressor.errors.CorruptCodeError` by :meth:`PixelLanes.finish`; until then it
+decodes harmlessly into garbage that the caller never returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compressor.coding.lanes import _shortest
+from compressor.coding.rangecoder import PRECISION, RangeDecoder, RangeEncoder
+from compressor.errors import CorruptCodeError
+
+_SHIFT = np.zeros(1 << 16, np.int64)
+"""Renormalisation shift in bits, by ``range >> 16`` after a step: range >= 2**24 needs none,
+2**16 <= range < 2**24 one byte, range < 2**16 two (range >= 2**8 always, as freq >= 1)."""
+_SHIFT[:256] = 8
+_SHIFT[0] = 16
+_BYTES = _SHIFT >> 3
+_MASK32 = (1 << 32) - 1
+
+
+def encode_slices(
+    encoders: list[RangeEncoder],
+    start: np.ndarray,
+    freq: np.ndarray,
+    esc: np.ndarray,
+    raw_start: np.ndarray,
+    raw_freq: int,
+) -> list[bytes]:
+    """Continue every encoder (one per image, latent symbols already in) with its image's
+    slices and finish it: ``start``/``freq``/``esc``/``raw_start`` are (N, P), one pixel per
+    column; where ``esc``, the pixel's slice is followed by ``(raw_start, raw_freq)``."""
+    k, p = start.shape
+    rng = np.array([e._range for e in encoders], np.int64)
+    st = np.ascontiguousarray(start.T, np.int64)
+    fr = np.ascontiguousarray(freq.T, np.int64)
+    units = np.empty((p, k), np.int64)
+    shifts = np.empty((p, k), np.int64)
+    esc_t = np.ascontiguousarray(esc.T)
+    escaping = np.flatnonzero(esc_t.any(axis=1)).tolist()
+    esc_units = np.zeros((p, k), np.int64)
+    esc_shifts = np.zeros((p, k), np.int64)
+    table = _SHIFT
+    next_escape = escaping.pop(0) if escaping else -1
+    for j in range(p):
+        r = units[j]
+        np.right_shift(rng, PRECISION, out=r)
+        rng = r * fr[j]
+        sh = shifts[j]
+        np.take(table, rng >> PRECISION, out=sh)
+        rng <<= sh
+        if j == next_escape:
+            idx = np.flatnonzero(esc_t[j])
+            re = rng[idx] >> PRECISION
+            sub = re * raw_freq
+            se = table[sub >> PRECISION]
+            rng[idx] = sub << se
+            esc_units[j, idx] = re
+            esc_shifts[j, idx] = se
+            next_escape = escaping.pop(0) if escaping else -1
+    # byte offsets: each step shifts after adding its term, the escape slice after the pixel's
+    main_bytes = shifts >> 3
+    step_bytes = main_bytes + (esc_shifts >> 3)
+    before = np.cumsum(step_bytes, axis=0) - step_bytes  # bytes shifted before pixel j's slice
+    total = before[-1] + step_bytes[-1] if p else np.zeros(k, np.int64)
+    at_main = total - before
+    at_esc = at_main - main_bytes
+    terms = units * st
+    esc_terms = esc_units * np.ascontiguousarray(raw_start.T, np.int64)
+    width = int(total.max(initial=0)) + 1
+    lane = np.arange(k, dtype=np.int64) * width
+    sums = np.bincount(
+        np.concatenate(((at_main + lane).ravel(), (at_esc + lane).ravel())),
+        weights=np.concatenate((terms.ravel(), esc_terms.ravel())).astype(np.float64),
+        minlength=k * width,
+    )  # exact: each sum < 2 * 784 * 2**32 < 2**53
+    digits = sums.astype(np.int64).reshape(k, width)
+    out = []
+    for i, enc in enumerate(encoders):
+        v = (int.from_bytes(enc._out, "big") << 32 | enc._low) << (8 * int(total[i]))
+        d = digits[i]
+        for byte in range(6):  # digit sums < 2**48: six byte planes
+            v += int.from_bytes(((d >> (8 * byte)) & 0xFF).astype(np.uint8).tobytes(), "little") << (8 * byte)
+        out.append(_shortest(v >> 32, len(enc._out) + int(total[i]), v & _MASK32, int(rng[i])))
+    return out
+
+
+class _Rows:
+    """Lookup arrays of one :class:`~compressor.coding.residual.ErrorTable` for lane decoding."""
+
+    def __init__(self, t):
+        contexts, width = t.cdf.shape  # width = 2T + 3 cumulative entries per row
+        flat = t.cdf.ravel()
+        self.search = (t.cdf + (np.arange(contexts, dtype=np.int64) << 17)[:, None]).ravel()
+        # indexed by searchsorted(..., "right") = global position + 1, so a 0 in front
+        slot = np.tile(np.arange(width, dtype=np.int64), contexts)
+        freq = np.append(flat[1:] - flat[:-1], 1)
+        last = slot == width - 1  # a row's closing TOTAL: reached only by damaged input
+        freq[last] = 1
+        symbol = np.where(last, 0, slot - t.tail)
+        self.start = np.concatenate(([0], flat))
+        self.freq = np.concatenate(([1], freq))
+        self.symbol = np.concatenate(([0], symbol))
+        self.escape = t.tail + 1  # the ESCAPE slot as a symbol
+
+
+def rows_of(t) -> _Rows:
+    """The lane lookup arrays of an error table, built once per table."""
+    rows = t.__dict__.get("_lane_rows")
+    if rows is None:
+        rows = _Rows(t)
+        object.__setattr__(t, "_lane_rows", rows)
+    return rows
+
+
+class PixelLanes:
+    """K range decoders (one per image) decoding residual symbols in lock-step."""
+
+    def __init__(self, decoders: list[RangeDecoder], t, m: int, half: int, raw_shift: int, slices: int):
+        k = len(decoders)
+        # every slice reads at most 2 bytes, so the input never runs past this width
+        width = max(max(len(d._data), d._pos) for d in decoders) + 2 * slices + 8
+        buf = np.zeros((k, width + 1), np.int64)
+        for i, d in enumerate(decoders):
+            buf[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
+        self.window = ((buf[:, :-1] << 8) | buf[:, 1:]).ravel()  # the 2 bytes at each position
+        self.base = np.arange(k, dtype=np.int64) * width
+        self.width = width
+        self.decoders = decoders
+        self.code = np.array([d._code for d in decoders], np.int64)
+        self.rng = np.array([d._range for d in decoders], np.int64)
+        self.pos = np.array([d._pos for d in decoders], np.int64)
+        self.bad = np.zeros(k, np.int64)
+        self.rows = rows_of(t)
+        self.m, self.half, self.raw_shift = m, half, raw_shift
+
+    def decode(self, context17: np.ndarray) -> np.ndarray:
+        """One symbol per lane; ``context17`` = each lane's context row << 17. Returns ``s``."""
+        rows = self.rows
+        r = self.rng >> PRECISION
+        target = self.code // r
+        self.bad |= target  # any bit above 15: the code points outside every slice (damage)
+        g = rows.search.searchsorted(context17 + target, "right")
+        code = self.code - r * rows.start[g]
+        rng = r * rows.freq[g]
+        sh = _SHIFT[rng >> PRECISION]
+        self.rng = rng << sh
+        self.code = (code << sh) | (self.window[self.base + self.pos] >> (16 - sh))
+        self.pos += sh >> 3
+        s = rows.symbol[g]
+        esc = s == rows.escape
+        if np.count_nonzero(esc):
+            idx = np.flatnonzero(esc)
+            s[idx] = self._raw(idx) - self.half
+        return s
+
+    def _raw(self, idx: np.ndarray) -> np.ndarray:
+        """The uniform slot after an ESCAPE, for lanes ``idx``: ``u`` in ``[0, M)``."""
+        r = self.rng[idx] >> PRECISION
+        target = self.code[idx] // r
+        u = target >> self.raw_shift
+        self.bad[idx] |= target | np.where(u >= self.m, 1 << 20, 0)
+        u = np.minimum(u, self.m - 1)
+        code = self.code[idx] - r * (u << self.raw_shift)
+        rng = r << self.raw_shift
+        sh = _SHIFT[rng >> PRECISION]
+        self.rng[idx] = rng << sh
+        self.code[idx] = (code << sh) | (self.window[self.base[idx] + self.pos[idx]] >> (16 - sh))
+        self.pos[idx] += sh >> 3
+        return u
+
+    def finish(self) -> list[bool]:
+        """Raise ``CorruptCodeError`` for a lane that was damaged; per lane, whether its input
+        is exactly what the encoder writes (:meth:`RangeDecoder.is_canonical`)."""
+        if np.count_nonzero(self.bad >> PRECISION):
+            i = int(np.flatnonzero(self.bad >> PRECISION)[0])
+            raise CorruptCodeError(
+                f"image {i}: the code points outside every symbol's interval, or an escape names an impossible "
+                "value: damaged data"
+            )
+        ok = []
+        for i, d in enumerate(self.decoders):
+            d._code, d._range, d._pos = int(self.code[i]), int(self.rng[i]), int(self.pos[i])
+            ok.append(d.is_canonical())
+        return ok
+
+
+__all__ = ["PixelLanes", "encode_slices", "rows_of"]
