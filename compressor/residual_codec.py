@@ -28,14 +28,16 @@ from compressor.io.arrays import as_batch
 KIND_GRAYSCALE = 0
 KIND_BINARY = 1
 _KIND_BIT = 0x80
+_SET_BIT = 0x40
+_BOUND_BITS = 0x3F
 
 
 class ResidualUnavailableError(RateError):
     """A residual code (max_error / target_psnr) was asked of a bundle that cannot make one."""
 
 
-def parameter_byte(value: int, kind: int = KIND_GRAYSCALE) -> int:
-    return (kind << 7) | value
+def parameter_byte(value: int, kind: int = KIND_GRAYSCALE, table_set: int = residual.NETWORK) -> int:
+    return (kind << 7) | (table_set << 6) | value
 
 
 def table_for(encoder):
@@ -80,16 +82,28 @@ def encode(
     levels = net.levels(symbols * encoder.coding.steps[index])[..., 0]
     ct = encoder.coding.tables[index]
     if max_error is not None:
-        bounds = np.full(len(pixels), check_bound(table, max_error))
+        e = check_bound(table, max_error)
+        bounds = np.full(len(pixels), e)
+        sets = _shorter_set(table, pixels, levels, e)
     else:
-        bounds = _bounds_for_psnr(table, pixels, levels, float(target_psnr))
+        bounds, sets = _bounds_for_psnr(table, pixels, levels, float(target_psnr))
     payloads = [b""] * len(pixels)
-    for e in np.unique(bounds):
-        idx = np.flatnonzero(bounds == e)
-        head = bytes((parameter_byte(int(e)),))
-        for i, p in zip(idx, residual.encode_batch(symbols[idx], pixels[idx], levels[idx], ct, table, int(e))):
+    for key in np.unique(bounds * 2 + sets):
+        e, table_set = divmod(int(key), 2)
+        idx = np.flatnonzero(bounds * 2 + sets == key)
+        head = bytes((parameter_byte(e, table_set=table_set),))
+        coded = residual.encode_batch(symbols[idx], pixels[idx], levels[idx], ct, table, e, table_set)
+        for i, p in zip(idx, coded):
             payloads[i] = head + p
     return [(index, p) for p in payloads]
+
+
+def _shorter_set(table: residual.ResidualTable, pixels, levels, e: int) -> np.ndarray:
+    """Per image, the table set whose pixel code is shorter at bound ``e`` (ideal bits; 0 on ties)."""
+    if table.spatial is None or e not in table.spatial.tables:
+        return np.zeros(len(pixels), np.int64)
+    bits = [residual.ideal_bits(table, pixels, levels, e, s) for s in (residual.NETWORK, residual.SPATIAL)]
+    return (bits[1] < bits[0]).astype(np.int64)
 
 
 def _encode_binary(encoder, images, step, quality, max_error, target_psnr, band) -> list[tuple[int, bytes]]:
@@ -120,18 +134,27 @@ def _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
     return [(index, head + p) for p in payloads]
 
 
-def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: float) -> np.ndarray:
-    """Per image, the largest tabled bound whose reconstruction meets ``target`` dB PSNR (0 = exact)."""
+def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: float):
+    """Per image, ``(E, table set)``: of the tabled bounds and sets whose reconstruction meets
+    ``target`` dB PSNR, the one with the shortest pixel code (lossless where none does)."""
     best = np.zeros(len(pixels), np.int64)
+    best_set = _shorter_set(table, pixels, levels, 0)
+    best_bits = np.full(len(pixels), np.inf)
     x = pixels.astype(np.float64)
-    for e in table.bounds:
-        if e == 0:
-            continue
-        _, _, rec = residual.symbols_and_contexts(table, pixels, levels, e)
-        mse = np.mean((rec - x) ** 2, axis=(1, 2))
-        psnr = np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), np.inf)
-        best = np.where(psnr >= target, e, best)
-    return best
+    for table_set in table.sets:
+        tables = table.tables if table_set == residual.NETWORK else table.spatial.tables
+        for e in sorted(tables):
+            if e == 0:
+                continue
+            coded = residual.symbols_and_contexts(table, pixels, levels, e, table_set)
+            mse = np.mean((coded[2] - x) ** 2, axis=(1, 2))
+            psnr = np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), np.inf)
+            bits = residual.ideal_bits_of(table, coded, e, table_set)
+            better = (psnr >= target) & (bits < best_bits)
+            best = np.where(better, e, best)
+            best_set = np.where(better, table_set, best_set)
+            best_bits = np.where(better, bits, best_bits)
+    return best, best_set
 
 
 def symbols(coding, payload: bytes, index: int) -> list[int]:
@@ -151,10 +174,10 @@ def _state(coding, payload: bytes, index: int):
         return syms, ("binary", dec, check, param & 0x7F)
     if coding.residual is None:
         raise CorruptCodeError("a residual code, but this bundle has no residual tables: damaged data or wrong bundle")
-    e = param & 0x7F
-    coding.residual.table(e)  # CorruptCodeError for a bound without a table
+    e, table_set = param & _BOUND_BITS, (param & _SET_BIT) >> 6
+    coding.residual.table(e, table_set)  # CorruptCodeError for a set or bound without a table
     dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
-    return syms, ("residual", dec, check, e)
+    return syms, ("residual", dec, check, e * 2 + table_set)
 
 
 def finish(decoder, decoded) -> np.ndarray:
@@ -180,15 +203,16 @@ def finish(decoder, decoded) -> np.ndarray:
             except CodeError as err:
                 raise type(err)(f"image {i}: {err}") from err
         return out
-    bounds = np.array([p[3] for p in pending])
-    for e in np.unique(bounds):
-        idx = np.flatnonzero(bounds == e)
+    keys = np.array([p[3] for p in pending])  # E * 2 + table set
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        e, table_set = divmod(int(key), 2)
         decs = [pending[i][1] for i in idx]
         checks = [pending[i][2] for i in idx]
         try:
-            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, int(e))
+            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, table_set)
         except CodeError as err:
-            raise type(err)(f"{err} (among the images coded with max_error={e})") from err
+            raise type(err)(f"{err} (among the images coded with max_error={e}, table set {table_set})") from err
     return out
 
 
@@ -199,5 +223,7 @@ def describe(payloads) -> dict:
     if kinds == {KIND_BINARY}:
         return {"residual_kind": "binary", "band": values, "lossless": values == [binary_context.LOSSLESS_BAND]}
     if kinds == {KIND_GRAYSCALE}:
-        return {"residual_kind": "grayscale", "max_error": values, "lossless": values == [0]}
+        bounds = sorted({p[0] & _BOUND_BITS for p in payloads if p})
+        sets = sorted({(p[0] & _SET_BIT) >> 6 for p in payloads if p})
+        return {"residual_kind": "grayscale", "max_error": bounds, "table_sets": sets, "lossless": bounds == [0]}
     return {"residual_kind": "damaged"}

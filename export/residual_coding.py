@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from compressor.coding import binary_context, residual
+from export.photo_crops import training_crops
 
 
 def residual_section(int8_levels, coding: dict, latents: np.ndarray, images: np.ndarray, log=print) -> dict:
@@ -30,7 +31,9 @@ def residual_section(int8_levels, coding: dict, latents: np.ndarray, images: np.
         sizes.append((coding["train_rd"][index]["ideal_bytes"] * 8 + pixel_bits) / 8)
     best = int(np.argmin(sizes))
     log(f"  residual: lossless step {steps[best]} ({sizes[best]:.1f} ideal bytes per training image)")
-    table = residual.build_table(levels_at(best), pixels, step_index=best)
+    natural = training_crops(pixels.shape[1:3])
+    log(f"  residual: spatial table set from {len(natural)} photo crops")
+    table = residual.build_table(levels_at(best), pixels, step_index=best, natural=natural)
     return table.to_json() | {"train_ideal_lossless_bytes": [round(s, 3) for s in sizes]}
 
 

@@ -28,19 +28,29 @@ def _synthetic(seed: int, n: int = 24, h: int = 9, w: int = 7):
     return levels, pixels
 
 
+def _smooth(seed: int, n: int = 40, h: int = 9, w: int = 7) -> np.ndarray:
+    """Photo-like images: smooth gradients plus noise (what table set 1 is for)."""
+    rs = np.random.RandomState(seed)
+    yy, xx = np.mgrid[:h, :w]
+    a, b, c = rs.uniform(-12, 12, size=(3, n, 1, 1))
+    img = 128 + a * yy + b * xx + c * np.sin(xx + yy) + rs.normal(0, 3, size=(n, h, w))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 @pytest.fixture(scope="module")
 def tables():
     levels, pixels = _synthetic(0, n=60)
     latent = build_latent_table(np.random.RandomState(1).randint(-3, 4, size=(200, 4)))
-    return R.build_table(levels, pixels, bounds=BOUNDS, spatial_threshold=20), latent
+    table = R.build_table(levels, pixels, bounds=BOUNDS, spatial_threshold=20, natural=_smooth(9))
+    return table, latent
 
 
-def _round_trip(table, latent, symbols, pixels, levels, e):
-    payloads = R.encode_batch(symbols, pixels, levels, latent, table, e)
+def _round_trip(table, latent, symbols, pixels, levels, e, table_set=R.NETWORK):
+    payloads = R.encode_batch(symbols, pixels, levels, latent, table, e, table_set)
     started = [R.start_decoding(p, latent) for p in payloads]
     for (_, syms, _), want in zip(started, symbols):
         assert list(syms) == list(want)
-    out = R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, e)
+    out = R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, e, table_set)
     return payloads, out
 
 
@@ -49,25 +59,34 @@ def _round_trip(table, latent, symbols, pixels, levels, e):
     pixels=hnp.arrays(np.uint8, (3, 6, 5)),
     levels=hnp.arrays(np.int8, (3, 6, 5)),
     e=st.sampled_from(BOUNDS),
+    table_set=st.sampled_from((R.NETWORK, R.SPATIAL)),
+    lanes=st.booleans(),
 )
-def test_every_pixel_of_a_random_image_comes_back_within_its_bound(tables, pixels, levels, e):
+def test_every_pixel_of_a_random_image_comes_back_within_its_bound(tables, pixels, levels, e, table_set, lanes):
     table, latent = tables
     symbols = np.zeros((3, 4), np.int64)
-    _, out = _round_trip(table, latent, symbols, pixels, levels, e)
+    old = R.LANE_THRESHOLD
+    R.LANE_THRESHOLD = 1 if lanes else 10**9
+    try:
+        _, out = _round_trip(table, latent, symbols, pixels, levels, e, table_set)
+    finally:
+        R.LANE_THRESHOLD = old
     assert np.abs(out.astype(int) - pixels.astype(int)).max() <= e
     if e == 0:
         assert np.array_equal(out, pixels)
 
 
+@pytest.mark.parametrize("table_set", [R.NETWORK, R.SPATIAL])
 @pytest.mark.parametrize("e", BOUNDS)
-def test_numpy_lanes_and_the_python_loop_write_and_read_the_same_bytes(tables, monkeypatch, e):
+def test_numpy_lanes_and_the_python_loop_write_and_read_the_same_bytes(tables, monkeypatch, e, table_set):
     table, latent = tables
     levels, pixels = _synthetic(2, n=10)
+    pixels[5:] = _smooth(4, n=5)
     symbols = np.random.RandomState(3).randint(-5, 6, size=(10, 4))
     monkeypatch.setattr(R, "LANE_THRESHOLD", 10**9)
-    python_codes, python_out = _round_trip(table, latent, symbols, pixels, levels, e)
+    python_codes, python_out = _round_trip(table, latent, symbols, pixels, levels, e, table_set)
     monkeypatch.setattr(R, "LANE_THRESHOLD", 1)
-    lane_codes, lane_out = _round_trip(table, latent, symbols, pixels, levels, e)
+    lane_codes, lane_out = _round_trip(table, latent, symbols, pixels, levels, e, table_set)
     assert python_codes == lane_codes
     assert np.array_equal(python_out, lane_out)
     assert np.abs(lane_out.astype(int) - pixels.astype(int)).max() <= e
@@ -125,6 +144,25 @@ def test_a_bound_without_a_table_is_refused(tables):
     table, _ = tables
     with pytest.raises(CorruptCodeError, match="error bound 3"):
         table.table(3)
+    with pytest.raises(CorruptCodeError, match="error bound 3 in table set 1"):
+        table.table(3, R.SPATIAL)
+
+
+def test_a_spatial_code_for_a_bundle_without_the_spatial_set_is_refused(tables):
+    table, _ = tables
+    old = R.ResidualTable.from_json({k: v for k, v in _json(tables).items() if k != "spatial"})
+    assert old.sets == (R.NETWORK,) and table.sets == (R.NETWORK, R.SPATIAL)
+    with pytest.raises(CorruptCodeError, match="table set 1"):
+        old.table(0, R.SPATIAL)
+
+
+def test_the_spatial_set_codes_smooth_images_shorter_than_the_network_set(tables):
+    table, _ = tables
+    levels, _ = _synthetic(8, n=12)
+    smooth = _smooth(11, n=12)
+    network = R.ideal_bits(table, smooth, levels, 0, R.NETWORK)
+    spatial = R.ideal_bits(table, smooth, levels, 0, R.SPATIAL)
+    assert spatial.mean() < 0.8 * network.mean()
 
 
 def _json(tables):
@@ -147,6 +185,14 @@ def _json(tables):
         (lambda j: j["tables"].__setitem__("200", j["tables"]["1"]), "error bound"),
         (lambda j: j.pop("runtime"), "malformed"),
         (lambda j: j.__setitem__("tables", {}), "empty"),
+        (lambda j: j["tables"].__setitem__("64", j["tables"]["1"]), "error bound"),
+        (lambda j: j["spatial"].__setitem__("activity_edges", [9, 3]), "activity_edges"),
+        (lambda j: j["spatial"].__setitem__("activity_edges", [0]), "activity_edges"),
+        (lambda j: j["spatial"]["tables"]["0"]["freqs"].pop(), "context rows"),
+        (lambda j: j["spatial"]["tables"].__setitem__("64", j["spatial"]["tables"]["1"]), "error bound"),
+        (lambda j: j["spatial"]["tables"]["2"]["freqs"][1].__setitem__(0, 0), "summing"),
+        (lambda j: j["spatial"].pop("tables"), "malformed"),
+        (lambda j: j["spatial"].__setitem__("tables", {}), "empty"),
     ],
 )
 def test_a_damaged_residual_table_is_a_manifest_error(tables, damage, message):
@@ -241,16 +287,19 @@ def test_wrong_residual_requests_name_the_fix(gray_bundle, enc, gray_digits):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=3), e=st.sampled_from(BOUNDS), lanes=st.booleans()
+    payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=3),
+    e=st.sampled_from(BOUNDS),
+    lanes=st.booleans(),
+    table_set=st.sampled_from((R.NETWORK, R.SPATIAL)),
 )
-def test_random_bytes_are_refused_with_code_errors_only(tables, payloads, e, lanes):
+def test_random_bytes_are_refused_with_code_errors_only(tables, payloads, e, lanes, table_set):
     table, latent = tables
     levels, _ = _synthetic(7, n=len(payloads))
     old = R.LANE_THRESHOLD
     R.LANE_THRESHOLD = 1 if lanes else 10**9
     try:
         started = [R.start_decoding(p, latent) for p in payloads]
-        R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, e)
+        R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, e, table_set)
     except CodeError:
         pass
     finally:
