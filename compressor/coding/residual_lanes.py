@@ -20,8 +20,9 @@ per lane under each lane's context row: a sorted search over all rows of the tab
 ``j`` offset by ``j << 17``), a 65536-entry table for the renormalisation shift and 16-bit
 input windows read by byte position, about twenty numpy calls. A target outside
 ``[0, 2**16)`` (damaged input) is remembered per lane and reported as
-:class:`~compressor.errors.CorruptCodeError` by :meth:`PixelLanes.finish`; until then it
-decodes harmlessly into garbage that the caller never returns.
+:class:`~compressor.errors.CorruptCodeError` by :meth:`PixelLanes.finish`; until then the
+lane decodes harmlessly into garbage (every index stays in range, ``range`` stays sane) that
+the caller never returns.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _SHIFT = np.zeros(1 << 16, np.int64)
 2**16 <= range < 2**24 one byte, range < 2**16 two (range >= 2**8 always, as freq >= 1)."""
 _SHIFT[:256] = 8
 _SHIFT[0] = 16
-_BYTES = _SHIFT >> 3
+_BYTES = np.array([0] * 8 + [1] * 8 + [2], np.int64)  # by shift in bits
 _MASK32 = (1 << 32) - 1
 
 
@@ -108,22 +109,29 @@ def encode_slices(
 
 
 class _Rows:
-    """Lookup arrays of one :class:`~compressor.coding.residual.ErrorTable` for lane decoding."""
+    """Lookup arrays of one :class:`~compressor.coding.residual.ErrorTable` for lane decoding.
+
+    Indexed by ``searchsorted(search, (context << 17) + target, "right")``, i.e. one past the
+    slot's global position. A target >= 2**16 (damaged input: before the first damage,
+    ``code < range`` keeps targets below 2**16 + 256) lands one past its row's closing
+    ``TOTAL``; that position decodes as an ESCAPE too, so the one rare-path check per step
+    finds both, and :meth:`PixelLanes._escapes` tells them apart.
+    """
 
     def __init__(self, t):
         contexts, width = t.cdf.shape  # width = 2T + 3 cumulative entries per row
         flat = t.cdf.ravel()
         self.search = (t.cdf + (np.arange(contexts, dtype=np.int64) << 17)[:, None]).ravel()
-        # indexed by searchsorted(..., "right") = global position + 1, so a 0 in front
         slot = np.tile(np.arange(width, dtype=np.int64), contexts)
         freq = np.append(flat[1:] - flat[:-1], 1)
-        last = slot == width - 1  # a row's closing TOTAL: reached only by damaged input
-        freq[last] = 1
-        symbol = np.where(last, 0, slot - t.tail)
+        closing = slot == width - 1
+        freq[closing] = 1
+        self.escape = t.tail + 1  # the ESCAPE slot as a symbol
+        symbol = np.where(closing, self.escape, slot - t.tail)
         self.start = np.concatenate(([0], flat))
         self.freq = np.concatenate(([1], freq))
         self.symbol = np.concatenate(([0], symbol))
-        self.escape = t.tail + 1  # the ESCAPE slot as a symbol
+        self.damaged = np.concatenate(([True], closing))
 
 
 def rows_of(t) -> _Rows:
@@ -133,6 +141,9 @@ def rows_of(t) -> _Rows:
         rows = _Rows(t)
         object.__setattr__(t, "_lane_rows", rows)
     return rows
+
+
+_P = np.int64(PRECISION)
 
 
 class PixelLanes:
@@ -147,62 +158,60 @@ class PixelLanes:
             buf[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
         self.window = ((buf[:, :-1] << 8) | buf[:, 1:]).ravel()  # the 2 bytes at each position
         self.base = np.arange(k, dtype=np.int64) * width
-        self.width = width
         self.decoders = decoders
         self.code = np.array([d._code for d in decoders], np.int64)
         self.rng = np.array([d._range for d in decoders], np.int64)
-        self.pos = np.array([d._pos for d in decoders], np.int64)
-        self.bad = np.zeros(k, np.int64)
+        self.at = self.base + np.array([d._pos for d in decoders], np.int64)  # next input byte, in window
+        self.bad = np.zeros(k, bool)
         self.rows = rows_of(t)
         self.m, self.half, self.raw_shift = m, half, raw_shift
 
     def decode(self, context17: np.ndarray) -> np.ndarray:
         """One symbol per lane; ``context17`` = each lane's context row << 17. Returns ``s``."""
         rows = self.rows
-        r = self.rng >> PRECISION
-        target = self.code // r
-        self.bad |= target  # any bit above 15: the code points outside every slice (damage)
-        g = rows.search.searchsorted(context17 + target, "right")
-        code = self.code - r * rows.start[g]
+        r = self.rng >> _P
+        g = rows.search.searchsorted(context17 + self.code // r, "right")
         rng = r * rows.freq[g]
-        sh = _SHIFT[rng >> PRECISION]
+        sh = _SHIFT[rng >> _P]
         self.rng = rng << sh
-        self.code = (code << sh) | (self.window[self.base + self.pos] >> (16 - sh))
-        self.pos += sh >> 3
+        self.code = ((self.code - r * rows.start[g]) << sh) | (self.window[self.at] >> (16 - sh))
+        self.at += _BYTES[sh]
         s = rows.symbol[g]
-        esc = s == rows.escape
-        if np.count_nonzero(esc):
-            idx = np.flatnonzero(esc)
-            s[idx] = self._raw(idx) - self.half
+        if np.count_nonzero(s == rows.escape):
+            self._escapes(s, g)
         return s
 
-    def _raw(self, idx: np.ndarray) -> np.ndarray:
-        """The uniform slot after an ESCAPE, for lanes ``idx``: ``u`` in ``[0, M)``."""
-        r = self.rng[idx] >> PRECISION
-        target = self.code[idx] // r
-        u = target >> self.raw_shift
-        self.bad[idx] |= target | np.where(u >= self.m, 1 << 20, 0)
+    def _escapes(self, s: np.ndarray, g: np.ndarray) -> None:
+        """Lanes whose symbol is an ESCAPE: read their uniform slot ``u`` (``s = u - M//2``);
+        lanes that reached a row's end are damaged."""
+        self.bad |= self.rows.damaged[g]
+        idx = np.flatnonzero((s == self.rows.escape) & ~self.rows.damaged[g])
+        r = self.rng[idx] >> _P
+        u = (self.code[idx] // r) >> self.raw_shift
+        self.bad[idx] |= u >= self.m
         u = np.minimum(u, self.m - 1)
-        code = self.code[idx] - r * (u << self.raw_shift)
         rng = r << self.raw_shift
-        sh = _SHIFT[rng >> PRECISION]
+        sh = _SHIFT[rng >> _P]
         self.rng[idx] = rng << sh
-        self.code[idx] = (code << sh) | (self.window[self.base[idx] + self.pos[idx]] >> (16 - sh))
-        self.pos[idx] += sh >> 3
-        return u
+        self.code[idx] = ((self.code[idx] - r * (u << self.raw_shift)) << sh) | (
+            self.window[self.at[idx]] >> (16 - sh)
+        )
+        self.at[idx] += _BYTES[sh]
+        s[idx] = u - self.half
 
     def finish(self) -> list[bool]:
         """Raise ``CorruptCodeError`` for a lane that was damaged; per lane, whether its input
         is exactly what the encoder writes (:meth:`RangeDecoder.is_canonical`)."""
-        if np.count_nonzero(self.bad >> PRECISION):
-            i = int(np.flatnonzero(self.bad >> PRECISION)[0])
+        if np.count_nonzero(self.bad):
+            i = int(np.flatnonzero(self.bad)[0])
             raise CorruptCodeError(
                 f"image {i}: the code points outside every symbol's interval, or an escape names an impossible "
                 "value: damaged data"
             )
         ok = []
+        pos = self.at - self.base
         for i, d in enumerate(self.decoders):
-            d._code, d._range, d._pos = int(self.code[i]), int(self.rng[i]), int(self.pos[i])
+            d._code, d._range, d._pos = int(self.code[i]), int(self.rng[i]), int(pos[i])
             ok.append(d.is_canonical())
         return ok
 
