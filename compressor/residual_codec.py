@@ -22,6 +22,7 @@ from compressor.errors import (
     CorruptCodeError,
     LosslessMismatchError,
     RateError,
+    TruncatedCodeError,
 )
 from compressor.io.arrays import as_batch
 
@@ -174,10 +175,24 @@ def _state(coding, payload: bytes, index: int):
         return syms, ("binary", dec, check, param & 0x7F)
     if coding.residual is None:
         raise CorruptCodeError("a residual code, but this bundle has no residual tables: damaged data or wrong bundle")
+    if len(payload) < 1 + residual.CHECK_BYTES:
+        raise TruncatedCodeError(
+            f"a residual payload is at least {1 + residual.CHECK_BYTES} bytes (with its image check)"
+        )
     e, table_set = param & _BOUND_BITS, (param & _SET_BIT) >> 6
     coding.residual.table(e, table_set)  # CorruptCodeError for a set or bound without a table
     dec, syms, check = residual.start_decoding(payload[1:], coding.tables[index])
     return syms, ("residual", dec, check, e * 2 + table_set)
+
+
+def pixels(coding, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
+    """The uint8 pixels (H x W) of one grayscale residual payload, given the int8 decoder's output
+    levels for its latent (conformance vectors and reference checks: no network involved)."""
+    _, (kind, dec, check, key) = _state(coding, payload, index)
+    if kind != "residual":
+        raise CorruptCodeError("a binary residual code where a grayscale one was expected: wrong bundle")
+    e, table_set = divmod(key, 2)
+    return residual.finish_decoding([dec], [check], np.asarray(levels)[None], coding.residual, e, table_set)[0]
 
 
 def finish(decoder, decoded) -> np.ndarray:

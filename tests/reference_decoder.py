@@ -45,6 +45,8 @@ class Bundle:
     tables: list[Table]
     p1_freq: list[int] | None
     pixels: int
+    residual: dict | None = None
+    width: int = 0
 
     @classmethod
     def from_json(cls, b):
@@ -55,6 +57,8 @@ class Bundle:
             [Table(t["lo"], t["freqs"]) for t in b["tables"]],
             None if lossless is None else lossless["p1_freq"],
             b["image_shape"][0] * b["image_shape"][1],
+            b.get("residual"),
+            b["image_shape"][1],
         )
 
 
@@ -189,12 +193,107 @@ def lossless_pixels(state, levels, p1_freq):
     return pixels
 
 
+# --- mode 3, grayscale kind (docs/format.md, Residual payload) -----------------------------
+def residual_latents(bundle, payload, table, in_stream):
+    if len(payload) == 0:
+        raise corrupt("G1")
+    if payload[0] & 0x80:  # the binary kind: this reference has no binary_context tables
+        raise corrupt("M8")
+    if len(payload) < 3:
+        raise corrupt("S20") if in_stream else Refused("G2", "TruncatedCodeError")
+    table_set, e = (payload[0] >> 6) & 1, payload[0] & 0x3F
+    if table_set == 1 and "spatial" not in bundle.residual:
+        raise corrupt("G3")
+    tables = bundle.residual["spatial"]["tables"] if table_set else bundle.residual["tables"]
+    if str(e) not in tables:
+        raise corrupt("G4")
+    dec = RangeDecoder(payload[3:])
+    return read_row(dec, table), ("gray", dec, payload[1:3], table_set, e)
+
+
+def bucket(edges, value):
+    return sum(1 for x in edges if x <= value)
+
+
+def median(a, b, c):
+    return sorted((a, b, c))[1]
+
+
+def residual_pixels(bundle, state, levels):
+    _, dec, check, table_set, e = state
+    res = bundle.residual
+    table = (res["spatial"] if table_set else res)["tables"][str(e)]
+    tail, freqs = table["tail"], table["freqs"]
+    delta = 2 * e + 1
+    m = (255 + 2 * e) // delta + 1
+    h = m // 2
+    b = max(1, (m - 1).bit_length())
+    width, n = bundle.width, bundle.pixels
+    rec, err = [], []
+
+    def at(grid, i, dr, dc):  # a causal neighbour, 0 outside the image
+        r, c = divmod(i, width)
+        r, c = r + dr, c + dc
+        return grid[r * width + c] if 0 <= r and 0 <= c < width else 0
+
+    try:
+        for i in range(n):
+            if table_set == 0:
+                pd = res["predict"][levels[i] + 128]
+                ew, en, enw = at(err, i, 0, -1), at(err, i, -1, 0), at(err, i, -1, -1)
+                pred = pd
+                if abs(ew) + abs(en) >= res["spatial_threshold"]:
+                    pred = min(255, max(0, pd + median(ew, en, ew + en - enw)))
+                lb = bucket(res["level_edges"], levels[i] + 128)
+                ctx = lb * (len(res["neighbour_edges"]) + 1) + bucket(res["neighbour_edges"], ew + en)
+            else:
+                w, nn, nw, ne = at(rec, i, 0, -1), at(rec, i, -1, 0), at(rec, i, -1, -1), at(rec, i, -1, 1)
+                pred = median(w, nn, w + nn - nw)
+                ctx = bucket(res["spatial"]["activity_edges"], abs(w - nw) + abs(nn - nw) + abs(ne - nn))
+            c = [0]
+            for f in freqs[ctx]:
+                c.append(c[-1] + f)
+            k = dec.symbol(c)
+            if k == 2 * tail + 1:
+                u = dec.symbol([min(x << (16 - b), TOTAL) for x in range(1 << b)] + [TOTAL])
+                if u >= m:
+                    raise corrupt("G5")
+                sym = u - h
+            else:
+                sym = k - tail
+            y = pred + sym * delta
+            if y < -e:
+                y += m * delta
+            elif y > 255 + e:
+                y -= m * delta
+            x = min(255, max(0, y))
+            rec.append(x)
+            if table_set == 0:
+                err.append(x - pd)
+    except Refused as r:
+        if r.rule == "E1":
+            raise corrupt("G5") from None
+        raise
+    matches = (zlib.crc32(bytes(rec)) & 0xFFFF).to_bytes(2, "big") == check
+    try:
+        dec.check_canonical()
+    except Refused:
+        if matches:
+            raise corrupt("G6") from None
+        raise Refused("G7", "LosslessMismatchError") from None
+    if not matches:
+        raise Refused("G7", "LosslessMismatchError")
+    return rec
+
+
 def payload(bundle, mode, step, data, in_stream):
     table = bundle.tables[step]
     if mode == 0:
         return entropy_payload(data, table)
     if mode == 1:
         return raw_payload(data, table, in_stream)
+    if mode == 3:
+        return residual_latents(bundle, data, table, in_stream)
     return lossless_latents(data, table, in_stream)
 
 
@@ -214,7 +313,7 @@ def message(bundle, data):
         raise corrupt("M6")
     if mode == 2 and bundle.p1_freq is None:
         raise corrupt("M7")
-    if mode == 3:  # this reference has no residual tables (mode 3 is tested in test_residual.py)
+    if mode == 3 and bundle.residual is None:  # no binary_context tables in this reference either
         raise corrupt("M8")
     row, state = payload(bundle, mode, step, data[2:], in_stream=False)
     return row, step, state
@@ -334,7 +433,7 @@ def stream(bundle, data):
         dec.check_canonical()
         items = [(r, None) for r in rows]
     else:
-        if (mode == 2 and bundle.p1_freq is None) or mode == 3:  # no residual tables here
+        if (mode == 2 and bundle.p1_freq is None) or (mode == 3 and bundle.residual is None):
             raise corrupt("S19")
         items = []
         for n in lengths:
@@ -360,7 +459,9 @@ def decode(bundle_json: dict, vector: dict) -> dict:
         result = {"symbols": [r for r, _ in items], "step_indices": steps, "names": names}
         if any(state is not None for _, state in items):
             result["pixels"] = [
-                lossless_pixels(state, levels, bundle.p1_freq)
+                residual_pixels(bundle, state, levels)
+                if state[0] == "gray"
+                else lossless_pixels(state, levels, bundle.p1_freq)
                 for (_, state), levels in zip(items, vector["levels"], strict=True)
             ]
         return result

@@ -72,7 +72,7 @@ def test_every_error_class_named_in_the_spec_exists_in_compressor_errors():
 
 
 def _mode_of(vector) -> str:
-    modes = ("entropy", "raw", "lossless")
+    modes = ("entropy", "raw", "lossless", "residual")
     if vector["kind"] == "stream":
         data = bytes.fromhex(vector["hex"])
         return "joint" if data[5] & 2 else modes[data[6]]

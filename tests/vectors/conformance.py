@@ -36,6 +36,8 @@ def coding_for(spec: dict, folder: Path) -> Coding:
     coding = {"steps": spec["steps"], "tables": spec["tables"], "default_step_index": 0}
     if spec.get("lossless") is not None:
         coding["lossless"] = spec["lossless"]
+    if spec.get("residual") is not None:
+        coding["residual"] = spec["residual"]
     raw = json.dumps(coding).encode()
     (folder / "coding.json").write_bytes(raw)
     part = B.Part(
@@ -44,7 +46,7 @@ def coding_for(spec: dict, folder: Path) -> Coding:
         model_id=spec["model_id"],
         image_shape=tuple(spec["image_shape"]),
         latent_dim=len(spec["tables"][0]["lo"]),
-        binarize=True,
+        binarize=spec.get("residual") is None,
         files=(),
         coding_sha256=B.sha256_hex(raw),
         coding_size=len(raw),
@@ -75,9 +77,29 @@ def run(vector: dict, coding: Coding) -> dict:
                 bits = coding.lossless_pixels(payload, index, np.asarray(levels, np.int64))
                 pixels.append(bits.astype(int).tolist())
             result["pixels"] = pixels
+        if (
+            decoded.mode == "residual"
+            and coding.residual is not None
+            and not any(p[0] & 0x80 for p in decoded.payloads)
+        ):
+            result["pixels"] = residual_pixels(vector, decoded, result["step_indices"], coding)
         return result
     except errors.CodeError as e:
         return {"error": type(e).__name__}
+
+
+def residual_pixels(vector: dict, decoded, indices, coding: Coding) -> list:
+    """Grayscale residual codes (mode 3, kind 0): each image's uint8 pixels under the vector's levels."""
+    from compressor import residual_codec
+
+    shape = (2, -1)  # the vector bundles' images are 2 x 3
+    return [
+        residual_codec.pixels(coding, payload, index, np.asarray(levels, np.int8).reshape(shape))
+        .astype(int)
+        .ravel()
+        .tolist()
+        for payload, index, levels in zip(decoded.payloads, indices, vector["levels"], strict=True)
+    ]
 
 
 def verdict_matches(vector: dict, got: dict) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 
 from compressor import wire
 from compressor.coding import entropy, lossless
+from compressor.coding import residual as gray_residual
 from compressor.coding.entropy import CdfTable
 from compressor.coding.rangecoder import TOTAL, RangeEncoder
 
@@ -69,6 +70,41 @@ BUNDLES = {
         "lossless": None,
         "image_shape": [2, 3],
     },
+}
+
+
+def _gray_residual_section() -> dict:
+    """A tiny grayscale residual section (2 x 3 images): bounds 0 and 2, 2 x 2 network contexts,
+    2 activity contexts, tails of 4 so that ordinary residuals escape. Deterministic."""
+    rs = np.random.RandomState(12)
+    levels = rs.randint(-128, 128, size=(400, 2, 3)).astype(np.int8)
+    pixels = np.clip(levels.astype(int) + 128 + rs.randint(-3, 4, size=levels.shape), 0, 255).astype(np.uint8)
+    ramps = np.clip(100 + 7 * np.arange(3)[None, None, :] + rs.randint(-2, 3, size=(400, 2, 3)), 0, 255)
+    table = gray_residual.build_table(
+        levels,
+        pixels,
+        bounds=(0, 2),
+        level_edges=(128,),
+        neighbour_edges=(1,),
+        spatial_threshold=40,
+        max_tail=4,
+        natural=ramps.astype(np.uint8),
+        activity_edges=(8,),
+    )
+    return table.to_json()
+
+
+GRAY_RESIDUAL = _gray_residual_section()
+BUNDLES["G"] = {
+    "model_id": "a5a5a5a5a5a5a5a5",
+    "steps": [0.25, 0.5, 1.0],
+    "tables": [TABLE_0, TABLE_0, TABLE_0],
+    "lossless": None,
+    "residual": GRAY_RESIDUAL,
+    "image_shape": [2, 3],
+}
+BUNDLES["G-no-spatial"] = BUNDLES["G"] | {
+    "residual": {k: v for k, v in GRAY_RESIDUAL.items() if k != "spatial"},
 }
 MID = {k: bytes.fromhex(v["model_id"]) for k, v in BUNDLES.items()}
 T = {k: [CdfTable.from_json(t) for t in v["tables"]] for k, v in BUNDLES.items()}
@@ -831,6 +867,160 @@ def stream_vectors():
     )
 
 
+# --- mode 3, grayscale kind (bundle "G") -----------------------------------------------------
+def _gray_payload(symbols, pixels, levels, e, table_set):
+    """``parameter byte || check || range code`` as the encoder writes it (residual_codec.encode)."""
+    table = gray_residual.ResidualTable.from_json(GRAY_RESIDUAL)
+    body = gray_residual.encode_batch(
+        np.asarray([symbols]),
+        np.asarray([pixels], np.uint8),
+        np.asarray([levels], np.int8),
+        T["G"][0],
+        table,
+        e,
+        table_set,
+    )[0]
+    return bytes(((table_set << 6) | e,)) + body
+
+
+def _gray_reconstruction(pixels, levels, e, table_set):
+    table = gray_residual.ResidualTable.from_json(GRAY_RESIDUAL)
+    _, _, rec = gray_residual.symbols_and_contexts(
+        table, np.asarray([pixels], np.uint8), np.asarray([levels], np.int8), e, table_set
+    )
+    return rec[0].ravel()
+
+
+def gray_residual_vectors():
+    """Valid grayscale residual codes (both table sets, lossless and E = 2, an escape, a stream
+    mixing them) and one invalid vector per G-rule."""
+    rs = np.random.RandomState(21)
+    levels = [rs.randint(-128, 128, size=(2, 3)) for _ in range(4)]
+    pixels = [
+        np.clip(levels[0] + 128 + np.array([[1, -2, 0], [3, 0, -1]]), 0, 255),
+        np.array([[0, 255, 17], [200, 3, 90]]),  # far from any prediction: escapes and the MED branch
+        np.array([[100, 107, 114], [101, 108, 115]]),  # a ramp: table set 1's content
+        np.array([[60, 61, 90], [62, 64, 91]]),
+    ]
+    symbols = [[0, 0, 0], [1, 0, -1], [-2, 0, 2], [0, 0, 1]]
+    cases = [(0, 0), (0, 0), (0, 1), (2, 1)]  # (E, table set) per image
+    payloads = [_gray_payload(s, p, lv, e, ts) for s, p, lv, (e, ts) in zip(symbols, pixels, levels, cases)]
+    flat = [lv.ravel() for lv in levels]
+    want = [_gray_reconstruction(p, lv, e, ts) for p, lv, (e, ts) in zip(pixels, levels, cases)]
+    add(
+        "msg-residual-gray",
+        "G",
+        [msg("G", "residual", 0, p) for p in payloads],
+        ok(symbols, [0] * 4, pixels=want),
+        "grayscale residual messages: lossless (table set 0, one with escapes), lossless table set 1, E = 2 set 1",
+        levels=flat,
+        tags=("residual", "escape"),
+    )
+    near = _gray_payload(symbols[3], pixels[3], levels[3], 2, 0)
+    add(
+        "msg-residual-gray-near",
+        "G",
+        [msg("G", "residual", 1, near)],
+        ok(symbols[3:], [1], pixels=[_gray_reconstruction(pixels[3], levels[3], 2, 0)]),
+        "a near-lossless (E = 2) grayscale residual message, table set 0: every pixel within 2",
+        levels=flat[3:],
+        tags=("residual",),
+    )
+    add(
+        "stream-residual-gray",
+        "G",
+        wire.pack_stream(MID["G"], "residual", 0, payloads, ["a", "b", "c", "d"]),
+        ok(symbols, [0] * 4, names=["a", "b", "c", "d"], pixels=want),
+        "a residual stream mixing bounds and table sets, with names",
+        levels=flat,
+        tags=("residual", "names"),
+    )
+    add(
+        "G1-no-parameter-byte",
+        "G",
+        [msg("G", "residual", 0, b"")],
+        err("CorruptCodeError", "G1"),
+        "a residual payload of 0 bytes: no parameter byte",
+    )
+    add(
+        "G2-short-check",
+        "G",
+        [msg("G", "residual", 0, b"\x00\x12")],
+        err("TruncatedCodeError", "G2"),
+        "a residual payload of 2 bytes: the image check needs 2 after the parameter byte",
+    )
+    add(
+        "G3-no-spatial-set",
+        "G-no-spatial",
+        [msg("G-no-spatial", "residual", 0, payloads[2])],
+        err("CorruptCodeError", "G3"),
+        "table set 1 (bit 6) for a bundle whose residual section has no spatial set",
+        levels=flat[2:3],
+    )
+    add(
+        "G4-bound-without-table",
+        "G",
+        [msg("G", "residual", 0, bytes((1,)) + payloads[0][1:])],
+        err("CorruptCodeError", "G4"),
+        "E = 1: the bundle has tables for 0 and 2 only",
+        levels=flat[:1],
+    )
+    add(
+        "G4-old-reader-view",
+        "G-no-spatial",
+        [msg("G-no-spatial", "residual", 0, bytes((0x42,)) + payloads[3][1:])],
+        err("CorruptCodeError", "G3"),
+        "0x42 = set 1, E = 2 (a reader before table sets saw E = 66 and refused it as a bound without a table)",
+        levels=flat[3:],
+    )
+    # an impossible escape value: after the latent symbols, ESCAPE then u >= M, built with the coder
+    table = gray_residual.ResidualTable.from_json(GRAY_RESIDUAL)
+    t = table.table(2)
+    enc = RangeEncoder()
+    entropy.encode_row(enc, entropy.as_symbols(symbols[0], len(T["G"][0].lo)), T["G"][0])
+    _, m, _ = gray_residual.geometry(2)
+    nb = max(1, (m - 1).bit_length())
+    ctx = int(table.level_lut[int(levels[0][0, 0]) + 128] + table.neighbour_lut[gray_residual.MAX_NEIGHBOUR])
+    esc = 2 * t.tail + 1
+    enc.encode(t.cdf_lists[ctx][esc], t.cdf_lists[ctx][esc + 1] - t.cdf_lists[ctx][esc])
+    enc.encode((m + 1) << (16 - nb), 1 << (16 - nb))
+    add(
+        "G5-escape-value",
+        "G",
+        [msg("G", "residual", 0, bytes((2,)) + b"\x00\x00" + enc.finish())],
+        err("CorruptCodeError", "G5"),
+        f"the first pixel escapes to u = {m + 1} >= M = {m}",
+        levels=flat[:1],
+    )
+    add(
+        "G6-trailing-byte",
+        "G",
+        [msg("G", "residual", 0, payloads[0] + b"\x01")],
+        err("CorruptCodeError", "G6"),
+        "a byte appended: the pixels and their check come out right, but the code is not the encoder's",
+        levels=flat[:1],
+    )
+    bad = bytearray(payloads[2])
+    bad[1] ^= 0x10
+    add(
+        "G7-image-check",
+        "G",
+        [msg("G", "residual", 0, bytes(bad))],
+        err("LosslessMismatchError", "G7"),
+        "the image check altered: the pixels decode, their check differs",
+        levels=flat[2:3],
+    )
+    other = [np.clip(flat[0] + 50, -128, 127)]
+    add(
+        "G7-other-levels",
+        "G",
+        [msg("G", "residual", 0, payloads[0])],
+        err("LosslessMismatchError", "G7"),
+        "a valid table-set-0 code decoded under other int8 levels than the sender's",
+        levels=other,
+    )
+
+
 CODINGS: dict = {}
 
 
@@ -844,6 +1034,7 @@ def main() -> int:
         raw_vectors()
         lossless_vectors(payloads, levels, bits)
         stream_vectors()
+        gray_residual_vectors()
         bad = []
         for v in vectors:
             got = run(v, CODINGS[v["bundle"]])
