@@ -84,10 +84,9 @@ def encode(
     ct = encoder.coding.tables[index]
     if max_error is not None:
         e = check_bound(table, max_error)
-        bounds = np.full(len(pixels), e)
-        sets = _shorter_set(table, pixels, levels, e)
-    else:
-        bounds, sets = _bounds_for_psnr(table, pixels, levels, float(target_psnr))
+        sets, payloads = residual.encode_choosing_set(symbols, pixels, levels, ct, table, e)
+        return [(index, bytes((parameter_byte(e, table_set=int(ts)),)) + p) for ts, p in zip(sets, payloads)]
+    bounds, sets = _bounds_for_psnr(table, pixels, levels, float(target_psnr))
     payloads = [b""] * len(pixels)
     for key in np.unique(bounds * 2 + sets):
         e, table_set = divmod(int(key), 2)

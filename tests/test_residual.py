@@ -304,3 +304,25 @@ def test_random_bytes_are_refused_with_code_errors_only(tables, payloads, e, lan
         pass
     finally:
         R.LANE_THRESHOLD = old
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+@pytest.mark.parametrize("e", [0, 2])
+def test_the_encoder_picks_per_image_the_set_with_the_shorter_code(tables, monkeypatch, lanes, e):
+    table, latent = tables
+    levels, pixels = _synthetic(13, n=8)
+    pixels[4:] = _smooth(14, n=4)
+    symbols = np.zeros((8, 4), np.int64)
+    monkeypatch.setattr(R, "LANE_THRESHOLD", 1 if lanes else 10**9)
+    sets, payloads = R.encode_choosing_set(symbols, pixels, levels, latent, table, e)
+    for ts in (R.NETWORK, R.SPATIAL):
+        alone = R.encode_batch(symbols, pixels, levels, latent, table, e, ts)
+        assert all(p == a for p, a, chosen in zip(payloads, alone, sets) if chosen == ts)
+        assert all(len(p) <= len(a) + 1 for p, a in zip(payloads, alone))  # ideal lengths: within a byte
+    assert list(sets[4:]) == [R.SPATIAL] * 4
+    for ts in (R.NETWORK, R.SPATIAL):
+        idx = np.flatnonzero(sets == ts)
+        if len(idx):
+            started = [R.start_decoding(payloads[i], latent) for i in idx]
+            out = R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels[idx], table, e, ts)
+            assert np.abs(out.astype(int) - pixels[idx].astype(int)).max() <= e

@@ -397,6 +397,59 @@ def encode_batch(
     return [c + code for c, code in zip(checks, codes, strict=True)]
 
 
+_COST = np.concatenate(([np.inf], PRECISION - np.log2(np.arange(1, TOTAL + 1))))
+"""Ideal bits of a slice by its frequency (index 1..2**16)."""
+
+
+def encode_choosing_set(
+    latent_symbols: np.ndarray,
+    pixels: np.ndarray,
+    levels: np.ndarray,
+    ct: CdfTable,
+    table: ResidualTable,
+    e: int,
+    sets=None,
+) -> tuple[np.ndarray, list[bytes]]:
+    """``(table set per image, payloads)``: each image coded under whichever of ``sets`` (default:
+    every set the bundle has a table for ``e`` in) gives the shorter pixel code, by ideal code
+    length (set 0 on ties). One range-coder pass for the whole batch, whatever the sets."""
+    if sets is None:
+        sets = [ts for ts in table.sets if ts == NETWORK or e in table.spatial.tables]
+    n = len(pixels)
+    best = None
+    for ts in sets:
+        t = table.table(e, ts)
+        s, ctx, rec = symbols_and_contexts(table, pixels, levels, e, ts)
+        start, freq, esc, raw_start, raw_freq = _slices(t, s, ctx)
+        start, freq, esc, raw_start = (a.reshape(n, -1) for a in (start, freq, esc, raw_start))
+        bits = _COST[freq].sum(axis=1) + np.count_nonzero(esc, axis=1) * _COST[raw_freq]
+        cand = (np.full(n, ts), bits, start, freq, esc, raw_start, np.full(n, raw_freq), rec.reshape(n, -1))
+        if best is None:
+            best = list(cand)
+            continue
+        better = bits < best[1]
+        if np.count_nonzero(better):
+            for j, a in enumerate(cand):
+                best[j] = np.where(better.reshape((n,) + (1,) * (a.ndim - 1)), a, best[j])
+    chosen, _, start, freq, esc, raw_start, raw_freqs, rec = best
+    encoders = []
+    for sym in latent_symbols:
+        enc = RangeEncoder()
+        encode_row(enc, as_symbols(sym, len(ct.lo)), ct)
+        encoders.append(enc)
+    checks = [image_check(r.astype(np.uint8)) for r in rec]
+    if n < LANE_THRESHOLD:
+        codes = []
+        for i, enc in enumerate(encoders):
+            encode_slices(
+                enc, start[i].tolist(), freq[i].tolist(), esc[i].tolist(), raw_start[i].tolist(), int(raw_freqs[i])
+            )
+            codes.append(enc.finish())
+    else:
+        codes = residual_lanes.encode_slices(encoders, start, freq, esc, raw_start, raw_freqs)
+    return chosen, [c + code for c, code in zip(checks, codes, strict=True)]
+
+
 def encode_slices(enc: RangeEncoder, starts, freqs, escapes, raw_starts, raw_freq: int) -> None:
     """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, ~2x faster)."""
     low, rng, out = enc._low, enc._range, enc._out

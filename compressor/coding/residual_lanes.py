@@ -48,11 +48,13 @@ def encode_slices(
     freq: np.ndarray,
     esc: np.ndarray,
     raw_start: np.ndarray,
-    raw_freq: int,
+    raw_freq,
 ) -> list[bytes]:
     """Continue every encoder (one per image, latent symbols already in) with its image's
     slices and finish it: ``start``/``freq``/``esc``/``raw_start`` are (N, P), one pixel per
-    column; where ``esc``, the pixel's slice is followed by ``(raw_start, raw_freq)``."""
+    column; where ``esc``, the pixel's slice is followed by ``(raw_start, raw_freq)``
+    (``raw_freq``: an int, or one per image)."""
+    raw_freq = np.broadcast_to(np.asarray(raw_freq, np.int64), (len(encoders),))
     k, p = start.shape
     rng = np.array([e._range for e in encoders], np.int64)
     st = np.ascontiguousarray(start.T, np.int64)
@@ -75,7 +77,7 @@ def encode_slices(
         if j == next_escape:
             idx = np.flatnonzero(esc_t[j])
             re = rng[idx] >> PRECISION
-            sub = re * raw_freq
+            sub = re * raw_freq[idx]
             se = table[sub >> PRECISION]
             rng[idx] = sub << se
             esc_units[j, idx] = re
@@ -193,9 +195,7 @@ class PixelLanes:
         rng = r << self.raw_shift
         sh = _SHIFT[rng >> _P]
         self.rng[idx] = rng << sh
-        self.code[idx] = ((self.code[idx] - r * (u << self.raw_shift)) << sh) | (
-            self.window[self.at[idx]] >> (16 - sh)
-        )
+        self.code[idx] = ((self.code[idx] - r * (u << self.raw_shift)) << sh) | (self.window[self.at[idx]] >> (16 - sh))
         self.at[idx] += _BYTES[sh]
         s[idx] = u - self.half
 
