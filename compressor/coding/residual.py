@@ -627,14 +627,18 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
     for r in range(h):
         up = err[r]
         up_key = up[1:-1] + MAX_NEIGHBOUR  # eN + 510 for every column
-        up_abs = np.abs(up[1:-1])
+        near = threshold - np.abs(up[1:-1])  # MED where |eW| >= this
+        north = up[1:-1]
+        n_minus_nw = up[1:-1] - up[:-2]
         ew = err[r + 1, 0]
         for c in range(w):
             pred = pd[i]
             if spatial:
-                far = np.abs(ew) + up_abs[c] >= threshold
+                far = np.abs(ew) >= near[c]
                 if np.count_nonzero(far):
-                    pred = _clip255(pred + np.where(far, _med(ew, up[c + 1], up[c]), 0))
+                    en = north[c]  # MED(eW, eN, eNW) = clip(eW + eN - eNW, min(eW, eN), max(eW, eN))
+                    med = np.minimum(np.maximum(ew + n_minus_nw[c], np.minimum(ew, en)), np.maximum(ew, en))
+                    pred = _clip255(pred + med * far)
             s = lanes.decode(base17[i] + nlut17[ew + up_key[c]])
             x = _reconstruct_lanes(pred, s, e)
             rec[i] = x
