@@ -46,7 +46,7 @@ import numpy as np
 from compressor.coding import residual_lanes
 from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_row, quantize_pmf
 from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
-from compressor.coding.residual_spatial import SpatialSet
+from compressor.coding.residual_spatial import SMOOTH_FROM, SpatialSet
 from compressor.coding.residual_spatial import predict_step as spatial_predict_step
 from compressor.coding.residual_spatial import predictions_known as spatial_predictions_known
 from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
@@ -341,7 +341,7 @@ def _spatial_symbols(spatial: SpatialSet, x: np.ndarray, e: int):
         up = rec_p[:, r]
         row = rec_p[:, r + 1]
         for c in range(w):
-            pred, ctx = spatial_predict_step(spatial, row[:, c], up[:, c + 1], up[:, c], up[:, c + 2])
+            pred, ctx = spatial_predict_step(spatial, row[:, c], up[:, c + 1], up[:, c], up[:, c + 2], e)
             s, xr = quantize(x[:, r, c], pred, e)
             s_out[:, r, c] = s
             ctx_out[:, r, c] = ctx
@@ -654,6 +654,7 @@ def _decode_lanes_spatial(decoders, shape, spatial: SpatialSet, t: ErrorTable):
     act17 = spatial.activity_lut << 17
     lanes = _lanes_for(decoders, t, h * w)
     e = t.e
+    smooth = e >= SMOOTH_FROM
     rec = np.zeros((h + 1, w + 2, n), np.int64)  # reconstruction, 0 outside the image
     for r in range(h):
         up = rec[r]
@@ -667,6 +668,8 @@ def _decode_lanes_spatial(decoders, shape, spatial: SpatialSet, t: ErrorTable):
             lo = np.minimum(west, nc)
             hi = np.maximum(west, nc)
             pred = np.minimum(np.maximum(west + n_minus_nw[c], lo), hi)
+            if smooth:
+                pred = (2 * pred + west + nc + 2) >> 2
             s = lanes.decode(act17[np.abs(west - northwest[c]) + up_act[c]])
             west = _reconstruct_lanes(pred, s, e)
             row[c + 1] = west
@@ -679,6 +682,7 @@ def _decode_one_spatial(dec: RangeDecoder, shape, spatial: SpatialSet, t: ErrorT
     delta, m, half = geometry(t.e)
     e = t.e
     alut = spatial.activity_lut.tolist()
+    smooth = e >= SMOOTH_FROM
     cdfs = t.cdf_lists
     tail, esc_sym = t.tail, 2 * t.tail + 1
     nb = max(1, (m - 1).bit_length())
@@ -701,6 +705,8 @@ def _decode_one_spatial(dec: RangeDecoder, shape, spatial: SpatialSet, t: ErrorT
                 lo, hi = xn, xw
             p = xw + xn - xnw
             p = lo if p < lo else (hi if p > hi else p)
+            if smooth:
+                p = (2 * p + xw + xn + 2) >> 2
             cdf = cdfs[alut[abs(xw - xnw) + abs(xn - xnw) + abs(xne - xn)]]
             r = rng >> PRECISION
             target = code // r
