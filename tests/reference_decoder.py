@@ -249,6 +249,8 @@ def residual_pixels(bundle, state, levels):
             else:
                 w, nn, nw, ne = at(rec, i, 0, -1), at(rec, i, -1, 0), at(rec, i, -1, -1), at(rec, i, -1, 1)
                 pred = median(w, nn, w + nn - nw)
+                if e >= 3:
+                    pred = (2 * pred + w + nn + 2) >> 2
                 ctx = bucket(res["spatial"]["activity_edges"], abs(w - nw) + abs(nn - nw) + abs(ne - nn))
             c = [0]
             for f in freqs[ctx]:

@@ -74,7 +74,7 @@ BUNDLES = {
 
 
 def _gray_residual_section() -> dict:
-    """A tiny grayscale residual section (2 x 3 images): bounds 0 and 2, 2 x 2 network contexts,
+    """A tiny grayscale residual section (2 x 3 images): bounds 0, 2 and 4, 2 x 2 network contexts,
     2 activity contexts, tails of 4 so that ordinary residuals escape. Deterministic."""
     rs = np.random.RandomState(12)
     levels = rs.randint(-128, 128, size=(400, 2, 3)).astype(np.int8)
@@ -83,7 +83,7 @@ def _gray_residual_section() -> dict:
     table = gray_residual.build_table(
         levels,
         pixels,
-        bounds=(0, 2),
+        bounds=(0, 2, 4),
         level_edges=(128,),
         neighbour_edges=(1,),
         spatial_threshold=40,
@@ -895,15 +895,16 @@ def gray_residual_vectors():
     """Valid grayscale residual codes (both table sets, lossless and E = 2, an escape, a stream
     mixing them) and one invalid vector per G-rule."""
     rs = np.random.RandomState(21)
-    levels = [rs.randint(-128, 128, size=(2, 3)) for _ in range(4)]
+    levels = [rs.randint(-128, 128, size=(2, 3)) for _ in range(5)]
     pixels = [
         np.clip(levels[0] + 128 + np.array([[1, -2, 0], [3, 0, -1]]), 0, 255),
         np.array([[0, 255, 17], [200, 3, 90]]),  # far from any prediction: escapes and the MED branch
         np.array([[100, 107, 114], [101, 108, 115]]),  # a ramp: table set 1's content
         np.array([[60, 61, 90], [62, 64, 91]]),
+        np.array([[30, 47, 58], [41, 52, 70]]),
     ]
-    symbols = [[0, 0, 0], [1, 0, -1], [-2, 0, 2], [0, 0, 1]]
-    cases = [(0, 0), (0, 0), (0, 1), (2, 1)]  # (E, table set) per image
+    symbols = [[0, 0, 0], [1, 0, -1], [-2, 0, 2], [0, 0, 1], [0, 1, 0]]
+    cases = [(0, 0), (0, 0), (0, 1), (2, 1), (4, 1)]  # (E, table set) per image; set 1 smooths from E = 3
     payloads = [_gray_payload(s, p, lv, e, ts) for s, p, lv, (e, ts) in zip(symbols, pixels, levels, cases)]
     flat = [lv.ravel() for lv in levels]
     want = [_gray_reconstruction(p, lv, e, ts) for p, lv, (e, ts) in zip(pixels, levels, cases)]
@@ -911,8 +912,9 @@ def gray_residual_vectors():
         "msg-residual-gray",
         "G",
         [msg("G", "residual", 0, p) for p in payloads],
-        ok(symbols, [0] * 4, pixels=want),
-        "grayscale residual messages: lossless (table set 0, one with escapes), lossless table set 1, E = 2 set 1",
+        ok(symbols, [0] * 5, pixels=want),
+        "grayscale residual messages: lossless (table set 0, one with escapes), lossless table set 1, E = 2 and "
+        "E = 4 (the smoothed predictor) set 1",
         levels=flat,
         tags=("residual", "escape"),
     )
@@ -921,16 +923,16 @@ def gray_residual_vectors():
         "msg-residual-gray-near",
         "G",
         [msg("G", "residual", 1, near)],
-        ok(symbols[3:], [1], pixels=[_gray_reconstruction(pixels[3], levels[3], 2, 0)]),
+        ok(symbols[3:4], [1], pixels=[_gray_reconstruction(pixels[3], levels[3], 2, 0)]),
         "a near-lossless (E = 2) grayscale residual message, table set 0: every pixel within 2",
-        levels=flat[3:],
+        levels=flat[3:4],
         tags=("residual",),
     )
     add(
         "stream-residual-gray",
         "G",
-        wire.pack_stream(MID["G"], "residual", 0, payloads, ["a", "b", "c", "d"]),
-        ok(symbols, [0] * 4, names=["a", "b", "c", "d"], pixels=want),
+        wire.pack_stream(MID["G"], "residual", 0, payloads, ["a", "b", "c", "d", "e"]),
+        ok(symbols, [0] * 5, names=["a", "b", "c", "d", "e"], pixels=want),
         "a residual stream mixing bounds and table sets, with names",
         levels=flat,
         tags=("residual", "names"),
@@ -962,7 +964,7 @@ def gray_residual_vectors():
         "G",
         [msg("G", "residual", 0, bytes((1,)) + payloads[0][1:])],
         err("CorruptCodeError", "G4"),
-        "E = 1: the bundle has tables for 0 and 2 only",
+        "E = 1: the bundle has tables for 0, 2 and 4 only",
         levels=flat[:1],
     )
     add(
@@ -971,7 +973,7 @@ def gray_residual_vectors():
         [msg("G-no-spatial", "residual", 0, bytes((0x42,)) + payloads[3][1:])],
         err("CorruptCodeError", "G3"),
         "0x42 = set 1, E = 2 (a reader before table sets saw E = 66 and refused it as a bound without a table)",
-        levels=flat[3:],
+        levels=flat[3:4],
     )
     # an impossible escape value: after the latent symbols, ESCAPE then u >= M, built with the coder
     table = gray_residual.ResidualTable.from_json(GRAY_RESIDUAL)
