@@ -4,7 +4,8 @@
 
 Each RUNTIME:PRECISION decodes the stream (its first COUNT images if given) into ``probs_RUNTIME_PRECISION``;
 ``lossless:RUNTIME:PRECISION[:COUNT]`` decodes the lossless messages into ``lossless_RUNTIME_PRECISION``,
-``context:...`` the binary residual (mode 3) messages into ``context_RUNTIME_PRECISION``.
+``context:...`` the binary residual (mode 3) messages into ``context_RUNTIME_PRECISION``, and any
+other ``KEY:RUNTIME:PRECISION`` the messages stored under ``KEY`` (grayscale residual codes).
 
 Meant for the emulated aarch64 interpreter, with only ``compressor/`` and the edge wheels on
 its path. TensorFlow imports are blocked (as in bench/tf_free.py) so a pass proves the
@@ -44,7 +45,8 @@ def main(argv) -> int:
     messages = _split(codes, "messages")
     arrays, results = {}, {}
     for combo in combos:
-        kind = combo.split(":")[0] if combo.startswith(("lossless:", "context:")) else None
+        first = combo.split(":")[0]
+        kind = first if first not in ("litert", "onnx", "tflite") else None  # a key of pixel-exact messages
         runtime, precision, *count = combo.removeprefix(f"{kind}:").split(":")
         try:
             dec = Decoder.load(decoder, runtime=runtime, precision=precision)
