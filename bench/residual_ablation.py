@@ -10,6 +10,10 @@ code length ``-log2 p`` (no termination, no header). Each row changes one thing:
 - predictor: the network's grey value ``pd`` alone, MED on the pixels (no network), or
   ``pd`` + MED of the neighbours' errors (always, or only where ``|eW| + |eN| >= threshold``);
 - context: the level bucket, x an activity bucket, x the bucket of the neighbours' signed error.
+
+Then, with real codes (bytes per payload, check and parameter byte included) at every error
+bound of the bundle: table set 0 alone (the network), table set 1 alone (spatial: MED, or the
+smoothed MED from E = 3, under activity contexts) and the encoder's per-image choice.
 """
 
 from __future__ import annotations
@@ -106,7 +110,22 @@ def main(argv=None) -> int:
     for name, (pred, ctx) in VARIANTS.items():
         b = _bytes(pred(f_tr), ctx(f_tr), f_tr["x"], pred(f_te), ctx(f_te), f_te["x"])
         print(f"  {name:52s} {b:8.1f}")
+    if table.spatial is not None:
+        _table_sets(enc, table, test, levels(test))
     return 0
+
+
+def _table_sets(enc, table, pixels, levels) -> None:
+    """Real payload bytes per image under set 0, set 1 and the per-image choice, per bound."""
+    symbols = enc.quantize(enc.latents(pixels), table.step_index)
+    ct = enc.coding.tables[table.step_index]
+    print("payload bytes per image (real codes): set 0 alone | set 1 alone | per-image choice")
+    for e in table.bounds:
+        row = []
+        for sets in ([residual.NETWORK], [residual.SPATIAL], None):
+            _, payloads = residual.encode_choosing_set(symbols, pixels, levels, ct, table, e, sets)
+            row.append(float(np.mean([len(p) + 1 for p in payloads])))
+        print(f"  E = {e:2d}: " + " | ".join(f"{b:7.1f}" for b in row))
 
 
 if __name__ == "__main__":
