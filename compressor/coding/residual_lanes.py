@@ -63,6 +63,7 @@ def encode_slices(
     shifts = np.empty((p, k), np.int64)
     esc_t = np.ascontiguousarray(esc.T)
     escaping = np.flatnonzero(esc_t.any(axis=1)).tolist()
+    escaped = bool(escaping)
     esc_units = np.zeros((p, k), np.int64)
     esc_shifts = np.zeros((p, k), np.int64)
     table = _SHIFT
@@ -71,8 +72,8 @@ def encode_slices(
         r = units[j]
         np.right_shift(rng, PRECISION, out=r)
         rng = r * fr[j]
-        sh = shifts[j]
-        np.take(table, rng >> PRECISION, out=sh)
+        sh = table[rng >> PRECISION]  # (np.take with out= buffers: several times slower)
+        shifts[j] = sh
         rng <<= sh
         if j == next_escape:
             idx = np.flatnonzero(esc_t[j])
@@ -83,29 +84,28 @@ def encode_slices(
             esc_units[j, idx] = re
             esc_shifts[j, idx] = se
             next_escape = escaping.pop(0) if escaping else -1
-    # byte offsets: each step shifts after adding its term, the escape slice after the pixel's
+    # byte offsets: each step shifts after adding its term, an escape slice after its pixel's
     main_bytes = shifts >> 3
-    step_bytes = main_bytes + (esc_shifts >> 3)
-    before = np.cumsum(step_bytes, axis=0) - step_bytes  # bytes shifted before pixel j's slice
-    total = before[-1] + step_bytes[-1] if p else np.zeros(k, np.int64)
-    at_main = total - before
-    at_esc = at_main - main_bytes
-    terms = units * st
-    esc_terms = esc_units * np.ascontiguousarray(raw_start.T, np.int64)
+    step_bytes = main_bytes + (esc_shifts >> 3) if escaped else main_bytes
+    done = np.cumsum(step_bytes, axis=0)  # bytes shifted up to and including pixel j
+    total = done[-1] if p else np.zeros(k, np.int64)
     width = int(total.max(initial=0)) + 1
-    lane = np.arange(k, dtype=np.int64) * width
-    sums = np.bincount(
-        np.concatenate(((at_main + lane).ravel(), (at_esc + lane).ravel())),
-        weights=np.concatenate((terms.ravel(), esc_terms.ravel())).astype(np.float64),
-        minlength=k * width,
-    )  # exact: each sum < 2 * 784 * 2**32 < 2**53
-    digits = sums.astype(np.int64).reshape(k, width)
+    end = total + np.arange(k, dtype=np.int64) * width  # lane i's digit 0 sits at i * width
+    at_main = (end - done) + step_bytes  # digit of pixel j's term: total minus bytes shifted before it
+    positions, weights = at_main.ravel(), (units * st).ravel()
+    if escaped:
+        j, i = np.nonzero(esc_t)
+        positions = np.concatenate((positions, at_main[j, i] - main_bytes[j, i]))
+        weights = np.concatenate((weights, esc_units[j, i] * raw_start[i, j]))
+    sums = np.bincount(positions, weights=weights, minlength=k * width)  # exact: each < 2**53
+    digits = sums.astype(np.int64)
+    planes = [((digits >> (8 * b)) & 0xFF).astype(np.uint8).tobytes() for b in range(6)]  # sums < 2**48
     out = []
     for i, enc in enumerate(encoders):
         v = (int.from_bytes(enc._out, "big") << 32 | enc._low) << (8 * int(total[i]))
-        d = digits[i]
-        for byte in range(6):  # digit sums < 2**48: six byte planes
-            v += int.from_bytes(((d >> (8 * byte)) & 0xFF).astype(np.uint8).tobytes(), "little") << (8 * byte)
+        lo, hi = i * width, (i + 1) * width
+        for b, plane in enumerate(planes):
+            v += int.from_bytes(plane[lo:hi], "little") << (8 * b)
         out.append(_shortest(v >> 32, len(enc._out) + int(total[i]), v & _MASK32, int(rng[i])))
     return out
 
