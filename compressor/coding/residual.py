@@ -640,8 +640,11 @@ def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTa
                     med = np.minimum(np.maximum(ew + n_minus_nw[c], np.minimum(ew, en)), np.maximum(ew, en))
                     pred = _clip255(pred + med * far)
             s = lanes.decode(base17[i] + nlut17[ew + up_key[c]])
-            x = _reconstruct_lanes(pred, s, e)
-            rec[i] = x
+            x = rec[i]
+            if e == 0:
+                np.bitwise_and(pred + s, 255, out=x)
+            else:
+                x[:] = reconstruct(pred, s, e)
             ew = x - pd[i]
             i += 1
         err[r + 1, 1:-1] = rec[i - w : i] - pd[i - w : i]
