@@ -107,11 +107,11 @@ class LaneEncoder:
             high_part = d >> 8
             if high_part.any():  # carries: digits above 255 (each < 2**16 for any real code)
                 settled += int.from_bytes(high_part.astype(np.uint8).tobytes(), "big") << 8
-            out.append(_shortest(settled, n, int(self.low[i]), int(self.rng[i])))
+            out.append(shortest_code(settled, n, int(self.low[i]), int(self.rng[i])))
         return out
 
 
-def _shortest(settled: int, shifts: int, low32: int, rng: int) -> bytes:
+def shortest_code(settled: int, shifts: int, low32: int, rng: int) -> bytes:
     """The termination of :meth:`RangeEncoder.finish` for an interval given by its parts."""
     low = (settled << 32) + low32
     if low == 0:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.coding.lanes import _shortest
+from compressor.coding.lanes import shortest_code
 from compressor.coding.rangecoder import PRECISION, RangeDecoder, RangeEncoder
 from compressor.errors import CorruptCodeError
 
@@ -106,7 +106,7 @@ def encode_slices(
         lo, hi = i * width, (i + 1) * width
         for b, plane in enumerate(planes):
             v += int.from_bytes(plane[lo:hi], "little") << (8 * b)
-        out.append(_shortest(v >> 32, len(enc._out) + int(total[i]), v & _MASK32, int(rng[i])))
+        out.append(shortest_code(v >> 32, len(enc._out) + int(total[i]), v & _MASK32, int(rng[i])))
     return out
 
 
