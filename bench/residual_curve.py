@@ -154,6 +154,19 @@ def measure(bundle: str, pixels: np.ndarray) -> dict:
             _best_ms(lambda: dec.decompress(enc.compress(batch, max_error=0))) / len(batch), 3
         ),
         # CPU time of this process: what the coder costs when other work shares the cores
+        "lossless_batch1_cpu_ms_per_image": round(
+            np.median(
+                [
+                    _best_ms(
+                        lambda i=i: dec.decompress(enc.compress(pixels[i : i + 1], max_error=0)),
+                        1,
+                        clock=time.process_time,
+                    )
+                    for i in range(20)
+                ]
+            ),
+            3,
+        ),
         "lossless_batch64_cpu_ms_per_image": round(
             _best_ms(lambda: dec.decompress(enc.compress(batch, max_error=0)), clock=time.process_time) / len(batch),
             3,
