@@ -30,8 +30,13 @@ pixels.
 Payload (docs/format.md, residual mode): ``check (2 bytes) || range code`` holding the D
 latent symbols (as in the entropy mode) and then one or two slices per pixel.
 
-Speed: a batch runs the pixels of all its images in lock-step (:mod:`compressor.coding.lanes`, one
-numpy step per pixel position); a single image runs a plain Python loop, which is faster
+Table sets: the above is set 0. Set 1 (:mod:`compressor.coding.residual_spatial`) predicts
+from the reconstructed neighbours alone, for content the network predicts poorly (photo
+crops); bit 6 of the parameter byte names the set, and the encoder picks per image the set
+with the shorter code (:func:`encode_choosing_set`).
+
+Speed: a batch runs the pixels of all its images in lock-step (:mod:`compressor.coding.residual_lanes`,
+one numpy step per pixel position); a single image runs a plain Python loop, which is faster
 than numpy on one-element arrays. Both are the same arithmetic and give the same bytes.
 """
 
@@ -861,7 +866,10 @@ __all__ = [
     "ErrorTable",
     "ResidualTable",
     "build_table",
+    "NETWORK",
+    "SPATIAL",
     "encode_batch",
+    "encode_choosing_set",
     "finish_decoding",
     "geometry",
     "ideal_bits",
