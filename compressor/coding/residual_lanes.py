@@ -39,6 +39,7 @@ _SHIFT = np.zeros(1 << 16, np.int64)
 _SHIFT[:256] = 8
 _SHIFT[0] = 16
 _BYTES = np.array([0] * 8 + [1] * 8 + [2], np.int64)  # by shift in bits
+_RSHIFT = 16 - np.arange(17, dtype=np.int64)  # 16 - shift: the input bits a shift takes in
 _MASK32 = (1 << 32) - 1
 
 
@@ -165,21 +166,22 @@ class PixelLanes:
         self.rng = np.array([d._range for d in decoders], np.int64)
         self.at = self.base + np.array([d._pos for d in decoders], np.int64)  # next input byte, in window
         self.bad = np.zeros(k, bool)
-        self.rows = rows_of(t)
+        self.rows = rows = rows_of(t)
+        self._search, self._freq, self._start = rows.search.searchsorted, rows.freq, rows.start
+        self._symbol, self._escape = rows.symbol, rows.escape
         self.m, self.half, self.raw_shift = m, half, raw_shift
 
     def decode(self, context17: np.ndarray) -> np.ndarray:
         """One symbol per lane; ``context17`` = each lane's context row << 17. Returns ``s``."""
-        rows = self.rows
         r = self.rng >> _P
-        g = rows.search.searchsorted(context17 + self.code // r, "right")
-        rng = r * rows.freq[g]
+        g = self._search(context17 + self.code // r, "right")
+        rng = r * self._freq[g]
         sh = _SHIFT[rng >> _P]
         self.rng = rng << sh
-        self.code = ((self.code - r * rows.start[g]) << sh) | (self.window[self.at] >> (16 - sh))
+        self.code = ((self.code - r * self._start[g]) << sh) | (self.window[self.at] >> _RSHIFT[sh])
         self.at += _BYTES[sh]
-        s = rows.symbol[g]
-        if np.count_nonzero(s == rows.escape):
+        s = self._symbol[g]
+        if np.count_nonzero(s == self._escape):
             self._escapes(s, g)
         return s
 
