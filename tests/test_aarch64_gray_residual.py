@@ -20,8 +20,8 @@ from compressor import Decoder, Encoder
 from tests.aarch64 import emulator as emu_mod
 from tests.support import ROOT, mnist5k_test, skip_or_fail, to_uint8
 
-DIGITS = 48
-CROPS = 24
+DIGITS = 12
+CROPS = 8
 NEAR = 8
 
 
