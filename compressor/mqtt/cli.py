@@ -114,6 +114,7 @@ def _publish(args) -> int:
     from compressor.mqtt import uplinks
     from compressor.mqtt.publisher import Publisher, encode_payloads
     from compressor.mqtt.sequences import SequenceCounter
+    from compressor.mqtt.short_sequences import FormChooser
 
     def say(msg: str) -> None:
         print(f"compressor publish: {msg}", file=sys.stderr, flush=True)
@@ -133,6 +134,7 @@ def _publish(args) -> int:
     counter = SequenceCounter(state, device)
     with_names = args.names if args.names is not None else (args.max_payload is None and named_inputs)
     sequences = counter.reserve(len(images))
+    forms = FormChooser(counter.history)
     items = encode_payloads(
         enc,
         images,
@@ -143,7 +145,9 @@ def _publish(args) -> int:
         quality=args.quality,
         mode=args.mode,
         with_names=with_names,
+        forms=forms,
     )
+    counter.remember(forms.history)
     for item in items:
         if item.note:
             say(f"image {item.name} (sequence {item.sequence}): {item.note}")
@@ -171,6 +175,7 @@ def _publish(args) -> int:
         "sequences": [sequences.start, sequences.stop - 1] if len(sequences) else [],
         "payload_bytes": sum(sizes),
         "payload_bytes_per_image": round(sum(sizes) / len(sizes), 2) if sizes else None,
+        "short_form": sum(i.short for i in sent),
         "max_payload_bytes": max(sizes) if sizes else None,
     }
     print(json.dumps(summary), flush=True)

@@ -13,7 +13,8 @@ Two steps, usable apart:
    ``window`` messages wait for a PUBACK at once, which bounds memory during a long outage.
 
 Sequence numbers come from a :class:`~compressor.mqtt.sequences.SequenceCounter`, reserved on
-disk first, so a restarted camera never reuses one.
+disk first, so a restarted camera never reuses one. Most payloads carry them in the 1-byte
+short form; :class:`~compressor.mqtt.short_sequences.FormChooser` says which may.
 """
 
 from __future__ import annotations
@@ -29,19 +30,25 @@ from compressor import wire
 from compressor.errors import MqttError, RateError
 from compressor.mqtt import client as mqttc
 from compressor.mqtt.payload import header_size, pack_payload
+from compressor.mqtt.short_sequences import FormChooser
 
 DEFAULT_WINDOW = 1000
 
 
 @dataclass
 class Item:
-    """One image on its way: its number, its name, its payload (None: refused) and why, if anything changed."""
+    """One image on its way: its number, its name, its payload (None: refused) and why, if anything changed.
+
+    ``short``: the payload is in the 1-byte short form (:mod:`compressor.mqtt.short_sequences`).
+    """
 
     sequence: int
     name: str
     payload: bytes | None
     step_index: int | None = None
     note: str | None = None
+    short: bool = False
+    message: bytes | None = field(default=None, repr=False)
 
 
 def encode_payloads(
@@ -55,8 +62,28 @@ def encode_payloads(
     quality: int | None = None,
     mode: str = "entropy",
     with_names: bool = True,
+    forms: FormChooser | None = None,
 ) -> list[Item]:
-    """One :class:`Item` per image of ``images`` (N, H, W); see the module docstring for how a step is chosen."""
+    """One :class:`Item` per image of ``images`` (N, H, W); see the module docstring for how a step is chosen.
+
+    ``forms`` decides which payloads take the short form; by default a fresh
+    :class:`FormChooser` (this call is a run: its first image goes in the full form). The step
+    is chosen against the full form's size, so an image in the short form only gets smaller.
+    """
+    items = _encode(encoder, images, names, sequences, max_payload, step, quality, mode, with_names)
+    forms = forms if forms is not None else FormChooser()
+    for item in items:
+        if item.payload is None:
+            forms.skipped()
+        elif forms.short(item.sequence, item.message, item.name if with_names else None):
+            item.payload, item.short = pack_payload(item.sequence, item.message, short=True), True
+            forms.sent(item.sequence, item.message)
+        else:
+            forms.sent(item.sequence, item.message)
+    return items
+
+
+def _encode(encoder, images, names, sequences, max_payload, step, quality, mode, with_names) -> list[Item]:
     images = np.asarray(images)
     if len(names) != len(images) or len(sequences) != len(images):
         raise ValueError(f"{len(images)} images, {len(names)} names, {len(sequences)} sequence numbers")
@@ -97,7 +124,7 @@ def encode_payloads(
 
 
 def _fill(item: Item, message: bytes, name: str | None, model_id: bytes) -> None:
-    item.payload = pack_payload(item.sequence, message, name)
+    item.payload, item.message = pack_payload(item.sequence, message, name), message
     item.step_index = wire.unpack_message(model_id, message)[0].step_index
 
 
