@@ -18,7 +18,8 @@ disk, the gateway's start-up excluded), ``lost`` and ``duplicated`` (images miss
 written more than once to, the gateway's folders, checked against the files on disk),
 ``duplicates_suppressed`` (redeliveries recognised by sequence number), ``found_on_disk``
 (redeliveries of images written just before a kill, recognised by their file), and payload
-bytes per image (mean, max). Needs the [mqtt] extra
+bytes per image (mean, max; ``short_form_share``: how many went in the 1-byte short form,
+``message_bytes_per_image``: the image message alone). Needs the [mqtt] extra
 and ``apt-get install -y mosquitto``; never TensorFlow.
 """
 
@@ -101,6 +102,8 @@ def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="no
     }
     encode_s = time.perf_counter() - t0
     sizes = [len(it.payload) for items in per_camera.values() for it in items]
+    shorts = [it.short for items in per_camera.values() for it in items]
+    messages = [len(it.message) for items in per_camera.values() for it in items]
     with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp, Mosquitto(Path(tmp) / "broker") as broker:
         out, logs = Path(tmp) / "out", [Path(tmp) / "gw1.log", Path(tmp) / "gw2.log"]
         gw = _gateway(bundle, broker, out, logs[0], runtime)
@@ -159,6 +162,8 @@ def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="no
             "bad": sum(e["event"] == "bad" for e in events),
             "payload_bytes_per_image": round(float(np.mean(sizes)), 2),
             "payload_bytes_max": int(max(sizes)),
+            "message_bytes_per_image": round(float(np.mean(messages)), 2),
+            "short_form_share": round(float(np.mean(shorts)), 3),
             "names_in_payload": names,
         }
 

@@ -225,9 +225,13 @@ def _wait_file(log: Path, predicate, proc=None, timeout: float = DEADLINE) -> bo
     return False
 
 
-def test_gateway_killed_and_restarted_writes_every_image_once(tmp_path, codec, broker):
+@pytest.mark.parametrize("names", [True, False], ids=["named", "short-form"])
+def test_gateway_killed_and_restarted_writes_every_image_once(tmp_path, codec, broker, names):
     n = 150
-    items, expected = _camera(codec, n, device="cam1")
+    items, expected = _camera(codec, n, device="cam1", names=names)
+    if not names:  # unnamed: files are named by sequence number, and most payloads are in the short form
+        assert sum(it.short for it in items) > n * 0.9
+        expected = {f"{it.sequence:08d}": expected[it.name] for it in items}
     out, log1, log2 = tmp_path / "out", tmp_path / "gw1.log", tmp_path / "gw2.log"
     first = _gateway_process(out, codec, broker, log1)
     camera = threading.Thread(target=_publish, args=(broker, "cams/cam1", items, "camera-1", 0.02), daemon=True)
@@ -395,6 +399,17 @@ def test_network_server_uplinks_are_decoded_without_glue_code(tmp_path, codec, b
 
 
 # --- the camera's rate choices and the command line's errors ------------------------------------
+def test_a_long_running_camera_pays_one_byte_over_the_message_and_the_gateway_decodes_it(tmp_path, codec):
+    start = 3_000_000  # days of images: the full form's header is 4 bytes here
+    items, expected = _camera(codec, 300, seq0=start, names=False, device="cam1")
+    overhead = [len(it.payload) - len(it.message) for it in items]
+    assert overhead[0] == 4 and np.mean(overhead) < 1.1
+    gateway = Gateway(tmp_path / "out", image_decoder(codec["dec"]))
+    events = [gateway.handle("cams/cam1", it.payload) for it in items]
+    assert [e["seq"] for e in events if e["event"] == "written"] == list(range(start, start + 300))
+    _assert_on_disk_once(tmp_path / "out" / "cam1", {f"{it.sequence:08d}": expected[it.name] for it in items})
+
+
 def test_max_payload_gives_each_image_the_finest_step_whose_whole_payload_fits(codec):
     enc, images = codec["enc"], codec["digits"][:40]
     items = encode_payloads(enc, images, [f"d{i}" for i in range(40)], range(40), max_payload=12, with_names=False)

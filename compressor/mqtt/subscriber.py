@@ -16,8 +16,8 @@
 The progress file is a record and a fast path, not the guarantee: a message redelivered after
 a crash that beat the progress file finds its PNG on disk with the same pixels and is logged
 ``already-on-disk``, not written again (a device's numbered files past its record are taken
-as handled when it is loaded, so short-form numbers extend from where the files are). So the progress file need not be synced per image,
-which halves the gateway's fsyncs.
+as handled when it is loaded, so short-form numbers extend from where the files are). So the
+progress file need not be synced per image, which halves the gateway's fsyncs.
 
 A bad message (not parseable, another model, damaged, a name clash) is logged with its
 device and sequence number and counted as handled; it never stops the gateway. Only a
