@@ -25,14 +25,16 @@ payload with residue ``r`` and message digest ``d`` is:
 1. a **redelivery** of ``x`` if some handled ``x`` in the last ``RECENT`` numbers has
    ``x % WINDOW == r`` and digest ``d`` (rule 4 on the camera makes this unambiguous for any
    image sent less than ``GUARD - RECENT`` = 128 numbers after the gateway's highest);
-2. otherwise a **new image** numbered ``x``, the one number with ``x % WINDOW == r`` in
+2. after a crash, an image **already on disk** under ``x`` when ``x % WINDOW == r`` and ``x`` was
+   found on disk past the record (:meth:`Extender.catch_up`) with the same pixels;
+3. otherwise a **new image** numbered ``x``, the one number with ``x % WINDOW == r`` in
    ``[high - LATE + 1, high + WINDOW - LATE]``: up to ``LATE - 1`` (15) behind the highest (an
    image overtaken in transit keeps its number) or up to 48 ahead (images lost on the radio).
    If that ``x`` is already handled (with another digest), ``x + WINDOW``; and while the file
    that number names exists with other pixels (a record lost in a crash), one more window on.
 
 What can go wrong, and why it is only a wrong *name*: a radio gap of 48 or more consecutive
-lost uplinks (LoRaWAN; MQTT QoS 1 loses nothing) numbers the next short images one window
+lost uplinks (LoRaWAN; MQTT QoS 1 loses nothing) numbers the next short images a window (or more)
 too low, until the next full form (at most ``RESYNC`` images). They are still written, once
 each: a misnamed image takes a number whose own image was lost on the radio, and a
 redelivery of it is recognised by its digest under that number. Never dropped, never
@@ -40,7 +42,8 @@ duplicated. The one residual case: after a radio gap of 128 or more lost uplinks
 image byte-identical (same code) to one of the gateway's last 128 with the same residue is
 taken for its redelivery -- the same pixels are on disk, under the earlier number.
 
-Pure bookkeeping: no I/O; the gateway's files are checked by its caller through a callback.
+Pure bookkeeping: no I/O; the gateway's files are checked by its caller
+(:class:`compressor.mqtt.subscriber.Gateway`). The layout is in docs/format.md, "Short form".
 """
 
 from __future__ import annotations

@@ -174,35 +174,31 @@ class Gateway:
         seq = state.numbers.redelivery(residue, digest)
         if seq is not None:
             return {"event": "duplicate", "device": device, "seq": seq}
-        candidates = iter(state.numbers.candidates(residue))
-        seq = next(candidates, None)
-        if seq is None:
-            return {"event": "bad", "device": device, "seq": None, "reason": "no free sequence number for it"}
-        pixels = self._decode(state, payload.message, seq, digest)
-        if isinstance(pixels, dict):
+        pixels = self._decode(state, payload.message, None)
+        if isinstance(pixels, dict):  # not recorded: a foreign or damaged message must not take a number
             return pixels
         for found in state.numbers.unknown(residue):  # written just before a crash, not yet recorded
             if state.store.holds(_numbered(found), pixels):
                 state.record(found, digest, short=True)
                 file = str(state.store.image_path(_numbered(found)))
                 return {"event": "already-on-disk", "device": device, "seq": found, "file": file}
-        while seq is not None:
+        for seq in state.numbers.candidates(residue):
             kind, path = state.store.place(_numbered(seq), pixels)
             if kind != CLASH:  # a clash: that number's file holds another image; try one window on
                 state.record(seq, digest, short=True)
                 return {"event": kind, "device": device, "seq": seq, "file": str(path)}
-            seq = next(candidates, None)
         return {"event": "bad", "device": device, "seq": None, "reason": "every candidate number's file is taken"}
 
-    def _decode(self, state: _Device, message: bytes, seq: int, digest: str | None = None):
-        """The pixels, or the ``bad`` event (recorded under ``seq``) when the message does not decode."""
+    def _decode(self, state: _Device, message: bytes, seq: int | None):
+        """The pixels, or the ``bad`` event (``seq`` recorded as handled, if given) when it does not decode."""
         try:
             return self.decode(message)
         except CodeError as e:  # another model, damaged, a lossless check that failed
             reason = str(e)
         except Exception as e:  # a message that trips the decoder must not stop every later one
             reason = f"the decoder failed on this message ({type(e).__name__}: {e}); please report it"
-        state.record(seq, digest, short=digest is not None)
+        if seq is not None:
+            state.record(seq)
         return {"event": "bad", "device": state.device, "seq": seq, "reason": reason}
 
     def _device(self, device: str) -> _Device:
