@@ -117,6 +117,10 @@ class Extender:
                 return x
         return None
 
+    def found_on_disk(self, sequence: int) -> bool:
+        """Whether ``sequence`` was taken as handled only because its file was found (after a crash)."""
+        return sequence in self.recent and self.recent[sequence] is None
+
     def unknown(self, residue: int) -> list[int]:
         """Recent handled numbers with this residue whose digest is unknown (found on disk after a
         crash): the caller compares their files' pixels before taking a short image for new."""
@@ -145,6 +149,8 @@ class Extender:
         self.high = max(self.high, sequence)
         if short:
             self.recent[sequence] = digest
+        else:
+            self.recent.pop(sequence, None)
         if self.recent and min(self.recent) <= self.high - RECENT:
             for old in [s for s in self.recent if s <= self.high - RECENT]:
                 del self.recent[old]

@@ -156,7 +156,7 @@ class Gateway:
         if payload.short:
             return self._handle_short(state, payload)
         seq = payload.sequence
-        if seq in state.seen:
+        if seq in state.seen and not state.numbers.found_on_disk(seq):  # found: compared with its file below
             return {"event": "duplicate", "device": device, "seq": seq}
         pixels = self._decode(state, payload.message, seq)
         if isinstance(pixels, dict):
