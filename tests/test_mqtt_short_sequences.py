@@ -44,7 +44,7 @@ def _messages(n: int, *, seed: int = 0, identical: bool = False) -> list[bytes]:
     return [bytes([0x40 | int(rng.integers(0, 16))]) + rng.bytes(int(rng.integers(7, 12))) for _ in range(n)]
 
 
-def _camera(messages, start: int = 0, forms: FormChooser | None = None, refused=()) -> list[tuple[int, bytes]]:
+def _camera(messages, start: int = 1_000, forms: FormChooser | None = None, refused=()) -> list[tuple[int, bytes]]:
     """(true sequence, payload) per image, the forms chosen as ``encode_payloads`` chooses them."""
     forms = forms if forms is not None else FormChooser()
     out = []
@@ -99,10 +99,11 @@ def test_a_long_running_camera_pays_one_byte_of_sequence_per_image():
 def test_camera_sends_the_full_form_on_start_after_a_refused_image_and_for_a_repeated_image():
     messages = _messages(200)
     messages[150] = messages[150 - WINDOW]  # the same code as the image one window before
-    sent = dict(_camera(messages, refused={40}))
+    sent = {seq - 1000: payload for seq, payload in _camera(messages, start=1000, refused={1040})}
     assert not unpack_payload(sent[0]).short and unpack_payload(sent[1]).short
     assert not unpack_payload(sent[41]).short and unpack_payload(sent[42]).short
     assert not unpack_payload(sent[150]).short and unpack_payload(sent[151]).short
+    assert not any(unpack_payload(p).short for _, p in _camera(messages[:100], start=20))  # 0..127: 1 byte anyway
 
 
 def test_camera_state_keeps_the_digests_so_a_restarted_camera_still_guards_a_static_scene(tmp_path):
@@ -138,8 +139,8 @@ def test_every_message_delivered_twice_is_written_once(tmp_path):
 def test_images_overtaken_within_the_window_keep_their_numbers(tmp_path):
     sent = _camera(_messages(150))
     rng = np.random.default_rng(2)
-    order = []
-    for block in range(0, 150, 12):  # each block of 12 arrives shuffled
+    order = [0]  # the first image (full form) is the gateway's first news of this camera
+    for block in range(1, 150, 12):  # then each block of 12 arrives shuffled
         order += list(rng.permutation(np.arange(block, min(block + 12, 150))))
     events = _deliver(_gateway(tmp_path), [sent[k] for k in order])
     _assert_each_image_once(tmp_path, sent, events)

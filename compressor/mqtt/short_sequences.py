@@ -14,7 +14,8 @@ with their 16-bit counters. Correctness rests on both sides keeping one contract
 4. its message is byte-identical to the message of ``seq - k*WINDOW`` for k = 1..4 (``GUARD``),
    as the camera recorded them (the record survives restarts in the camera's state file).
    A static scene produces identical messages; without rule 4 the gateway could not tell
-   the new image from a redelivery of the old one.
+   the new image from a redelivery of the old one;
+5. its number is 0..127, where the full form is one byte too.
 
 and the short form otherwise (an unnamed version-1 entropy message; anything else is full).
 
@@ -52,7 +53,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
 from compressor.mqtt.payload import SHORT_WINDOW as WINDOW
-from compressor.mqtt.payload import short_form_fits
+from compressor.mqtt.payload import header_size, short_form_fits
 
 RESYNC = 32
 GUARD = 4 * WINDOW
@@ -80,6 +81,8 @@ class FormChooser:
     def short(self, sequence: int, message: bytes, name: str | None = None) -> bool:
         """Whether image ``sequence`` may go in the short form (the caller then calls :meth:`sent`)."""
         if not short_form_fits(message, name) or self._previous is None or self._previous != sequence - 1:
+            return False
+        if header_size(sequence) == 1:  # numbers 0..127: the full form is as short, and says more
             return False
         if sequence % RESYNC == 0:
             return False
