@@ -221,3 +221,14 @@ def test_a_damaged_progress_record_is_refused_with_the_fix(tmp_path):
     with pytest.raises(Exception, match="move it away"):
         event = _gateway(tmp_path).handle(TOPIC, sent[0][1])
     assert event is None
+
+
+def test_a_short_payload_published_while_the_link_is_not_steady_goes_in_the_full_form():
+    from compressor.mqtt.publisher import full_form
+
+    message = _messages(1)[0]
+    short = pack_payload(70_001, message, short=True)
+    assert full_form(70_001, short) == pack_payload(70_001, message)
+    assert unpack_payload(full_form(70_001, short)) == (70_001, None, message, False)
+    named = pack_payload(70_001, message, "a")
+    assert full_form(70_001, named) == named and full_form(5, b'{"data": "x"}') == b'{"data": "x"}'

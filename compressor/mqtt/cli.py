@@ -153,13 +153,17 @@ def _publish(args) -> int:
             say(f"image {item.name} (sequence {item.sequence}): {item.note}")
     client_id = args.client_id or f"compressor-camera-{device}"
     sent = [i for i in items if i.payload is not None]
-    pub = Publisher(broker, args.topic, client_id, log=say)
+
+    def wrap(payload: bytes, sequence: int) -> bytes:
+        return uplinks.wrap(args.format, device, payload, f_cnt=sequence)
+
+    pub = Publisher(broker, args.topic, client_id, log=say, wrap=wrap)
     try:
         with pub:
             for k, item in enumerate(sent):
                 if k and args.interval > 0:
                     time.sleep(args.interval)
-                pub.publish(item.sequence, uplinks.wrap(args.format, device, item.payload, f_cnt=item.sequence))
+                pub.publish(item.sequence, item.payload)
             done = pub.wait(args.timeout)
     except KeyboardInterrupt:
         done = False
