@@ -169,7 +169,7 @@ def _publish(args) -> int:
         done = False
         say("interrupted")
     result = pub.result
-    sizes = [len(i.payload) for i in sent]
+    sizes = result.payload_bytes  # as published: a short payload goes full while the link is not steady
     summary = {
         "device": device,
         "topic": args.topic,
@@ -179,7 +179,7 @@ def _publish(args) -> int:
         "sequences": [sequences.start, sequences.stop - 1] if len(sequences) else [],
         "payload_bytes": sum(sizes),
         "payload_bytes_per_image": round(sum(sizes) / len(sizes), 2) if sizes else None,
-        "short_form": sum(i.short for i in sent),
+        "short_form": sum(i.short and size == len(i.payload) for size, i in zip(sizes, sent)),
         "max_payload_bytes": max(sizes) if sizes else None,
     }
     print(json.dumps(summary), flush=True)
