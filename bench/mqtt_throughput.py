@@ -1,7 +1,7 @@
 """Push images through a local Mosquitto, camera to gateway, and count what arrives.
 
     python -m bench.mqtt_throughput BUNDLE IMAGES.npy [--count 1000] [--cameras 3]
-        [--fault none|broker-restart|gateway-restart|duplicate] [--names]
+        [--fault none|broker-restart|gateway-restart|duplicate] [--names] [--first-sequence N]
 
 Starts Mosquitto on a free 127.0.0.1 port (bench/mosquitto.py), one ``compressor subscribe``
 gateway process, and ``--cameras`` publishers (threads, one device each) that share
@@ -18,7 +18,8 @@ disk, the gateway's start-up excluded), ``lost`` and ``duplicated`` (images miss
 written more than once to, the gateway's folders, checked against the files on disk),
 ``duplicates_suppressed`` (redeliveries recognised by sequence number), ``found_on_disk``
 (redeliveries of images written just before a kill, recognised by their file), and payload
-bytes per image (mean, max). Needs the [mqtt] extra
+bytes per image (mean, max; ``short_form_share``: how many went in the 1-byte short form,
+``message_bytes_per_image``: the image message alone). Needs the [mqtt] extra
 and ``apt-get install -y mosquitto``; never TensorFlow.
 """
 
@@ -88,30 +89,38 @@ def _gateway(bundle: str, broker: Mosquitto, out: Path, log: Path, runtime: str)
     return proc
 
 
-def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="none", names=False, runtime="litert"):
+def measure(
+    bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="none", names=False, runtime="litert", first=0
+):
     if fault not in FAULTS:
         raise ValueError(f"fault must be one of {FAULTS}")
     images = images[np.arange(count) % len(images)]
     enc = Encoder.load(Path(bundle) / "encoder", runtime=runtime, precision="int8")
     share = np.array_split(np.arange(count), cameras)
     t0 = time.perf_counter()
-    per_camera = {
-        f"cam{k}": encode_payloads(enc, images[idx], [f"img{i:05d}" for i in idx], range(len(idx)), with_names=names)
-        for k, idx in enumerate(share)
-    }
+    per_camera = {}
+    for k, idx in enumerate(share):
+        numbers, labels = range(first, first + len(idx)), [f"img{i:05d}" for i in idx]
+        per_camera[f"cam{k}"] = encode_payloads(enc, images[idx], labels, numbers, with_names=names)
     encode_s = time.perf_counter() - t0
     sizes = [len(it.payload) for items in per_camera.values() for it in items]
+    shorts = [it.short for items in per_camera.values() for it in items]
+    messages = [len(it.message) for items in per_camera.values() for it in items]
     with tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp, Mosquitto(Path(tmp) / "broker") as broker:
         out, logs = Path(tmp) / "out", [Path(tmp) / "gw1.log", Path(tmp) / "gw2.log"]
         gw = _gateway(bundle, broker, out, logs[0], runtime)
         repeat = 2 if fault == "duplicate" else 1
 
+        sent_bytes = []
+
         def camera(device, items):
             with Publisher(Broker.parse(broker.address), f"bench/{device}", f"bench-{device}") as pub:
+                pub.wait_connected(60)  # a camera connects once, then runs for days
                 for it in items:
                     for _ in range(repeat):
                         pub.publish(it.sequence, it.payload)
                 pub.wait()
+            sent_bytes.extend(pub.result.payload_bytes)
 
         events = _Events(*logs)
 
@@ -157,9 +166,13 @@ def measure(bundle: str, images: np.ndarray, *, count=1000, cameras=3, fault="no
             "duplicates_suppressed": sum(e["event"] == "duplicate" for e in events),
             "found_on_disk": sum(e["event"] == "already-on-disk" for e in events),  # written just before a kill
             "bad": sum(e["event"] == "bad" for e in events),
-            "payload_bytes_per_image": round(float(np.mean(sizes)), 2),
-            "payload_bytes_max": int(max(sizes)),
+            "payload_bytes_per_image": round(float(np.mean(sent_bytes)), 2),  # as published, redeliveries too
+            "payload_bytes_max": int(max(sent_bytes)),
+            "payload_bytes_per_image_encoded": round(float(np.mean(sizes)), 2),
+            "message_bytes_per_image": round(float(np.mean(messages)), 2),
+            "short_form_share": round(float(np.mean(shorts)), 3),
             "names_in_payload": names,
+            "first_sequence": first,
         }
 
 
@@ -172,6 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--fault", choices=FAULTS, default="none")
     p.add_argument("--names", action="store_true", help="carry file names in the payload (default: sequence only)")
     p.add_argument("--runtime", default="litert")
+    p.add_argument(
+        "--first-sequence", type=int, default=0, help="each camera's first number (e.g. 3000000: one that ran for days)"
+    )
     args = p.parse_args(argv)
     images = np.load(args.images)
     result = measure(
@@ -182,6 +198,7 @@ def main(argv=None) -> int:
         fault=args.fault,
         names=args.names,
         runtime=args.runtime,
+        first=args.first_sequence,
     )
     print(json.dumps(result), flush=True)
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1

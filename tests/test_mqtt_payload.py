@@ -20,8 +20,10 @@ from compressor.mqtt.client import Broker
 from compressor.mqtt.payload import (
     MAX_PAYLOAD_BYTES,
     MAX_SEQUENCE,
+    SHORT_WINDOW,
     header_size,
     pack_payload,
+    short_form_fits,
     unpack_payload,
 )
 from compressor.mqtt.sequences import SeenSequences, SequenceCounter
@@ -34,7 +36,7 @@ MSG = bytes([0x40, 0x9C, 1, 2, 3, 4, 5, 6])  # shaped like an 8-byte image messa
 def test_payload_round_trips_sequence_name_and_message(seq, message, named):
     name = f"img-{seq}" if named else None
     data = pack_payload(seq, message, name)
-    assert unpack_payload(data) == (seq, name, message)
+    assert unpack_payload(data) == (seq, name, message, False)
     assert len(data) == header_size(seq, name) + len(message)
 
 
@@ -58,8 +60,9 @@ def test_unnamed_payload_is_the_message_plus_its_sequence_byte():
         (b"\x80\x05" + MSG, CorruptCodeError, "overlong"),
         (b"\xc0\x00\x05" + MSG, CorruptCodeError, "overlong"),
         (b"\xf3\xff\xff\xff\xff" + MSG, CorruptCodeError, "over 4294967295"),
-        (b"\xf8" + MSG, NewerError, "upgrade"),
+        (b"\xfc" + MSG, NewerError, "upgrade"),
         (b"\xff" + MSG, NewerError, "upgrade"),
+        (b"\xf8\x00", TruncatedCodeError, "short-form"),
         (bytes([0xA0, 0]), TruncatedCodeError, "name length"),
         (bytes([0xA0, 0, 9, 0x61]), TruncatedCodeError, "inside its name"),
         (bytes([0xA0, 0, 2, 0xFF, 0xFE]) + MSG, CorruptCodeError, "not UTF-8"),
@@ -72,6 +75,31 @@ def test_unnamed_payload_is_the_message_plus_its_sequence_byte():
 def test_damaged_payloads_are_refused_with_the_reason(data, error, words):
     with pytest.raises(error, match=words):
         unpack_payload(data)
+
+
+@given(st.integers(0, MAX_SEQUENCE), st.integers(0, 15), st.binary(min_size=1, max_size=60))
+def test_short_form_is_one_byte_and_gives_the_sequence_modulo_64_and_the_message_back(seq, step, rest):
+    message = bytes([0x40 | step]) + rest  # version 1, entropy mode
+    data = pack_payload(seq, message, short=True)
+    assert len(data) == 1 + len(message) and header_size(seq, short=True) == 1
+    assert unpack_payload(data) == (seq % SHORT_WINDOW, None, message, True)
+
+
+def test_short_form_takes_only_unnamed_version_1_entropy_messages():
+    assert short_form_fits(MSG) and not short_form_fits(MSG, "a")
+    for first in (0x50, 0x60, 0x70, 0x80, 0x00):  # raw, lossless, residual modes; version 2; version 0
+        assert not short_form_fits(bytes([first]) + MSG[1:])
+        with pytest.raises(ValueError, match="short form"):
+            pack_payload(1, bytes([first]) + MSG[1:], short=True)
+    with pytest.raises(ValueError, match="short form"):
+        pack_payload(1, MSG, "a", short=True)
+
+
+def test_an_old_reader_refuses_the_short_form_as_a_newer_layout():
+    """Readers before the short form took every first byte 11111xxx as "reserved: upgrade"."""
+    data = pack_payload(1000, MSG, short=True)
+    assert data[0] >> 3 == 0b11111
+    assert pack_payload(1000, MSG, short=True)[0] in range(0xF8, 0xFC)  # 0xFC..0xFF stay reserved
 
 
 def test_packing_refuses_names_that_cannot_be_file_names():

@@ -114,6 +114,7 @@ def _publish(args) -> int:
     from compressor.mqtt import uplinks
     from compressor.mqtt.publisher import Publisher, encode_payloads
     from compressor.mqtt.sequences import SequenceCounter
+    from compressor.mqtt.short_sequences import FormChooser
 
     def say(msg: str) -> None:
         print(f"compressor publish: {msg}", file=sys.stderr, flush=True)
@@ -133,6 +134,7 @@ def _publish(args) -> int:
     counter = SequenceCounter(state, device)
     with_names = args.names if args.names is not None else (args.max_payload is None and named_inputs)
     sequences = counter.reserve(len(images))
+    forms = FormChooser(counter.history)
     items = encode_payloads(
         enc,
         images,
@@ -143,25 +145,31 @@ def _publish(args) -> int:
         quality=args.quality,
         mode=args.mode,
         with_names=with_names,
+        forms=forms,
     )
+    counter.remember(forms.history)
     for item in items:
         if item.note:
             say(f"image {item.name} (sequence {item.sequence}): {item.note}")
     client_id = args.client_id or f"compressor-camera-{device}"
     sent = [i for i in items if i.payload is not None]
-    pub = Publisher(broker, args.topic, client_id, log=say)
+
+    def wrap(payload: bytes, sequence: int) -> bytes:
+        return uplinks.wrap(args.format, device, payload, f_cnt=sequence)
+
+    pub = Publisher(broker, args.topic, client_id, log=say, wrap=wrap)
     try:
         with pub:
             for k, item in enumerate(sent):
                 if k and args.interval > 0:
                     time.sleep(args.interval)
-                pub.publish(item.sequence, uplinks.wrap(args.format, device, item.payload, f_cnt=item.sequence))
+                pub.publish(item.sequence, item.payload)
             done = pub.wait(args.timeout)
     except KeyboardInterrupt:
         done = False
         say("interrupted")
     result = pub.result
-    sizes = [len(i.payload) for i in sent]
+    sizes = result.payload_bytes  # as published: a short payload goes full while the link is not steady
     summary = {
         "device": device,
         "topic": args.topic,
@@ -171,6 +179,7 @@ def _publish(args) -> int:
         "sequences": [sequences.start, sequences.stop - 1] if len(sequences) else [],
         "payload_bytes": sum(sizes),
         "payload_bytes_per_image": round(sum(sizes) / len(sizes), 2) if sizes else None,
+        "short_form": sum(i.short and size == len(i.payload) for size, i in zip(sizes, sent)),
         "max_payload_bytes": max(sizes) if sizes else None,
     }
     print(json.dumps(summary), flush=True)

@@ -13,7 +13,16 @@ The header's first byte says its length by its leading one bits, like UTF-8::
     110nssss  + 2 bytes              sequence < 2**20
     1110nsss  + 3 bytes              sequence < 2**27
     11110nss  + 4 bytes              sequence < 2**32
-    11111xxx                         reserved for a later layout ("upgrade")
+    111110rr  + the message, its first byte's version and mode bits replaced by rrrr:
+                                     the *short form*, sequence modulo 64, no name
+    111111xx                         reserved for a later layout ("upgrade")
+
+The short form costs one byte whatever the sequence number: the 6-bit residue ``rrrrrr``
+takes the header's two free bits and the four bits of the message's first byte that say
+"version 1, entropy mode" (``0100``), which the reader puts back. Only such messages, unnamed,
+may use it; the gateway extends the residue to the full number against the device's recorded
+progress (:mod:`compressor.mqtt.short_sequences`). Readers older than the short form refuse it
+as the reserved ``11111xxx`` form ("upgrade").
 
 Why this shape:
 
@@ -42,15 +51,28 @@ MAX_SEQUENCE = (1 << 32) - 1
 MAX_NAME_BYTES = 251  # NAME + ".png" fits the usual 255-byte file-name limit
 MAX_PAYLOAD_BYTES = 64 * 1024  # far above any image message; refuses floods before any parsing
 MIN_MESSAGE_BYTES = 2  # the message header (docs/format.md, "Message")
-_RESERVED_FORM = 5  # five leading one bits: a later layout
+_RESERVED_FORM = 5  # five leading one bits: the short form, or a later layout
+SHORT_WINDOW = 64  # the short form carries the sequence modulo this
+_SHORT_PREFIX = 0xF8  # 111110rr
+_SHORT_MESSAGE = 0x40  # the message's first byte, high nibble: version 1, mode 0 (entropy)
 
 
 class Payload(NamedTuple):
-    """One parsed payload: the device's sequence number, the optional file name, the image message."""
+    """One parsed payload: the device's sequence number, the optional file name, the image message.
+
+    ``short``: the payload was in the short form, so ``sequence`` is only the number modulo
+    :data:`SHORT_WINDOW`; the gateway extends it (:mod:`compressor.mqtt.short_sequences`).
+    """
 
     sequence: int
     name: str | None
     message: bytes
+    short: bool = False
+
+
+def short_form_fits(message: bytes, name: str | None = None) -> bool:
+    """Whether ``message`` (and no name) can travel in the 1-byte short form: version 1, entropy mode."""
+    return name is None and len(message) >= MIN_MESSAGE_BYTES and message[0] & 0xF0 == _SHORT_MESSAGE
 
 
 def name_problem(name: object) -> str | None:
@@ -72,16 +94,30 @@ def name_problem(name: object) -> str | None:
     return None
 
 
-def header_size(sequence: int, name: str | None = None) -> int:
+def header_size(sequence: int, name: str | None = None, short: bool = False) -> int:
     """Bytes that :func:`pack_payload` adds in front of the message for this sequence number and name."""
+    if short:
+        _checked_sequence(sequence)
+        if name is not None:
+            raise ValueError("the short form carries no name")
+        return 1
     size = 1 + _extra_bytes(_checked_sequence(sequence), name is not None)
     return size + (1 + len(name.encode("utf-8")) if name is not None else 0)
 
 
-def pack_payload(sequence: int, message: bytes, name: str | None = None) -> bytes:
-    """Header + optional name + ``message`` (one ``Encoder.compress`` message)."""
+def pack_payload(sequence: int, message: bytes, name: str | None = None, short: bool = False) -> bytes:
+    """Header + optional name + ``message`` (one ``Encoder.compress`` message).
+
+    ``short``: the 1-byte short form, ``sequence`` modulo :data:`SHORT_WINDOW` (see the module
+    docstring); only for an unnamed version-1 entropy-mode message (:func:`short_form_fits`).
+    """
     if not isinstance(message, (bytes, bytearray)) or len(message) < MIN_MESSAGE_BYTES:
         raise ValueError(f"message must be the bytes of one Encoder.compress message, got {message!r:.40}")
+    if short:
+        residue = _checked_sequence(sequence) % SHORT_WINDOW
+        if not short_form_fits(message, name):
+            raise ValueError("the short form carries only an unnamed version-1 entropy-mode message")
+        return bytes((_SHORT_PREFIX | residue >> 4, (residue & 0xF) << 4 | message[0] & 0xF)) + bytes(message[1:])
     if name is not None and (problem := name_problem(name)):
         raise ValueError(f"name {name!r} {problem}")
     out = bytearray(_header(_checked_sequence(sequence), name is not None))
@@ -98,13 +134,21 @@ def unpack_payload(data: bytes) -> Payload:
     """Parse a :func:`pack_payload` payload. The message inside is checked later, by the decoder.
 
     Checks, in order: size budget, header (reserved form: "upgrade"; truncated, overlong,
-    sequence too large), name, and a message of at least 2 bytes.
+    sequence too large), name, and a message of at least 2 bytes. A short-form payload gives
+    its sequence modulo :data:`SHORT_WINDOW` and ``short=True``, and its message restored.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"payload must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise CorruptCodeError(f"payload of {len(data)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")
+    if data[:1] and data[0] & 0xFC == _SHORT_PREFIX:
+        if len(data) < 1 + MIN_MESSAGE_BYTES:
+            raise TruncatedCodeError(
+                f"short-form payload of {len(data)} bytes; it is at least {1 + MIN_MESSAGE_BYTES} (header + message)"
+            )
+        residue = (data[0] & 0x3) << 4 | data[1] >> 4
+        return Payload(residue, None, bytes((_SHORT_MESSAGE | data[1] & 0xF,)) + data[2:], True)
     sequence, named, pos = _read_header(data)
     name = None
     if named:

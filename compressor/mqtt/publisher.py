@@ -13,7 +13,8 @@ Two steps, usable apart:
    ``window`` messages wait for a PUBACK at once, which bounds memory during a long outage.
 
 Sequence numbers come from a :class:`~compressor.mqtt.sequences.SequenceCounter`, reserved on
-disk first, so a restarted camera never reuses one.
+disk first, so a restarted camera never reuses one. Most payloads carry them in the 1-byte
+short form; :class:`~compressor.mqtt.short_sequences.FormChooser` says which may.
 """
 
 from __future__ import annotations
@@ -28,20 +29,26 @@ import numpy as np
 from compressor import wire
 from compressor.errors import MqttError, RateError
 from compressor.mqtt import client as mqttc
-from compressor.mqtt.payload import header_size, pack_payload
+from compressor.mqtt.payload import SHORT_WINDOW, header_size, pack_payload, unpack_payload
+from compressor.mqtt.short_sequences import FormChooser
 
 DEFAULT_WINDOW = 1000
 
 
 @dataclass
 class Item:
-    """One image on its way: its number, its name, its payload (None: refused) and why, if anything changed."""
+    """One image on its way: its number, its name, its payload (None: refused) and why, if anything changed.
+
+    ``short``: the payload is in the 1-byte short form (:mod:`compressor.mqtt.short_sequences`).
+    """
 
     sequence: int
     name: str
     payload: bytes | None
     step_index: int | None = None
     note: str | None = None
+    short: bool = False
+    message: bytes | None = field(default=None, repr=False)
 
 
 def encode_payloads(
@@ -55,8 +62,28 @@ def encode_payloads(
     quality: int | None = None,
     mode: str = "entropy",
     with_names: bool = True,
+    forms: FormChooser | None = None,
 ) -> list[Item]:
-    """One :class:`Item` per image of ``images`` (N, H, W); see the module docstring for how a step is chosen."""
+    """One :class:`Item` per image of ``images`` (N, H, W); see the module docstring for how a step is chosen.
+
+    ``forms`` decides which payloads take the short form; by default a fresh
+    :class:`FormChooser` (this call is a run: its first image goes in the full form). The step
+    is chosen against the full form's size, so an image in the short form only gets smaller.
+    """
+    items = _encode(encoder, images, names, sequences, max_payload, step, quality, mode, with_names)
+    forms = forms if forms is not None else FormChooser()
+    for item in items:
+        if item.payload is None:
+            forms.skipped()
+        elif forms.short(item.sequence, item.message, item.name if with_names else None):
+            item.payload, item.short = pack_payload(item.sequence, item.message, short=True), True
+            forms.sent(item.sequence, item.message)
+        else:
+            forms.sent(item.sequence, item.message)
+    return items
+
+
+def _encode(encoder, images, names, sequences, max_payload, step, quality, mode, with_names) -> list[Item]:
     images = np.asarray(images)
     if len(names) != len(images) or len(sequences) != len(images):
         raise ValueError(f"{len(images)} images, {len(names)} names, {len(sequences)} sequence numbers")
@@ -97,7 +124,7 @@ def encode_payloads(
 
 
 def _fill(item: Item, message: bytes, name: str | None, model_id: bytes) -> None:
-    item.payload = pack_payload(item.sequence, message, name)
+    item.payload, item.message = pack_payload(item.sequence, message, name), message
     item.step_index = wire.unpack_message(model_id, message)[0].step_index
 
 
@@ -128,6 +155,7 @@ class PublishResult:
     published: list[int] = field(default_factory=list)
     acknowledged: set[int] = field(default_factory=set)
     error: str | None = None
+    payload_bytes: list[int] = field(default_factory=list)  # as published (a short payload may go full)
 
     @property
     def unacknowledged(self) -> list[int]:
@@ -145,12 +173,16 @@ class Publisher:
         *,
         window: int = DEFAULT_WINDOW,
         log: Callable[[str], None] = lambda msg: None,
+        wrap: Callable[[bytes, int], bytes] | None = None,
     ):
         if not topic or any(c in topic for c in "+#\0"):
             raise ValueError(f"publish topic must be a plain topic without wildcards, got {topic!r}")
         if window < 1:
             raise ValueError("window must be >= 1")
         self.broker, self.topic, self.client_id, self.window, self.log = broker, topic, client_id, window, log
+        self.wrap = wrap or (lambda payload, sequence: payload)
+        self._connected = False
+        self._unsteady: set[int] = set()  # mids that may still be overtaken: see publish()
         self._cond = threading.Condition()
         self._mids: dict[int, int] = {}  # mid -> sequence number, while unacknowledged
         self._early: set[int] = set()  # PUBACKs that arrived before publish() returned the mid
@@ -172,24 +204,47 @@ class Publisher:
         self.client.loop_stop()
 
     def publish(self, sequence: int, payload: bytes, timeout: float | None = None) -> None:
-        """Queue one payload (waits while ``window`` are unacknowledged)."""
+        """Queue one payload (waits while ``window`` are unacknowledged), then ``wrap`` it.
+
+        A short-form payload is sent in the full form instead while the link is not steady:
+        not connected, or some message published before a (re)connection is not yet
+        acknowledged. paho sends a message published at that moment at once, ahead of those
+        it stored to resend after the connection, so it can overtake them by any number; a
+        short image overtaken by more than 15 would be misnumbered (docs/format.md).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while len(self._mids) >= self.window and self._fatal is None:
                 if not self._cond.wait(_left(deadline)) and _left(deadline) == 0:
                     raise MqttError(f"no PUBACK from {self.broker.host}:{self.broker.port} for {timeout:g} s")
             self._check()
+            steady = self._connected and not self._unsteady
+        if not steady:
+            payload = full_form(sequence, payload)
         # Not under self._cond: paho calls on_publish while holding its own queue lock.
-        info = self.client.publish(self.topic, payload, qos=1)
+        info = self.client.publish(self.topic, self.wrap(payload, sequence), qos=1)
         if info.rc == mqttc.paho().MQTT_ERR_QUEUE_SIZE:
             raise MqttError("paho's message queue is full")
         with self._cond:
             self.result.published.append(sequence)
+            self.result.payload_bytes.append(len(payload))
             if info.mid in self._early:
                 self._early.discard(info.mid)
                 self.result.acknowledged.add(sequence)
             else:
                 self._mids[info.mid] = sequence
+                if not steady:
+                    self._unsteady.add(info.mid)
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Until the broker has accepted the connection (True), or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._connected and self._fatal is None:
+                if not self._cond.wait(_left(deadline)) and _left(deadline) == 0:
+                    break
+            self._check()
+            return self._connected
 
     def wait(self, timeout: float | None = None) -> bool:
         """Until every published payload is acknowledged (True), or ``timeout`` seconds pass (False)."""
@@ -214,25 +269,40 @@ class Publisher:
             client.disconnect()
             return
         if not reason_code.is_failure:
+            with self._cond:
+                self._connected = True
+                self._cond.notify_all()
             self.log(f"connected to {self.broker.host}:{self.broker.port} as {self.client_id}")
         else:
             self.log(f"broker refused the connection ({reason_code}); retrying")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self._connected = False
+            self._unsteady |= set(self._mids)  # paho resends these after the reconnection
+            waiting = len(self._mids)
         if self._closing:
             return
-        with self._cond:
-            waiting = len(self._mids)
         self.log(f"disconnected ({reason_code}); {waiting} messages kept for resending; reconnecting")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._cond:
             seq = self._mids.pop(mid, None)
+            self._unsteady.discard(mid)
             if seq is None:
                 self._early.add(mid)
             else:
                 self.result.acknowledged.add(seq)
             self._cond.notify_all()
+
+
+def full_form(sequence: int, payload: bytes) -> bytes:
+    """``payload`` with its number in the full form (unchanged if it is not a short-form payload)."""
+    if payload[:1] and payload[0] & 0xFC == 0xF8:
+        parsed = unpack_payload(payload)
+        if parsed.short and parsed.sequence == sequence % SHORT_WINDOW:
+            return pack_payload(sequence, parsed.message)
+    return payload
 
 
 def _left(deadline: float | None) -> float | None:

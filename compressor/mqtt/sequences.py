@@ -26,6 +26,7 @@ from compressor.mqtt.payload import MAX_SEQUENCE
 
 MAX_RANGES = 4096
 MAX_STATE_BYTES = 1 << 20
+MAX_HISTORY = 256  # message digests a camera keeps for the short form's guard (short_sequences.GUARD)
 
 
 def read_json_state(path: Path, what: str) -> dict | None:
@@ -47,10 +48,16 @@ def read_json_state(path: Path, what: str) -> dict | None:
 
 
 class SequenceCounter:
-    """The camera's next sequence number for one device, persisted in ``path``."""
+    """The camera's next sequence number for one device, persisted in ``path``.
+
+    ``history`` (sequence -> message digest of the last images sent) is kept in the same file
+    for :class:`~compressor.mqtt.short_sequences.FormChooser`, so its guard against identical
+    images holds across restarts; :meth:`remember` stores it.
+    """
 
     def __init__(self, path: str | Path, device: str):
         self.path, self.device = Path(path), device
+        self.history: dict[int, str] = {}
         doc = read_json_state(self.path, "publisher sequence state")
         if doc is None:
             self.next = 0
@@ -64,16 +71,33 @@ class SequenceCounter:
             if isinstance(nxt, bool) or not isinstance(nxt, int) or not 0 <= nxt <= MAX_SEQUENCE + 1:
                 raise MqttError(f"{self.path} has no valid next_sequence; move it away to start over")
             self.next = nxt
+            history = doc.get("history", [])
+            ok = isinstance(history, list) and len(history) <= MAX_HISTORY
+            ok = ok and all(
+                isinstance(h, list) and len(h) == 2 and type(h[0]) is int and isinstance(h[1], str) for h in history
+            )
+            if not ok:
+                raise MqttError(f"{self.path} has a damaged history; move it away to start over")
+            self.history = {h[0]: h[1] for h in history}
 
     def reserve(self, count: int) -> range:
         """``count`` fresh numbers, recorded as used on disk before they are returned."""
         if self.next + count > MAX_SEQUENCE + 1:
             raise MqttError(f"device {self.device!r} has used its {MAX_SEQUENCE + 1} sequence numbers")
         block = range(self.next, self.next + count)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, {"device": self.device, "next_sequence": block.stop})
+        self._write(block.stop, self.history)
         self.next = block.stop
         return block
+
+    def remember(self, history: dict[int, str]) -> None:
+        """Store the digests of the images about to be sent (before they are published)."""
+        self.history = dict(sorted(history.items())[-MAX_HISTORY:])
+        self._write(self.next, self.history)
+
+    def _write(self, next_sequence: int, history: dict[int, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"device": self.device, "next_sequence": next_sequence}
+        atomic_write_json(self.path, {**doc, "history": [[s, d] for s, d in sorted(history.items())]})
 
 
 class SeenSequences:

@@ -4,15 +4,20 @@
 
 1. the format (:mod:`~compressor.mqtt.uplinks`) gives the device and the payload;
 2. the payload (:mod:`~compressor.mqtt.payload`) gives the sequence number, the name and the
-   image message; a sequence number already handled for that device is a duplicate;
+   image message; a sequence number already handled for that device is a duplicate. A
+   short-form payload's number is extended, and its redelivery recognised by (number,
+   message digest), by :mod:`~compressor.mqtt.short_sequences`;
 3. the decoder turns the message into pixels (a message of another model fails its check);
 4. the PNG is written atomically and made durable, and the sequence number is recorded in
-   the device's progress file (``OUT/DEVICE/mqtt-progress.json``) at most ``FLUSH_S`` later.
+   the device's progress file (``OUT/DEVICE/mqtt-progress.json``) at most ``FLUSH_S`` later
+   (both through :class:`~compressor.io.gateway_store.GatewayFolder`, which the TCP receiver
+   uses too).
 
 The progress file is a record and a fast path, not the guarantee: a message redelivered after
 a crash that beat the progress file finds its PNG on disk with the same pixels and is logged
-``already-on-disk``, not written again. So the progress file need not be synced per image,
-which halves the gateway's fsyncs.
+``already-on-disk``, not written again (a device's numbered files past its record are taken
+as handled when it is loaded, so short-form numbers extend from where the files are). So the
+progress file need not be synced per image, which halves the gateway's fsyncs.
 
 A bad message (not parseable, another model, damaged, a name clash) is logged with its
 device and sequence number and counted as handled; it never stops the gateway. Only a
@@ -37,12 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import CodeError, MqttError, UplinkError
-from compressor.io.atomic import atomic_write_json
-from compressor.io.files import read_image, write_png
+from compressor.io.gateway_store import CLASH, GatewayFolder
 from compressor.mqtt import client as mqttc
 from compressor.mqtt import uplinks
-from compressor.mqtt.payload import unpack_payload
-from compressor.mqtt.sequences import SeenSequences, read_json_state
+from compressor.mqtt.payload import MAX_SEQUENCE, unpack_payload
+from compressor.mqtt.sequences import SeenSequences
+from compressor.mqtt.short_sequences import RECENT, Extender, message_digest
 
 PROGRESS_FILE = "mqtt-progress.json"
 MAX_DEVICES_IN_MEMORY = 1024  # progress of others is reloaded from disk when they speak again
@@ -51,29 +56,54 @@ INCOMPLETE_EXIT = 3
 
 
 class _Device:
+    """One device on the gateway: its folder (:class:`GatewayFolder`) and its numbering (:class:`Extender`)."""
+
     def __init__(self, folder: Path, device: str):
-        self.folder, self.device = folder, device
-        doc = read_json_state(folder / PROGRESS_FILE, "gateway progress")
+        self.device = device
+        self.store = GatewayFolder(folder, PROGRESS_FILE, error=MqttError, what="gateway progress")
+        doc = self.store.load() or {"device": device}
+        if doc.get("device") != device:
+            raise MqttError(f"{self.store.progress_path} belongs to device {doc.get('device')!r}; move it away")
         try:
-            self.seen = SeenSequences((doc or {}).get("seen", []))
+            self.seen = SeenSequences(doc.get("seen", []))
+            recent = _recent(doc.get("recent", []))
         except ValueError as e:
-            raise MqttError(f"{folder / PROGRESS_FILE} is damaged ({e}); move it away to start over") from None
-        forgotten = (doc or {}).get("forgotten", 0)
+            raise self.store.damaged(e) from None
+        forgotten = doc.get("forgotten", 0)
         self.seen.forgotten = forgotten if type(forgotten) is int and forgotten >= 0 else 0
-        if doc is not None and doc.get("device") != device:
-            raise MqttError(f"{folder / PROGRESS_FILE} belongs to device {doc.get('device')!r}; move it away")
+        ranges = self.seen.ranges()
+        self.numbers = Extender(self.seen, recent, ranges[-1][1] if ranges else -1)
+        # Files written after the last record (a crash): their numbers are handled too.
+        self.dirty = bool(self.numbers.catch_up(lambda x: self.store.has(_numbered(x))))
 
-        self.dirty = False
-
-    def record(self, seq: int) -> None:
-        self.seen.add(seq)
+    def record(self, seq: int, digest: str | None = None, short: bool = False) -> None:
+        self.numbers.record(seq, digest, short)
         self.dirty = True
 
     def save(self) -> None:
         if self.dirty:
+            recent = [[x, d] for x, d in sorted(self.numbers.recent.items())]
             doc = {"device": self.device, "seen": self.seen.ranges(), "forgotten": self.seen.forgotten}
-            atomic_write_json(self.folder / PROGRESS_FILE, doc)
+            self.store.save({**doc, "recent": recent})
             self.dirty = False
+
+
+def _recent(items) -> dict[int, str | None]:
+    """The progress file's ``recent``: [[number, digest or null], ...], at most RECENT + 1 pairs."""
+    if not isinstance(items, list) or len(items) > RECENT + 1:
+        raise ValueError(f"'recent' must be a list of at most {RECENT + 1} pairs")
+    out = {}
+    for item in items:
+        ok = isinstance(item, list) and len(item) == 2 and type(item[0]) is int and 0 <= item[0] <= MAX_SEQUENCE
+        if not ok or not (item[1] is None or (isinstance(item[1], str) and len(item[1]) == 16)):
+            raise ValueError(f"bad 'recent' entry {item!r:.60}")
+        out[item[0]] = item[1]
+    return out
+
+
+def _numbered(seq: int) -> str:
+    """The file name of an unnamed image: its sequence number, 8 digits at least."""
+    return f"{seq:08d}"
 
 
 class Gateway:
@@ -122,31 +152,54 @@ class Gateway:
             payload = unpack_payload(raw)
         except CodeError as e:
             return {"event": "bad", "device": device, "seq": None, "reason": str(e)}
-        seq = payload.sequence
         state = self._device(device)
-        if seq in state.seen:
+        if payload.short:
+            return self._handle_short(state, payload)
+        seq = payload.sequence
+        if seq in state.seen and not state.numbers.found_on_disk(seq):  # found: compared with its file below
             return {"event": "duplicate", "device": device, "seq": seq}
-        try:
-            pixels = self.decode(payload.message)
-        except CodeError as e:  # another model, damaged, a lossless check that failed
-            state.record(seq)
-            return {"event": "bad", "device": device, "seq": seq, "reason": str(e)}
-        except Exception as e:  # a message that trips the decoder must not stop every later one
-            state.record(seq)
-            reason = f"the decoder failed on this message ({type(e).__name__}: {e}); please report it"
-            return {"event": "bad", "device": device, "seq": seq, "reason": reason}
-        path = state.folder / f"{payload.name if payload.name is not None else f'{seq:08d}'}.png"
-        event = "written"
-        if path.exists():  # written before a crash, before the progress file; or another image's name
-            if not np.array_equal(read_image(path), pixels):
-                state.record(seq)
-                reason = f"{path} exists with another image; not overwritten (names must be unique per device)"
-                return {"event": "bad", "device": device, "seq": seq, "reason": reason}
-            event = "already-on-disk"
-        else:
-            write_png(path, pixels)
+        pixels = self._decode(state, payload.message, seq)
+        if isinstance(pixels, dict):
+            return pixels
+        kind, path = state.store.place(payload.name if payload.name is not None else _numbered(seq), pixels)
         state.record(seq)
-        return {"event": event, "device": device, "seq": seq, "file": str(path)}
+        if kind == CLASH:
+            reason = f"{path} exists with another image; not overwritten (names must be unique per device)"
+            return {"event": "bad", "device": device, "seq": seq, "reason": reason}
+        return {"event": kind, "device": device, "seq": seq, "file": str(path)}
+
+    def _handle_short(self, state: _Device, payload) -> dict:
+        """A short-form payload: its number is extended (:mod:`compressor.mqtt.short_sequences`)."""
+        device, residue, digest = state.device, payload.sequence, message_digest(payload.message)
+        seq = state.numbers.redelivery(residue, digest)
+        if seq is not None:
+            return {"event": "duplicate", "device": device, "seq": seq}
+        pixels = self._decode(state, payload.message, None)
+        if isinstance(pixels, dict):  # not recorded: a foreign or damaged message must not take a number
+            return pixels
+        for found in state.numbers.unknown(residue):  # written just before a crash, not yet recorded
+            if state.store.holds(_numbered(found), pixels):
+                state.record(found, digest, short=True)
+                file = str(state.store.image_path(_numbered(found)))
+                return {"event": "already-on-disk", "device": device, "seq": found, "file": file}
+        for seq in state.numbers.candidates(residue):
+            kind, path = state.store.place(_numbered(seq), pixels)
+            if kind != CLASH:  # a clash: that number's file holds another image; try one window on
+                state.record(seq, digest, short=True)
+                return {"event": kind, "device": device, "seq": seq, "file": str(path)}
+        return {"event": "bad", "device": device, "seq": None, "reason": "every candidate number's file is taken"}
+
+    def _decode(self, state: _Device, message: bytes, seq: int | None):
+        """The pixels, or the ``bad`` event (``seq`` recorded as handled, if given) when it does not decode."""
+        try:
+            return self.decode(message)
+        except CodeError as e:  # another model, damaged, a lossless check that failed
+            reason = str(e)
+        except Exception as e:  # a message that trips the decoder must not stop every later one
+            reason = f"the decoder failed on this message ({type(e).__name__}: {e}); please report it"
+        if seq is not None:
+            state.record(seq)
+        return {"event": "bad", "device": state.device, "seq": seq, "reason": reason}
 
     def _device(self, device: str) -> _Device:
         state = self._devices.get(device)

@@ -1,4 +1,8 @@
-"""The gateway side of the TCP transport: decode, write atomically, record progress, then ACK."""
+"""The gateway side of the TCP transport: decode, write atomically, record progress, then ACK.
+
+The session folder's files and progress record (``session.json``) are kept by
+:class:`~compressor.io.gateway_store.GatewayFolder`, the same store the MQTT gateway uses.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import AuthenticationError, CompressorError, RefusedError, TransportError
-from compressor.io.atomic import atomic_write_json
-from compressor.io.files import read_image, write_png
+from compressor.io.gateway_store import CLASH, GatewayFolder
 from compressor.transport import auth
 from compressor.transport.protocol import (
     ACK,
@@ -47,8 +50,8 @@ MAX_SESSIONS_IN_MEMORY = 1024
 class _Session:
     """One camera session on the gateway: its folder, progress, and the connection that owns it."""
 
-    def __init__(self, folder: Path, state: dict):
-        self.folder, self.state = folder, state
+    def __init__(self, store: GatewayFolder, state: dict):
+        self.store, self.folder, self.state = store, store.folder, state
         self.lock = threading.Lock()
         self.owner: object | None = None
         self.conn: socket.socket | None = None
@@ -58,17 +61,19 @@ class _Session:
         return self.state["next_seq"]
 
 
-def _load_state(path: Path) -> dict:
-    """A session's progress as a previous run of the gateway left it."""
-    from compressor.io import jsonfile
+def _session_store(folder: Path) -> GatewayFolder:
+    return GatewayFolder(folder, STATE_FILE, error=RefusedError, what="session state")
 
+
+def _load_state(store: GatewayFolder) -> dict:
+    """A session's progress as a previous run of the gateway left it."""
     try:
-        state = jsonfile.load(path, error=RefusedError, what="session state", max_bytes=1 << 16)
+        state = store.load(max_bytes=1 << 16)
         ok = isinstance(state["next_seq"], int) and isinstance(state["count"], int) and isinstance(state["digest"], str)
     except (RefusedError, KeyError, TypeError) as e:
         ok, state = False, str(e)
     if not ok or not 0 <= state["next_seq"] <= state["count"]:
-        raise RefusedError(f"{path} is damaged; move it away to start that session over")
+        raise RefusedError(f"{store.progress_path} is damaged; move it away to start that session over")
     return state
 
 
@@ -142,14 +147,13 @@ class Receiver:
         if session is not None and session.owner is None and self._unclaimed(session, hello):
             session = None  # announced by a peer that left before writing anything: free again
         if session is None:
-            folder = self.out / hello.session
-            state_path = folder / STATE_FILE
-            if state_path.is_file():
-                state = _load_state(state_path)
+            store = _session_store(self.out / hello.session)
+            if store.progress_path.is_file():
+                state = _load_state(store)
             else:
                 state = {"session": hello.session, "model_id": hello.model_id.hex(), "digest": hello.digest.hex()}
                 state.update(count=hello.count, next_seq=0)
-            session = self._sessions[hello.session] = _Session(folder, state)
+            session = self._sessions[hello.session] = _Session(store, state)
         if session.state["digest"] != hello.digest.hex() or session.state["count"] != hello.count:
             raise RefusedError(
                 f"session {hello.session!r} in {self.out} holds other images ({session.state['count']}, digest "
@@ -160,7 +164,7 @@ class Receiver:
     @staticmethod
     def _unclaimed(session: _Session, hello: Hello) -> bool:
         differs = session.state["digest"] != hello.digest.hex() or session.state["count"] != hello.count
-        return differs and session.next_seq == 0 and not (session.folder / STATE_FILE).exists()
+        return differs and session.next_seq == 0 and not session.store.progress_path.exists()
 
     def release(self, session: _Session, owner: object) -> None:
         """``owner``'s connection ended: the session has no writer until the next HELLO."""
@@ -200,20 +204,15 @@ class Receiver:
                 session.folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise RefusedError(f"the gateway cannot create the session folder: {e.strerror or e}") from None
-            path = session.folder / f"{name}.png"
-            event = "written"
-            if path.exists():  # left by a crash after the write, before session.json; or a clash
-                if not np.array_equal(read_image(path), pixels):
-                    raise RefusedError(f"{path} exists with other content; names must be unique in a session")
-                event = "already-on-disk"
-            else:
-                try:
-                    write_png(path, pixels, overwrite=False)
-                except OSError as e:  # full disk, permissions, a name too long for this file system
-                    raise RefusedError(f"the gateway cannot write {path.name}: {e.strerror or e}") from None
+            try:
+                event, path = session.store.place(name, pixels)
+            except OSError as e:  # full disk, permissions, a name too long for this file system
+                raise RefusedError(f"the gateway cannot write {name}.png: {e.strerror or e}") from None
+            if event == CLASH:  # left by a crash after the write, before session.json, is already-on-disk
+                raise RefusedError(f"{path} exists with other content; names must be unique in a session")
             session.state["next_seq"] = seq + 1
             try:
-                atomic_write_json(session.folder / STATE_FILE, session.state)
+                session.store.save(session.state)
             except OSError as e:
                 session.state["next_seq"] = seq
                 raise RefusedError(f"the gateway cannot record progress: {e.strerror or e}") from None
