@@ -219,8 +219,25 @@ def finish(decoder, decoded) -> np.ndarray:
     return out
 
 
+def describe_layout2(coding, payloads, index: int) -> dict:
+    """:func:`describe` for binary layout 2, whose step and band sit inside the range code
+    (so only a reader with the bundle can show them)."""
+    states = [_state(coding, p, index)[1] for p in payloads]
+    bands = sorted({s[3] for s in states})
+    steps = sorted({coding.steps[s[4]] for s in states})
+    return {
+        "residual_kind": "binary",
+        "layout": 2,
+        "band": bands,
+        "steps": steps,
+        "lossless": bands == [binary_context.LOSSLESS_BAND],
+    }
+
+
 def describe(payloads) -> dict:
-    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands)."""
+    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands).
+    Binary layout 2 payloads have no parameter byte: ``info --bundle`` shows them
+    (:func:`describe_layout2`)."""
     kinds = {p[0] >> 7 for p in payloads if p}
     values = sorted({p[0] & 0x7F for p in payloads if p})
     if kinds == {KIND_BINARY}:

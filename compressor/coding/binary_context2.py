@@ -30,7 +30,7 @@ choice the unchanged decoder reproduces: the check covers the reconstruction).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class ContextTable2:
     runtime: str
     precision: str
     step_index: int = 0
+    freq_array: np.ndarray = field(init=False, repr=False, compare=False)  # p1_freq as int64, for numpy lookups
 
     def __post_init__(self):
         f = self.p1_freq
@@ -78,6 +79,7 @@ class ContextTable2:
         if not isinstance(self.step_index, int) or not 0 <= self.step_index < MAX_STEPS:
             raise ManifestError(f"binary_context2.step_index must be an integer 0..{MAX_STEPS - 1}")
         object.__setattr__(self, "p1_freq", tuple(f))
+        object.__setattr__(self, "freq_array", np.asarray(f, np.int64))
 
     @classmethod
     def from_json(cls, obj) -> ContextTable2:
@@ -142,7 +144,7 @@ def build_table(
 
 def pixel_bits(table: ContextTable2, bits: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Ideal pixel bits per image of lossless codes (float64 (N,))."""
-    f = np.asarray(table.p1_freq, np.float64)[contexts(bits.astype(bool), levels)] / TOTAL
+    f = table.freq_array[contexts(bits.astype(bool), levels)] / TOTAL
     return -np.log2(np.where(bits, f, 1 - f)).reshape(len(bits), -1).sum(axis=1)
 
 
@@ -173,13 +175,25 @@ def encode_one(
     encode_row(enc, as_symbols(symbols, len(ct.lo)), ct)
     if band == LOSSLESS_BAND and lie <= 0:  # every pixel coded: contexts from the true bits, all at once
         recon = bits.astype(bool)
-        f = np.asarray(table.p1_freq, np.int64)[contexts(recon[None], levels[None])[0]].ravel()
+        f = table.freq_array[contexts(recon[None], levels[None])[0]].ravel()
         ink = recon.ravel()
         starts, freqs = np.where(ink, 0, f).tolist(), np.where(ink, f, TOTAL - f).tolist()
         encode_slices(enc, starts, freqs, [False] * len(starts), starts, 1)
     else:
         recon = _encode_band(enc, bits, levels, table, band, lie)
     return image_check(recon) + enc.finish(), recon.astype(np.uint8)
+
+
+def _row_above(prev2, prev, eprev, w):
+    """Per column, the context part from the two rows above (N, NW, NE, NN and their
+    disagreements), so that the per-pixel loop only adds the left neighbours."""
+    return [
+        16 * (2 * prev[c] + 4 * prev[c - 1] + 8 * prev[c + 1] + 32 * prev2[c])
+        + 2 * eprev[c]
+        + 4 * eprev[c - 1]
+        + 8 * eprev[c + 1]
+        for c in range(2, w + 2)
+    ]
 
 
 def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: int, lie: float) -> np.ndarray:
@@ -190,27 +204,21 @@ def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: in
     verdict = (levels >= 0).astype(np.int64).ravel().tolist()
     truth = bits.astype(np.int64).ravel().tolist()
     freq, cut, encode = table.p1_freq, CUT[band], enc.encode
-    # lying pays where log2(p(likely) / p(true)) > lie, i.e. p(true) < p(likely) / 2**lie
-    ratio = 2.0**lie if lie > 0 else math.inf
-    prev2, prev = [0] * (w + 4), [0] * (w + 4)
-    eprev = [0] * (w + 4)
+    # lying pays where log2(p(likely) / p(true)) > lie, i.e. p(true) * 2**lie < p(likely)
+    ratio = 2.0**lie if lie > 0 else 0.0
+    prev2, prev, eprev = [0] * (w + 4), [0] * (w + 4), [0] * (w + 4)
     out = [0] * (h * w)
     i = 0
     for _ in range(h):
+        up = _row_above(prev2, prev, eprev, w)
         cur, ecur = [0] * (w + 4), [0] * (w + 4)
-        for c in range(2, w + 2):
-            k = (
-                (cur[c - 1] + 2 * prev[c] + 4 * prev[c - 1] + 8 * prev[c + 1] + 16 * cur[c - 2] + 32 * prev2[c]) * 16
-                + ecur[c - 1]
-                + 2 * eprev[c]
-                + 4 * eprev[c - 1]
-                + 8 * eprev[c + 1]
-            )
-            f = freq[base[i] + k]
+        b1 = b2 = e1 = 0  # W, WW and W's disagreement
+        for c in range(w):
+            f = freq[base[i] + up[c] + 16 * b1 + 256 * b2 + e1]
             likely = 1 if f >= HALF else 0
             if (f if f < HALF else TOTAL - f) >= cut:
                 b = truth[i]
-                if b != likely and ratio != math.inf:
+                if b != likely and ratio:
                     p_true, p_likely = (f, TOTAL - f) if b else (TOTAL - f, f)
                     if p_true * ratio < p_likely:
                         b = likely
@@ -220,8 +228,9 @@ def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: in
                     encode(f, TOTAL - f)
             else:
                 b = likely
-            cur[c] = b
-            ecur[c] = b ^ verdict[i]
+            e1 = b ^ verdict[i]
+            cur[c + 2], ecur[c + 2] = b, e1
+            b2, b1 = b1, b
             out[i] = b
             i += 1
         prev2, prev, eprev = prev, cur, ecur
@@ -247,21 +256,15 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
     data, n_data = dec._data, len(dec._data)
     code, rng, pos = dec._code, dec._range, dec._pos  # the range decoder, inlined: ~3x faster
     top = 1 << 24
-    prev2, prev = [0] * (w + 4), [0] * (w + 4)
-    eprev = [0] * (w + 4)
+    prev2, prev, eprev = [0] * (w + 4), [0] * (w + 4), [0] * (w + 4)
     out = [0] * (h * w)
     i = 0
     for _ in range(h):
+        up = _row_above(prev2, prev, eprev, w)
         cur, ecur = [0] * (w + 4), [0] * (w + 4)
-        for c in range(2, w + 2):
-            k = (
-                (cur[c - 1] + 2 * prev[c] + 4 * prev[c - 1] + 8 * prev[c + 1] + 16 * cur[c - 2] + 32 * prev2[c]) * 16
-                + ecur[c - 1]
-                + 2 * eprev[c]
-                + 4 * eprev[c - 1]
-                + 8 * eprev[c + 1]
-            )
-            f = freq[base[i] + k]
+        b1 = b2 = e1 = 0
+        for c in range(w):
+            f = freq[base[i] + up[c] + 16 * b1 + 256 * b2 + e1]
             if (f if f < HALF else TOTAL - f) >= cut:
                 r = rng >> 16
                 target = code // r
@@ -280,8 +283,9 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
                     pos += 1
             else:
                 b = 1 if f >= HALF else 0
-            cur[c] = b
-            ecur[c] = b ^ verdict[i]
+            e1 = b ^ verdict[i]
+            cur[c + 2], ecur[c + 2] = b, e1
+            b2, b1 = b1, b
             out[i] = b
             i += 1
         prev2, prev, eprev = prev, cur, ecur

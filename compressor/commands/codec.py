@@ -210,5 +210,9 @@ def _info(args) -> int:
         if stream.step_index >= len(coding.steps):
             raise CodeError(f"step index {stream.step_index} does not exist in this bundle: damaged data")
         info["step"] = coding.steps[stream.step_index]
+        if stream.mode == "residual" and coding.binary_context2 is not None:
+            from compressor.residual_codec import describe_layout2
+
+            info |= describe_layout2(coding, stream.payloads, stream.step_index)
     print(json.dumps(info, indent=2))
     return 0
