@@ -7,7 +7,9 @@ The encoder's choices live here; the decoder only reads what the payload says
   :data:`STEP_WINDOW` of the table's step is tried and each image keeps the one whose whole
   code is shortest (ideal bits for lossless codes, real bytes otherwise);
 - **target_error**: per image, the shortest code over steps x :data:`CHOICES` (band and
-  ``lie``, the encoder's rate-distortion choice) with at most that fraction of wrong pixels.
+  ``lie``, the encoder's rate-distortion choice) and "lie at the costliest pixels the error
+  budget allows" (:func:`~compressor.coding.binary_context2.costliest`) with at most that
+  fraction of wrong pixels.
   Lossless is always among the choices, so every image gets a code.
 """
 
@@ -63,11 +65,11 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     symbols = {c: encoder.quantize(latents, c) for c in candidates}
     levels = {c: net.levels(symbols[c] * coding.steps[c])[..., 0] for c in candidates}
 
-    def one(i: int, c: int, b: int, lie: float) -> tuple[int, bytes, int]:
+    def one(i: int, c: int, b: int, lie: float, lie_at=()) -> tuple[int, bytes, int]:
         """(header index, payload, wrong pixels) of image ``i`` at step ``c``, band ``b``."""
         head = base if stream else c
         payload, recon = B2.encode_one(
-            c, head, n_steps, symbols[c][i], bits[i], levels[c][i], coding.tables[c], table, int(b), lie
+            c, head, n_steps, symbols[c][i], bits[i], levels[c][i], coding.tables[c], table, int(b), lie, lie_at
         )
         return head, payload, int(np.count_nonzero(recon != bits[i]))
 
@@ -85,6 +87,9 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     for i in range(n):
         codes = [one(i, c, LOSSLESS_BAND, 0.0) for c in candidates]
         codes += [one(i, c, b, lie) for c in candidates for b, lie in CHOICES]
+        if allowed:
+            for c in candidates:
+                codes.append(one(i, c, LOSSLESS_BAND, 0.0, B2.costliest(table, bits[i], levels[c][i], allowed)))
         out.append(min((x for x in codes if x[2] <= allowed), key=lambda x: len(x[1]))[:2])
     return out
 

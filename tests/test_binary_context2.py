@@ -73,6 +73,19 @@ def test_lying_where_the_truth_is_costly_saves_bytes_for_a_few_wrong_pixels(tabl
     assert errors == sorted(errors) and errors[0] == 0 and errors[-1] > 0
 
 
+def test_lying_at_the_costliest_pixels_makes_at_most_that_many_errors_and_saves_bytes(tables):
+    table, latents = tables
+    levels, bits = _synthetic(6, n=10)
+    exact = lied = 0
+    for b, v in zip(bits, levels):
+        at = B2.costliest(table, b, v, 3)
+        payload, recon = B2.encode_one(0, 0, STEPS, [0, 0, 0], b, v, latents[0], table, 127, 0.0, at)
+        assert int((recon.astype(bool) != b).sum()) <= len(at) <= 3
+        lied += len(payload)
+        exact += len(B2.encode_one(0, 0, STEPS, [0, 0, 0], b, v, latents[0], table, 127)[0])
+    assert lied < exact
+
+
 def test_the_headers_own_step_and_lossless_band_cost_less_than_a_byte_together():
     assert B2.header_bits(3, 3, 16, 127) < 2
     assert B2.header_bits(2, 3, 16, 127) > 4  # another step than the header's: a stream's per-image step

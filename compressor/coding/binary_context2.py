@@ -165,22 +165,28 @@ def encode_one(
     table: ContextTable2,
     band: int,
     lie: float = 0.0,
+    lie_at=(),
 ) -> tuple[bytes, np.ndarray]:
     """``(payload, reconstruction)``: the payload (check || range code) of latent ``symbols`` at
-    step ``index``, ``bits`` and ``levels`` (H, W), and the image the receiver will decode."""
+    step ``index``, ``bits`` and ``levels`` (H, W), and the image the receiver will decode.
+
+    The encoder codes a pixel as its likely value instead of the truth where the truth costs
+    ``lie`` bits more, and at the raster indices ``lie_at`` (see :func:`costliest`)."""
     enc = RangeEncoder()
     cdf = step_cdf(header_index, n_steps)
     enc.encode(cdf[index], cdf[index + 1] - cdf[index])
     enc.encode(BAND_CDF[band], BAND_CDF[band + 1] - BAND_CDF[band])
     encode_row(enc, as_symbols(symbols, len(ct.lo)), ct)
-    if band == LOSSLESS_BAND and lie <= 0:  # every pixel coded: contexts from the true bits, all at once
+    if (
+        band == LOSSLESS_BAND and lie <= 0 and not len(lie_at)
+    ):  # every pixel coded: contexts from the true bits, all at once
         recon = bits.astype(bool)
         f = table.freq_array[contexts(recon[None], levels[None])[0]].ravel()
         ink = recon.ravel()
         starts, freqs = np.where(ink, 0, f).tolist(), np.where(ink, f, TOTAL - f).tolist()
         encode_slices(enc, starts, freqs, [False] * len(starts), starts, 1)
     else:
-        recon = _encode_band(enc, bits, levels, table, band, lie)
+        recon = _encode_band(enc, bits, levels, table, band, lie, frozenset(lie_at))
     return image_check(recon) + enc.finish(), recon.astype(np.uint8)
 
 
@@ -196,7 +202,9 @@ def _row_above(prev2, prev, eprev, w):
     ]
 
 
-def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: int, lie: float) -> np.ndarray:
+def _encode_band(
+    enc: RangeEncoder, bits, levels, table: ContextTable2, band: int, lie: float, lie_at: frozenset = frozenset()
+) -> np.ndarray:
     """Code the pixels the band selects, in raster order, lying where it saves ``lie`` bits;
     return the receiver's reconstruction."""
     h, w = levels.shape
@@ -218,9 +226,9 @@ def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: in
             likely = 1 if f >= HALF else 0
             if (f if f < HALF else TOTAL - f) >= cut:
                 b = truth[i]
-                if b != likely and ratio:
+                if b != likely:
                     p_true, p_likely = (f, TOTAL - f) if b else (TOTAL - f, f)
-                    if p_true * ratio < p_likely:
+                    if p_true * ratio < p_likely or i in lie_at:
                         b = likely
                 if b:
                     encode(0, f)
@@ -235,6 +243,18 @@ def _encode_band(enc: RangeEncoder, bits, levels, table: ContextTable2, band: in
             i += 1
         prev2, prev, eprev = prev, cur, ecur
     return np.asarray(out, np.uint8).reshape(h, w)
+
+
+def costliest(table: ContextTable2, bits: np.ndarray, levels: np.ndarray, k: int, min_bits: float = 1.0):
+    """Raster indices of the ``k`` pixels of one image (H, W) whose true value costs most over
+    their likely one under lossless contexts (at least ``min_bits`` more): where ``k`` wrong
+    pixels save the most bytes (the contexts after them change, so this is a good guess)."""
+    f = table.freq_array[contexts(bits[None].astype(bool), levels[None])[0]].ravel() / TOTAL
+    truth = bits.ravel().astype(bool)
+    likely = f >= 0.5
+    saving = np.where(truth != likely, np.abs(np.log2(f) - np.log2(1 - f)), 0.0)
+    order = np.argsort(-saving, kind="stable")[:k]
+    return order[saving[order] >= min_bits].tolist()
 
 
 def start_decoding(payload: bytes, header_index: int, tables: list[CdfTable]):
