@@ -228,7 +228,7 @@ def _encode_band(
                 b = truth[i]
                 if b != likely:
                     p_true, p_likely = (f, TOTAL - f) if b else (TOTAL - f, f)
-                    if p_true * ratio < p_likely or i in lie_at:
+                    if (ratio and p_true * ratio < p_likely) or i in lie_at:
                         b = likely
                 if b:
                     encode(0, f)
