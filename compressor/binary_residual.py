@@ -62,12 +62,13 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
         candidates = [base]
     latents = encoder.latents(bits.astype(np.float32))
     net = encoder.prediction_network(table.runtime, table.precision, "residual")
+    header = base  # a stream's one header step (lossless streams choose it below)
     symbols = {c: encoder.quantize(latents, c) for c in candidates}
     levels = {c: net.levels(symbols[c] * coding.steps[c])[..., 0] for c in candidates}
 
     def one(i: int, c: int, b: int, lie: float, lie_at=()) -> tuple[int, bytes, int]:
         """(header index, payload, wrong pixels) of image ``i`` at step ``c``, band ``b``."""
-        head = base if stream else c
+        head = header if stream else c
         payload, recon = B2.encode_one(
             c, head, n_steps, symbols[c][i], bits[i], levels[c][i], coding.tables[c], table, int(b), lie, lie_at
         )
@@ -75,10 +76,14 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
 
     n = len(bits)
     if target_error is None and band == LOSSLESS_BAND:
-        cost = np.stack(
-            [_lossless_bits(table, coding, c, base if stream else c, symbols[c], levels[c], bits) for c in candidates]
-        )
-        best = [candidates[j] for j in cost.argmin(axis=0)]
+        body = np.stack([_lossless_bits(table, coding, symbols[c], levels[c], c, bits) for c in candidates])
+        heads = [base] if not stream or len(candidates) == 1 else candidates
+        best_total, best = None, None
+        for h in heads:  # a stream's header step: the one that makes the whole stream shortest
+            cost = body + np.array([[_step_bits(c, h if stream else c, n_steps)] for c in candidates])
+            total = cost.min(axis=0).sum()
+            if best_total is None or total < best_total:
+                best_total, best, header = total, [candidates[j] for j in cost.argmin(axis=0)], h
         return [one(i, best[i], LOSSLESS_BAND, 0.0)[:2] for i in range(n)]
     if target_error is None:
         return [min((one(i, c, band, 0.0) for c in candidates), key=lambda x: len(x[1]))[:2] for i in range(n)]
@@ -94,11 +99,14 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     return out
 
 
-def _lossless_bits(table, coding, c, head, syms, lv, bits) -> np.ndarray:
-    """Ideal bits of each image's lossless code at step index ``c`` (header step ``head``)."""
-    fixed = B2.header_bits(c, head, len(coding.steps), LOSSLESS_BAND)
+def _lossless_bits(table, coding, syms, lv, c, bits) -> np.ndarray:
+    """Ideal bits of each image's latent and pixels at step index ``c``, lossless."""
     latent = np.array([entropy.ideal_bits(s, coding.tables[c]) for s in syms])
-    return fixed + latent + B2.pixel_bits(table, bits, lv)
+    return latent + B2.pixel_bits(table, bits, lv)
+
+
+def _step_bits(index: int, head: int, n_steps: int) -> float:
+    return B2.header_bits(index, head, n_steps, LOSSLESS_BAND)
 
 
 def finish(decoder, decoded, states) -> np.ndarray:

@@ -46,15 +46,15 @@ LEVELS = 256 >> LEVEL_SHIFT
 PATTERNS = 1024  # 64 neighbour patterns x 16 disagreement patterns
 CONTEXTS = LEVELS * PATTERNS
 MAX_STEPS = 16
-_OTHER_STEP = (TOTAL // 2) // (MAX_STEPS - 1)  # 2184
 _OTHER_BAND = 256
 
 
 def step_cdf(header_index: int, n_steps: int) -> list[int]:
-    """Cumulative frequencies of the step symbol: ``2184`` for each step but the header's,
-    which takes the rest (at least half)."""
-    freqs = [_OTHER_STEP] * n_steps
-    freqs[header_index] = TOTAL - _OTHER_STEP * (n_steps - 1)
+    """Cumulative frequencies of the step symbol: ``max(2**(14 - |s - h|), 16)`` for each step
+    ``s`` but the header's ``h``, which takes the rest (at least half): a stream's images cost
+    3 bits one step from the header, 4 bits two away, and so on."""
+    freqs = [max(1 << max(14 - abs(s - header_index), 0), 16) for s in range(n_steps)]
+    freqs[header_index] = TOTAL - (sum(freqs) - freqs[header_index])
     return [0, *np.cumsum(freqs).tolist()]
 
 
