@@ -29,6 +29,7 @@ choice the unchanged decoder reproduces: the check covers the reconstruction).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -49,13 +50,14 @@ MAX_STEPS = 16
 _OTHER_BAND = 256
 
 
-def step_cdf(header_index: int, n_steps: int) -> list[int]:
+@functools.lru_cache(maxsize=MAX_STEPS * MAX_STEPS)
+def step_cdf(header_index: int, n_steps: int) -> tuple[int, ...]:
     """Cumulative frequencies of the step symbol: ``max(2**(14 - |s - h|), 16)`` for each step
     ``s`` but the header's ``h``, which takes the rest (at least half): a stream's images cost
     3 bits one step from the header, 4 bits two away, and so on."""
     freqs = [max(1 << max(14 - abs(s - header_index), 0), 16) for s in range(n_steps)]
     freqs[header_index] = TOTAL - (sum(freqs) - freqs[header_index])
-    return [0, *np.cumsum(freqs).tolist()]
+    return (0, *np.cumsum(freqs).tolist())
 
 
 BAND_CDF = [0, *np.cumsum([_OTHER_BAND] * LOSSLESS_BAND + [TOTAL - _OTHER_BAND * LOSSLESS_BAND]).tolist()]
