@@ -20,7 +20,7 @@ import numpy as np
 from compressor.coding import binary_context2 as B2
 from compressor.coding import entropy
 from compressor.coding.binary_context import LOSSLESS_BAND
-from compressor.errors import CodeError, LosslessMismatchError, RateError
+from compressor.errors import LosslessMismatchError, RateError
 from compressor.io.arrays import as_batch
 
 STEP_WINDOW = 3
@@ -120,10 +120,5 @@ def finish(decoder, decoded, states) -> np.ndarray:
         )
     steps = np.array([decoder.coding.steps[s[4]] for s in states])
     levels = net.levels(decoded.symbols.astype(np.float64) * steps[:, None])[..., 0]
-    out = np.empty(levels.shape, np.uint8)
-    for i, (_, dec, check, band, _) in enumerate(states):
-        try:
-            out[i] = B2.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
-        except CodeError as err:
-            raise type(err)(f"image {i}: {err}") from err
-    return out
+    bits = B2.finish_many([s[1] for s in states], [s[2] for s in states], levels, t, [s[3] for s in states])
+    return bits * np.uint8(255)

@@ -86,6 +86,23 @@ def test_lying_at_the_costliest_pixels_makes_at_most_that_many_errors_and_saves_
     assert lied < exact
 
 
+def test_lanes_decode_a_big_batch_to_the_same_pixels_as_one_image_at_a_time(tables):
+    table, latents = tables
+    levels, bits = _synthetic(7, n=B2.LANE_THRESHOLD + 3)
+    bands = [127, 0, 40, 90] * (len(bits) // 4) + [127] * (len(bits) % 4)
+    sent = [
+        B2.encode_one(0, 0, STEPS, [0, 1, 0], b, v, latents[0], table, band, 2.0 * (i % 3 == 1))
+        for i, (b, v, band) in enumerate(zip(bits, levels, bands))
+    ]
+    starts = [B2.start_decoding(p, 0, latents) for p, _ in sent]
+    out = B2.finish_many([s[3] for s in starts], [s[4] for s in starts], levels, table, [s[1] for s in starts])
+    assert np.array_equal(out, np.stack([r for _, r in sent]))
+    damaged = [bytes((p[0] ^ 1,)) + p[1:] if i == 5 else p for i, (p, _) in enumerate(sent)]
+    starts = [B2.start_decoding(p, 0, latents) for p in damaged]
+    with pytest.raises(LosslessMismatchError, match="image 5"):
+        B2.finish_many([s[3] for s in starts], [s[4] for s in starts], levels, table, [s[1] for s in starts])
+
+
 def test_the_headers_own_step_and_lossless_band_cost_less_than_a_byte_together():
     assert B2.header_bits(3, 3, 16, 127) < 2
     one_away, three_away = B2.header_bits(2, 3, 16, 127), B2.header_bits(6, 3, 16, 127)

@@ -37,16 +37,18 @@ import numpy as np
 
 from compressor.coding.binary_context import CUT, HALF, LOSSLESS_BAND
 from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_row
+from compressor.coding.lanes import LaneDecoder
 from compressor.coding.lossless import image_check
 from compressor.coding.rangecoder import TOTAL, RangeDecoder, RangeEncoder
 from compressor.coding.residual import CHECK_BYTES, encode_slices
-from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
+from compressor.errors import CodeError, CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
 
 LEVEL_SHIFT = 3
 LEVELS = 256 >> LEVEL_SHIFT
 PATTERNS = 1024  # 64 neighbour patterns x 16 disagreement patterns
 CONTEXTS = LEVELS * PATTERNS
 MAX_STEPS = 16
+_TOTAL64 = np.uint64(TOTAL)
 _OTHER_BAND = 256
 
 
@@ -312,7 +314,11 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
             i += 1
         prev2, prev, eprev = prev, cur, ecur
     dec._code, dec._range, dec._pos = code, rng, pos
-    bits = np.asarray(out, np.uint8).reshape(h, w)
+    return verified(dec, np.asarray(out, np.uint8).reshape(h, w), check, table)
+
+
+def verified(dec: RangeDecoder, bits: np.ndarray, check: bytes, table: ContextTable2) -> np.ndarray:
+    """``bits`` if the code ended canonically and the image passes its check, else the error."""
     if not dec.is_canonical():
         if image_check(bits) == check:  # the right pixels, then bytes the encoder never writes: damage
             raise CorruptCodeError(
@@ -330,3 +336,68 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
             "or the data is damaged"
         )
     return bits
+
+
+def finish_many(decoders, checks, levels: np.ndarray, table: ContextTable2, bands) -> np.ndarray:
+    """Every image's pixels (uint8 0/1, (N, H, W)), verified; in lanes from
+    :data:`LANE_THRESHOLD` images on. Errors name the image."""
+    if len(decoders) < LANE_THRESHOLD:
+        out = []
+        for i, (d, c, v, b) in enumerate(zip(decoders, checks, levels, bands, strict=True)):
+            try:
+                out.append(finish_decoding(d, c, v, table, b))
+            except CodeError as err:
+                raise type(err)(f"image {i}: {err}") from err
+        return np.stack(out)
+    out = finish_lanes(decoders, levels, table, bands)
+    for i, (d, c, bits) in enumerate(zip(decoders, checks, out, strict=True)):
+        try:
+            verified(d, bits, c, table)
+        except CodeError as err:
+            raise type(err)(f"image {i}: {err}") from err
+    return out
+
+
+LANE_THRESHOLD = 128
+"""From this many images on, :func:`finish_lanes` decodes them in numpy lock-step (one step
+per pixel position costs ~20 numpy calls whatever the batch, so it pays only for big batches)."""
+
+
+def finish_lanes(decoders: list[RangeDecoder], levels: np.ndarray, table: ContextTable2, bands) -> np.ndarray:
+    """:func:`finish_decoding`'s pixels for many images (N, H, W) at once, one numpy step per
+    pixel position (the same arithmetic; the caller verifies ends and checks). uint8 0/1."""
+    n, h, w = levels.shape
+    base = _level_base(levels).reshape(n, h * w).T.copy()  # (H*W, N), pixel-major
+    verdict = (levels >= 0).reshape(n, h * w).T.astype(np.int64)
+    cut = np.asarray([CUT[b] for b in bands], np.int64)
+    freq = table.freq_array
+    rec = np.zeros((h + 2, w + 4, n), np.int64)
+    err = np.zeros((h + 2, w + 4, n), np.int64)
+    lanes = LaneDecoder(decoders)
+    i = 0
+    for r in range(2, h + 2):
+        up, up2, eup = rec[r - 1], rec[r - 2], err[r - 1]
+        above = 16 * (2 * up[2:-2] + 4 * up[1:-3] + 8 * up[3:-1] + 32 * up2[2:-2]) + 2 * eup[2:-2] + 4 * eup[1:-3]
+        above += 8 * eup[3:-1]
+        row, erow = rec[r], err[r]
+        for c in range(2, w + 2):
+            f = freq[base[i] + above[c - 2] + 16 * row[c - 1] + 256 * row[c - 2] + erow[c - 1]]
+            b = (f >= HALF).astype(np.int64)
+            coded = np.minimum(f, TOTAL - f) >= cut
+            k = np.count_nonzero(coded)
+            if k:
+                idx = None if k == n else np.flatnonzero(coded)
+                fc = f.astype(np.uint64) if idx is None else f[idx].astype(np.uint64)
+                target, unit = lanes.targets(idx)
+                ink = target < fc
+                lanes.advance(unit, np.where(ink, 0, fc).astype(np.uint64), np.where(ink, fc, _TOTAL64 - fc), idx)
+                if idx is None:
+                    b = ink.astype(np.int64)
+                else:
+                    b[idx] = ink
+            row[c] = b
+            erow[c] = b ^ verdict[i]
+            i += 1
+    for j, d in enumerate(decoders):
+        d._code, d._range, d._pos = int(lanes.code[j]), int(lanes.rng[j]), int(lanes.pos[j])
+    return rec[2:, 2:-2].transpose(2, 0, 1).astype(np.uint8)
