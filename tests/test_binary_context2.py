@@ -148,6 +148,20 @@ def test_a_damaged_layout_2_table_is_a_manifest_error(tables, damage):
         B2.ContextTable2.from_json(j)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("step_index", 4), ("runtime", "tensorflow"), ("precision", "fp16"), ("p1_freq", [1])]
+)
+def test_coding_json_with_a_layout_2_table_that_cannot_work_is_refused_on_load(tables, field, value):
+    from compressor.coding import coding_file
+
+    table, latents = tables
+    raw = {"steps": [0.5, 1.0], "tables": [latents[0].to_json()] * 2, "default_step_index": 0}
+    coding_file.check(raw | {"binary_context2": table.to_json()}, latent_dim=3, where="coding.json")
+    with pytest.raises(ManifestError, match="binary_context2"):
+        raw["binary_context2"] = table.to_json() | {field: value}
+        coding_file.check(raw, latent_dim=3, where="coding.json")
+
+
 @settings(max_examples=60, deadline=None)
 @given(payload=st.binary(max_size=30), head=st.integers(0, STEPS - 1))
 def test_random_bytes_are_refused_with_code_errors_only(tables, payload, head):
