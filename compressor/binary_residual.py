@@ -76,7 +76,8 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
 
     n = len(bits)
     if target_error is None and band == LOSSLESS_BAND:
-        body = np.stack([_lossless_bits(table, coding, symbols[c], levels[c], c, bits) for c in candidates])
+        latent = [[entropy.ideal_bits(s, coding.tables[c]) for s in symbols[c]] for c in candidates]
+        body = np.asarray(latent) + B2.pixel_bits_by_step(table, bits, [levels[c] for c in candidates])
         heads = [base] if not stream or len(candidates) == 1 else candidates
         best_total, best = None, None
         for h in heads:  # a stream's header step: the one that makes the whole stream shortest
@@ -97,12 +98,6 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
                 codes.append(one(i, c, LOSSLESS_BAND, 0.0, B2.costliest(table, bits[i], levels[c][i], allowed)))
         out.append(min((x for x in codes if x[2] <= allowed), key=lambda x: len(x[1]))[:2])
     return out
-
-
-def _lossless_bits(table, coding, syms, lv, c, bits) -> np.ndarray:
-    """Ideal bits of each image's latent and pixels at step index ``c``, lossless."""
-    latent = np.array([entropy.ideal_bits(s, coding.tables[c]) for s in syms])
-    return latent + B2.pixel_bits(table, bits, lv)
 
 
 def _step_bits(index: int, head: int, n_steps: int) -> float:

@@ -75,6 +75,8 @@ class ContextTable2:
     precision: str
     step_index: int = 0
     freq_array: np.ndarray = field(init=False, repr=False, compare=False)  # p1_freq as int64, for numpy lookups
+    ink_bits: np.ndarray = field(init=False, repr=False, compare=False)  # -log2 P(ink | context)
+    background_bits: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         f = self.p1_freq
@@ -84,6 +86,8 @@ class ContextTable2:
             raise ManifestError(f"binary_context2.step_index must be an integer 0..{MAX_STEPS - 1}")
         object.__setattr__(self, "p1_freq", tuple(f))
         object.__setattr__(self, "freq_array", np.asarray(f, np.int64))
+        object.__setattr__(self, "ink_bits", -np.log2(self.freq_array / TOTAL))
+        object.__setattr__(self, "background_bits", -np.log2(1 - self.freq_array / TOTAL))
 
     @classmethod
     def from_json(cls, obj) -> ContextTable2:
@@ -148,8 +152,27 @@ def build_table(
 
 def pixel_bits(table: ContextTable2, bits: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Ideal pixel bits per image of lossless codes (float64 (N,))."""
-    f = table.freq_array[contexts(bits.astype(bool), levels)] / TOTAL
-    return -np.log2(np.where(bits, f, 1 - f)).reshape(len(bits), -1).sum(axis=1)
+    return pixel_bits_by_step(table, bits, [levels])[0]
+
+
+def pixel_bits_by_step(table: ContextTable2, bits: np.ndarray, levels_by_step) -> np.ndarray:
+    """:func:`pixel_bits` for the same images (N, H, W) under each step's levels: (steps, N).
+    The neighbour part of the contexts is computed once (the encoder's step search)."""
+    n, h, w = bits.shape
+    p = np.zeros((n, h + 2, w + 4), np.int64)
+    p[:, 2:, 2:-2] = bits
+    nbrs = p[:, 2:, 1:-3] + 2 * p[:, 1:-1, 2:-2] + 4 * p[:, 1:-1, 1:-3] + 8 * p[:, 1:-1, 3:-1] + 16 * p[:, 2:, :-4]
+    nbrs = (nbrs + 32 * p[:, :-2, 2:-2]) * 16
+    ink = bits.astype(bool)
+    out = np.empty((len(levels_by_step), n))
+    for j, levels in enumerate(levels_by_step):
+        wrong = p.copy()
+        wrong[:, 2:, 2:-2] ^= levels >= 0
+        errs = wrong[:, 2:, 1:-3] + 2 * wrong[:, 1:-1, 2:-2] + 4 * wrong[:, 1:-1, 1:-3] + 8 * wrong[:, 1:-1, 3:-1]
+        ctx = _level_base(levels) + nbrs + errs
+        cost = np.where(ink, table.ink_bits[ctx], table.background_bits[ctx])
+        out[j] = cost.reshape(n, -1).sum(axis=1)
+    return out
 
 
 def header_bits(index: int, header_index: int, n_steps: int, band: int) -> float:
