@@ -24,8 +24,9 @@ from compressor.errors import LosslessMismatchError, RateError
 from compressor.io.arrays import as_batch
 
 STEP_WINDOW = 3
-"""Steps tried on each side of the table's step (measured: +-3 gets 97 % of what trying all
-16 gets, at 7 decoder runs per image)."""
+"""Steps tried on each side of the table's step (measured on the mnist5k test split: +-3 gets
+~93 % of the ideal bytes that trying all 16 saves, +-1 ~60 %; each step tried costs one decoder
+run per image)."""
 CHOICES = ((0, 0.0), (LOSSLESS_BAND, 2.0), (LOSSLESS_BAND, 3.0), (LOSSLESS_BAND, 4.0), (LOSSLESS_BAND, 6.0))
 """(band, lie) tried for ``target_error``, besides lossless: the lossy floor, and lossless
 contexts with lying where the truth costs 2, 3, 4 or 6 bits more than the likely value."""
