@@ -26,7 +26,7 @@ import numpy as np
 from compressor import limits, residual_codec, wire
 from compressor import names as name_rules
 from compressor.bundle import Part, load_part
-from compressor.coding import binary_context, entropy, lossless, residual
+from compressor.coding import binary_context, binary_context2, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
 from compressor.errors import (
     BundleError,
@@ -65,6 +65,8 @@ class Coding:
         self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
         context = raw.get("binary_context")
         self.binary_context = binary_context.ContextTable.from_json(context) if context is not None else None
+        context2 = raw.get("binary_context2")  # layout 2 (binary_context2.py); an older reader ignores it
+        self.binary_context2 = binary_context2.ContextTable2.from_json(context2) if context2 is not None else None
 
     def step_index(self, step: float | None, quality: int | None) -> int:
         if step is not None and quality is not None:
@@ -335,6 +337,7 @@ class Encoder(_Half):
         max_error: int | None = None,
         target_psnr: float | None = None,
         band: int | None = None,
+        target_error: float | None = None,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
@@ -344,15 +347,23 @@ class Encoder(_Half):
         every uint8 pixel within ``E`` (0 = lossless); ``target_psnr=DB`` picks per image the
         largest ``E`` that meets it. Binary models: ``max_error=0`` is lossless with causal
         context, ``band=B`` (0..127) codes only the pixels whose decoder level lies within
-        ``B`` of the threshold (near-lossless).
+        ``B`` of the threshold (near-lossless); ``target_error=F`` (bundles with layout 2) the
+        shortest code per image with at most a fraction ``F`` of wrong pixels.
         """
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         mid = self.coding.model_id
-        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
+        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error)):
             _check_residual_request(mode, target_bytes)
             items = residual_codec.encode(
-                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
+                self,
+                images,
+                step=step,
+                quality=quality,
+                max_error=max_error,
+                target_psnr=target_psnr,
+                band=band,
+                target_error=target_error,
             )
             return [wire.pack_message(mid, "residual", i, p) for i, p in items]
         if mode == "lossless":
@@ -431,6 +442,7 @@ class Encoder(_Half):
         max_error: int | None = None,
         target_psnr: float | None = None,
         band: int | None = None,
+        target_error: float | None = None,
     ) -> bytes:
         """One container for a batch (one step for all; docs/format.md).
 
@@ -449,10 +461,18 @@ class Encoder(_Half):
                 name_rules.encode(name)
             name_rules.check_unique(names)
         mid = self.coding.model_id
-        if mode == "residual" or max_error is not None or target_psnr is not None or band is not None:
+        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error)):
             _check_residual_request(mode, target_bytes, joint)
             items = residual_codec.encode(
-                self, images, step=step, quality=quality, max_error=max_error, target_psnr=target_psnr, band=band
+                self,
+                images,
+                step=step,
+                quality=quality,
+                max_error=max_error,
+                target_psnr=target_psnr,
+                band=band,
+                target_error=target_error,
+                stream=True,
             )
             return wire.pack_stream(mid, "residual", items[0][0], [p for _, p in items], names)
         if mode == "lossless":

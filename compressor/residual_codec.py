@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-from compressor.coding import binary_context, residual
+from compressor import binary_residual
+from compressor.coding import binary_context, binary_context2, residual
 from compressor.errors import (
     CodeError,
     CorruptCodeError,
@@ -62,12 +63,31 @@ def check_bound(table: residual.ResidualTable, max_error) -> int:
 
 
 def encode(
-    encoder, images, *, step=None, quality=None, max_error=None, target_psnr=None, band=None
+    encoder,
+    images,
+    *,
+    step=None,
+    quality=None,
+    max_error=None,
+    target_psnr=None,
+    band=None,
+    target_error=None,
+    stream=False,
 ) -> list[tuple[int, bytes]]:
     """(step index, payload) per image, each within its bound ``E`` of the uint8 image
-    (binary models: exact, or exact where the decoder is unsure, ``band``)."""
+    (binary models: exact, or exact where the decoder is unsure, ``band``; ``target_error``:
+    the cheapest code per image with at most that fraction of wrong pixels). ``stream``: the
+    payloads share one header step (binary layout 2 names each image's own step inside)."""
     if encoder.part.binarize:
+        if encoder.coding.binary_context2 is not None:
+            return binary_residual.encode(
+                encoder, images, step, quality, max_error, target_psnr, band, target_error, stream
+            )
+        if target_error is not None:
+            raise RateError("target_error= needs a bundle exported by this version (binary_context2 table)")
         return _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
+    if target_error is not None:
+        raise RateError("target_error= is the near-lossless knob of binary models; grayscale models take max_error=")
     if band is not None:
         raise RateError("band= is the near-lossless knob of binary models; grayscale models take max_error=")
     table = table_for(encoder)
@@ -166,6 +186,9 @@ def _state(coding, payload: bytes, index: int):
     """(latent symbols, (kind, range decoder, image check, E or band)) of one payload."""
     if not payload:
         raise CorruptCodeError("a residual payload starts with its parameter byte; got none: truncated")
+    if coding.binary_context2 is not None:
+        index, band, syms, dec, check = binary_context2.start_decoding(payload, index, coding.tables)
+        return syms, ("binary2", dec, check, band, index)
     param = payload[0]
     if param & _KIND_BIT:
         if coding.binary_context is None:
@@ -196,6 +219,10 @@ def pixels(coding, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray
 
 def finish(decoder, decoded) -> np.ndarray:
     """Phase 2 for a batch of residual codes: uint8 (N, H, W), each image verified."""
+    if decoder.coding.binary_context2 is not None:
+        headers = [decoder.coding.step_index(float(step), None) for step in decoded.steps]
+        states = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, headers, strict=True)]
+        return binary_residual.finish(decoder, decoded, states)
     indices = [decoder.coding.step_index(float(step), None) for step in decoded.steps]
     pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, indices)]
     binary = {p[0] == "binary" for p in pending}
@@ -230,8 +257,25 @@ def finish(decoder, decoded) -> np.ndarray:
     return out
 
 
+def describe_layout2(coding, payloads, index: int) -> dict:
+    """:func:`describe` for binary layout 2, whose step and band sit inside the range code
+    (so only a reader with the bundle can show them)."""
+    states = [_state(coding, p, index)[1] for p in payloads]
+    bands = sorted({s[3] for s in states})
+    steps = sorted({coding.steps[s[4]] for s in states})
+    return {
+        "residual_kind": "binary",
+        "layout": 2,
+        "band": bands,
+        "steps": steps,
+        "lossless": bands == [binary_context.LOSSLESS_BAND],
+    }
+
+
 def describe(payloads) -> dict:
-    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands)."""
+    """What ``compressor info`` shows for residual payloads: their kind and bounds (or bands).
+    Binary layout 2 payloads have no parameter byte: ``info --bundle`` shows them
+    (:func:`describe_layout2`)."""
     kinds = {p[0] >> 7 for p in payloads if p}
     values = sorted({p[0] & 0x7F for p in payloads if p})
     if kinds == {KIND_BINARY}:

@@ -21,7 +21,7 @@ from compressor.coding import lossless
 from compressor.io.atomic import atomic_write_json, atomic_write_text
 from export import convert, validate, variants
 from export.coding import build_coding
-from export.residual_coding import binary_context_section, residual_section
+from export.residual_coding import binary_context2_section, residual_section
 
 BATCHES = (1, 64)
 CALIBRATION_SAMPLES = 4500  # the whole mnist5k train split: the latent range must be covered
@@ -74,7 +74,7 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
     if config["binarize"]:
         log("calibrating the lossless pixel table on the int8 decoder's output levels")
         coding["lossless"] = _lossless_section(stage / "decoder", files["decoder"], coding, calib_latents, calib_images)
-        coding["binary_context"] = binary_context_section(
+        coding["binary_context2"] = binary_context2_section(
             lambda z: _int8_levels(stage / "decoder", files["decoder"], z), coding, calib_latents, calib_images, log
         )
     else:

@@ -51,7 +51,7 @@ def x86(bundle_dir, tmp_path_factory):
     stream, messages = enc.compress_stream(images), enc.compress(images)
     binary = to_uint8(images)
     assert enc.coding.lossless is not None  # the session model is trained on binarized digits
-    assert enc.coding.binary_context is not None
+    assert enc.coding.binary_context2 is not None
     exact = enc.compress(binary, mode="lossless")
     context = enc.compress(binary[:SUBSET], band=127)
     folder = tmp_path_factory.mktemp("x86")

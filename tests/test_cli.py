@@ -224,9 +224,10 @@ def test_decode_keeps_existing_files_unless_told_to_overwrite(bundle_dir, digits
 def test_band_encode_info_decode_keeps_every_pixel_the_band_codes(bundle_dir, digits, tmp_path, capsys):
     codes, out = tmp_path / "b.lzc", tmp_path / "out"
     assert main(["encode", str(digits), "-o", str(codes), "--bundle", str(bundle_dir), "--band", "127"]) == 0
-    assert main(["info", str(codes)]) == 0
+    assert main(["info", str(codes), "--bundle", str(bundle_dir)]) == 0  # layout 2: step and band need the bundle
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert (info["mode"], info["residual_kind"], info["band"], info["lossless"]) == ("residual", "binary", [127], True)
+    assert info["layout"] == 2 and info["steps"]
     assert main(["decode", str(codes), "-o", str(out), "--bundle", str(bundle_dir)]) == 0
     for i in range(6):
         want = read_image(digits / f"digit{i}.png") > 127

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from compressor import limits
+from compressor.coding.binary_context2 import ContextTable2
 from compressor.coding.entropy import CdfTable
 from compressor.coding.lossless import LosslessTable
 from compressor.coding.rangecoder import PRECISION
@@ -74,6 +75,8 @@ def check(raw: Any, *, latent_dim: int, where: str) -> None:
             fail(f"table {i} has {table.dims} dimensions, the model's latent has {latent_dim}")
     if "lossless" in raw:
         _check_lossless(raw["lossless"], len(steps), fail)
+    if "binary_context2" in raw:
+        _check_binary_context2(raw["binary_context2"], len(steps), fail)
 
 
 def _check_lossless(section: Any, steps: int, fail) -> None:
@@ -96,3 +99,17 @@ def _check_lossless(section: Any, steps: int, fail) -> None:
         LosslessTable.from_json(section)
     except ManifestError as e:
         fail(str(e))
+
+
+def _check_binary_context2(section: Any, steps: int, fail) -> None:
+    """Binary residual layout 2: the table itself, and a runtime, precision and step that exist."""
+    if not isinstance(section, dict):
+        fail("'binary_context2' must be an object")
+    try:
+        table = ContextTable2.from_json(section)
+    except ManifestError as e:
+        fail(str(e))
+    if table.runtime not in RUNTIMES or table.precision not in PRECISIONS:
+        fail(f"'binary_context2' names an unknown runtime/precision {table.runtime!r}/{table.precision!r}")
+    if not 0 <= table.step_index < steps:
+        fail(f"'binary_context2.step_index' must be an integer 0..{steps - 1}, got {table.step_index!r}")

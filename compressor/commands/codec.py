@@ -51,6 +51,11 @@ def add_commands(sub) -> None:
     residual.add_argument(
         "--band", type=int, help="binary models: code only pixels the decoder is unsure of, 0..127 (127 = lossless)"
     )
+    residual.add_argument(
+        "--target-error",
+        type=float,
+        help="binary models: per image, the shortest code with at most this fraction of wrong pixels (e.g. 0.01)",
+    )
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
     )
@@ -116,6 +121,7 @@ def _encode(args) -> int:
         max_error=args.max_error,
         target_psnr=args.target_psnr,
         band=args.band,
+        target_error=args.target_error,
     )
     atomic_write_bytes(args.out, data)
     from compressor import wire
@@ -210,5 +216,9 @@ def _info(args) -> int:
         if stream.step_index >= len(coding.steps):
             raise CodeError(f"step index {stream.step_index} does not exist in this bundle: damaged data")
         info["step"] = coding.steps[stream.step_index]
+        if stream.mode == "residual" and coding.binary_context2 is not None:
+            from compressor.residual_codec import describe_layout2
+
+            info |= describe_layout2(coding, stream.payloads, stream.step_index)
     print(json.dumps(info, indent=2))
     return 0
