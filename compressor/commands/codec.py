@@ -198,10 +198,9 @@ def _info(args) -> int:
         "payload_bytes_per_image": round(sum(map(len, stream.payloads)) / n, 3) if n else None,
         "names": stream.names is not None,
     }
-    if stream.mode == "residual":
-        from compressor.residual_codec import describe
-
-        info |= describe(stream.payloads)
+    if stream.mode == "residual" and not args.bundle:
+        # Binary codes of layout 2 have no parameter byte: only the bundle says how to read one.
+        info["residual"] = "kind and error bound (or band) are shown with --bundle"
     if args.bundle:
         from compressor.bundle import load_any_part
         from compressor.codec import Coding
@@ -216,9 +215,12 @@ def _info(args) -> int:
         if stream.step_index >= len(coding.steps):
             raise CodeError(f"step index {stream.step_index} does not exist in this bundle: damaged data")
         info["step"] = coding.steps[stream.step_index]
-        if stream.mode == "residual" and coding.binary_context2 is not None:
-            from compressor.residual_codec import describe_layout2
+        if stream.mode == "residual":
+            from compressor.residual_codec import describe, describe_layout2
 
-            info |= describe_layout2(coding, stream.payloads, stream.step_index)
+            if coding.binary_context2 is not None:
+                info |= describe_layout2(coding, stream.payloads, stream.step_index)
+            else:
+                info |= describe(stream.payloads)
     print(json.dumps(info, indent=2))
     return 0
