@@ -29,7 +29,7 @@ settings.register_profile("project", max_examples=200, derandomize=True, deadlin
 settings.load_profile("project")
 
 #: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
-SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site"})
+SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "gray_bundle_dir", "enc", "dec", "bench_result", "tflite_site"})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,6 +53,19 @@ def bundle_dir(trained_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     export_run(trained_run[0], out, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gray_bundle_dir(tmp_path_factory):
+    """A grayscale model (3 epochs: enough for residual tables and a real curve), trained and exported once."""
+    from export.pipeline import export_run
+    from export.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("gray-run")
+    train(TrainConfig(epochs=3, binarize=False), run, progress=False)
+    out = tmp_path_factory.mktemp("gray-bundle") / "bundle"
+    export_run(run, out, log=lambda m: None)
     return out
 
 
@@ -104,9 +117,3 @@ def bench_result(bench_result_file) -> dict:
 def tflite_site():
     """tflite-runtime 2.14 + numpy<2 (+ onnxruntime), pip-installed into .cache/sites once."""
     return support.pip_site("tflite-2.14", support.TFLITE_SITE_REQUIREMENTS)
-
-
-@pytest.fixture(scope="session")
-def jxl_site():
-    """pillow-jxl-plugin (not a project dependency), pip-installed into .cache/sites once."""
-    return support.pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])
