@@ -107,7 +107,7 @@ def _classical(ax, block: dict, q: str, binary: bool, exact_y: float) -> None:
             families.setdefault((c["codec"], c["lossless"]), []).append(c)
     for (name, lossless), rows in families.items():
         color, marker = COLORS.get(name, "C7"), MARKERS.get(name, "x")
-        pts = sorted((r["bytes_per_image"], _y(r[q], binary, exact_y)) for r in rows)
+        pts = [(r["bytes_per_image"], _y(r[q], binary, exact_y)) for r in rows]  # in the sweep's order
         if lossless:
             ax.plot(*zip(*pts), marker, mfc="none", ms=9, color=color, label=f"{name} lossless")
         else:
