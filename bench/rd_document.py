@@ -146,7 +146,8 @@ def blocks(curves: dict, figure_dir: Path) -> list:
         doc.append(Heading(title, 3))
         doc.append(
             Para(
-                f"{n['count']} images from `{n['source']}` (classical codecs: the first {n['classical_count']}); "
+                f"{n['count']} images from `{n['source']}` (classical codecs: {n['classical_count']} of them, "
+                "evenly spaced); "
                 f"bundle `{rd_set['bundle']}`, model id {rd_set['model_id']}; measured in {rd_set['seconds']} s."
             )
         )

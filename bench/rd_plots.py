@@ -51,16 +51,16 @@ def figure(rd_set: dict, path: Path, title: str) -> Path:
         ax.axhline(exact_y, color="grey", lw=0.6, ls=":")
         ax.annotate(
             "lossless (exact)",
-            (1.0, exact_y),
+            (0.01, exact_y),
             xycoords=("axes fraction", "data"),
-            ha="right",
+            ha="left",
             va="bottom",
             fontsize=8,
             color="grey",
         )
         ax.set_ylabel("PSNR dB (uint8 pixels)")
     n, nc = rd_set["images"]["count"], rd_set["images"]["classical_count"]
-    ax.set_title(f"{title}: ours on {n} images, classical codecs on {nc}", fontsize=10)
+    ax.set_title(f"{title}: ours on {n} images, classical codecs on {nc} of them", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
