@@ -45,6 +45,7 @@ def figure(rd_set: dict, path: Path, title: str) -> Path:
     ax.set_xlabel("bytes per image (log scale; classical: each image a complete file)")
     if binary:
         ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=-0.01)  # nothing is below 0 %: keep the lossless markers on the axis
         ax.yaxis.set_major_formatter(matplotlib_ticker().FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_ylabel("pixel error % (symmetric log; 0 = lossless)")
     else:
@@ -95,9 +96,9 @@ def _ours(ax, points: list[dict], q: str, binary: bool, exact_y: float) -> None:
     exact = [p for p in points if p["family"] != "latent only" and p not in residual]
     for p in exact:
         name = f"ours {p['family']}" + (f", {p['setting']}" if p["family"] == "residual" else "")
-        y = _y(p[q], binary, exact_y)
-        ax.plot([p["message_bytes"]], [y], "*", ms=12, color=OURS_EXACT, mfc="none", label=f"{name}: message")
-        ax.plot([p["stream_bytes"]], [y], "*", ms=12, color=OURS_EXACT, label=f"{name}: stream")
+        y, marker = _y(p[q], binary, exact_y), "*" if p["family"] == "residual" else "X"
+        ax.plot([p["message_bytes"]], [y], marker, ms=11, color=OURS_EXACT, mfc="none", label=f"{name}: message")
+        ax.plot([p["stream_bytes"]], [y], marker, ms=11, color=OURS_EXACT, label=f"{name}: stream")
 
 
 def _classical(ax, block: dict, q: str, binary: bool, exact_y: float) -> None:
