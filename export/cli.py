@@ -257,7 +257,7 @@ def _rd_step(out: Path, sets: dict, rd: Path) -> int:
     words = ["rd", "-o", str(out / "report"), "--json", str(rd), "--classical-images", str(RD_CLASSICAL_IMAGES)]
     for key, (bundle, images) in sets.items():
         words += [f"--{key}", str(bundle), str(images)]
-    proc = isolation.run_module("bench", *words)
+    proc = isolation.run_module("bench", *words, timeout=1800)  # ~1-2 min on an idle 2-core machine
     if proc.returncode != 0:
         print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
         return 1
