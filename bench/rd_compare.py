@@ -62,6 +62,7 @@ class Comparison:
     codec: str
     bytes_per_image: float
     lossless_fallback: bool  # no lossy setting of any codec reaches the quality
+    below_sweep: bool = False  # the quality is below the codec's lowest setting: its cheapest file
 
 
 def best_classical(
@@ -79,7 +80,8 @@ def best_classical(
     if not candidates:
         raise ValueError("no classical codec was measured: nothing to compare with")
     name = min(candidates, key=lambda n: (candidates[n], n))
-    return Comparison(name, candidates[name], not any(math.isfinite(b) for b in lossy.values()))
+    floor = name in sweeps and all(g > target for _, g in sweeps[name])
+    return Comparison(name, candidates[name], not any(math.isfinite(b) for b in lossy.values()), floor)
 
 
 def ratio(ours_bytes: float, comparison: Comparison) -> float:

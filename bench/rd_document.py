@@ -64,7 +64,7 @@ def ratio_table(rd_set: dict) -> Table:
     binary, q = rd_set["kind"] == "binary", rd_set["quality"]
     sweeps, lossless, missing = classical_inputs(rd_set)
     rows, notes = [], []
-    fallback_seen = False
+    fallback_seen = floor_seen = False
     for p in rd_set["ours"]:
         quality = _quality_text(p[q], binary)
         joint = f"{p['joint_bytes']:.2f}" if "joint_bytes" in p else "–"
@@ -74,14 +74,17 @@ def ratio_table(rd_set: dict) -> Table:
         except ValueError:
             rows.append([*mine, "not measured", "–", "–", "–"])
             continue
-        name = best.codec + (" ¹" if best.lossless_fallback else "")
+        name = best.codec + (" ¹" if best.lossless_fallback else " ²" if best.below_sweep else "")
         fallback_seen |= best.lossless_fallback
+        floor_seen |= best.below_sweep
         ratios = [f"{rd_compare.ratio(p[k], best):.3f}" for k in ("message_bytes", "stream_bytes")]
         rows.append([*mine, name, f"{best.bytes_per_image:.1f}", *ratios])
     if fallback_seen:
         notes.append(
             "¹ no lossy setting of any classical codec reaches this quality: compared with the best lossless size"
         )
+    if floor_seen:
+        notes.append("² every setting of this codec gives a better quality than ours: its cheapest setting")
     notes += [f"{codec}: not measured: {reason}" for codec, reason in missing.items()]
     header = [
         "ours",

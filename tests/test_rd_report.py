@@ -57,6 +57,7 @@ def test_the_best_classical_codec_is_the_cheapest_that_reaches_the_quality():
     lossless = {"png": 500.0, "webp": 300.0}
     best = rd_compare.best_classical(sweeps, lossless, 35.0)
     assert (best.codec, best.bytes_per_image, best.lossless_fallback) == ("webp", 150.0, False)
+    assert rd_compare.best_classical(sweeps, lossless, 20.0).below_sweep  # webp's q0 is better than 20 dB
     best = rd_compare.best_classical(sweeps, lossless, 42.0)  # only jpeg reaches 42 dB
     assert best.codec == "jpeg" and best.bytes_per_image == pytest.approx(150 + 100 * 12 / 15)
     assert rd_compare.ratio(50.0, best) == pytest.approx(50.0 / best.bytes_per_image)
@@ -99,10 +100,11 @@ def _synthetic_set() -> dict:
 def test_the_ratio_table_divides_our_bytes_by_the_best_classical_at_each_operating_point():
     table = rd_document.ratio_table(_synthetic_set())
     rows = {r[1]: r for r in table.rows}
-    assert rows["Δ 0.3"][6:] == ["webp", "100.0", "0.100", "0.090"]  # 20 dB: webp's lowest setting
+    assert rows["Δ 0.3"][6:] == ["webp ²", "100.0", "0.100", "0.090"]  # 20 dB: webp's lowest setting
     assert rows["E 8"][6:] == ["webp", "150.0", "0.400", "0.367"]  # 35 dB: halfway along webp's sweep
     assert rows["E 0"][2] == "exact" and rows["E 0"][6:] == ["webp lossless ¹", "300.0", "0.500", "0.467"]
     assert any(n.startswith("¹ no lossy setting") for n in table.notes)
+    assert any(n.startswith("² every setting of this codec gives a better quality") for n in table.notes)
 
 
 def test_a_codec_that_was_not_measured_is_listed_as_not_measured_with_its_reason():
