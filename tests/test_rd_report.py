@@ -196,7 +196,8 @@ def test_the_grayscale_report_covers_every_error_bound_on_digits_and_natural_cro
         assert all(p["max_abs_error"] <= p["max_error"] for p in residual)
         assert residual[0]["psnr_db"] is None  # E = 0 is lossless
         latent = [p for p in rd_set["ours"] if p["family"] == "latent only"]
-        assert all(p["joint_bytes"] < p["stream_bytes"] < p["message_bytes"] for p in latent)
+        assert all(p["joint_bytes"] < min(p["stream_bytes"], p["message_bytes"]) for p in latent)  # 16 images:
+        # a stream's header may cost more per image than the messages' own
         assert (out / f"rd-{rd_set['key']}.png").stat().st_size > 10_000
     md = render_markdown(rd_document.blocks(curves, out))
     assert md.count("ours ÷ best (message)") == 2 and "28x28 crops of a natural photo" in md
