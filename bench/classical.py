@@ -6,8 +6,9 @@ messages. The input is the image the encoder sees (binarized if the model is), s
 8-bit gray (0/255), and the distortion of the decoded file is measured against it with
 the same numbers as our codes (:func:`bench.quality.metrics`).
 
-Needs Pillow (the ``bench`` extra). JPEG XL needs a Pillow plugin (``pillow-jxl-plugin``)
-or a Pillow with JPEG XL support; without one its rows say "not available".
+Needs Pillow (the ``bench`` extra). JPEG XL needs a Pillow plugin (``pillow-jxl-plugin``, in the
+``bench`` extra) or a Pillow with JPEG XL support, AVIF a Pillow built with libavif (recent wheels
+are); without them their rows say "not available".
 """
 
 from __future__ import annotations
@@ -46,6 +47,36 @@ def codecs(binary: bool) -> list[Codec]:
     return out
 
 
+#: The rate–distortion report's denser sweeps (bench/rd_sweeps.py). JPEG XL's lossy quality stops
+#: at 99 (the plugin refuses 100 without ``lossless``); AVIF at quality 100 is exact in libavif.
+SWEEPS = {
+    "webp": (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100),
+    "jpeg": (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100),
+    "jpeg-xl": (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99),
+    "avif": (0, 30, 60, 90),
+}
+
+
+def sweep_codecs(binary: bool) -> list[Codec]:
+    """Every codec's quality sweep and lossless mode: PNG, WebP, JPEG, JPEG XL and AVIF."""
+    out = [c for c in codecs(binary) if c.lossless and c.name != "jpeg-xl"]
+    out.append(Codec("jpeg-xl", "lossless", "JXL", {"lossless": True}, True))
+    out.append(Codec("avif", "q100 (lossless)", "AVIF", {"quality": 100, "max_threads": 1}, True))
+    options = {
+        "webp": ("WEBP", {"method": 6}),
+        "jpeg": ("JPEG", {"optimize": True}),
+        "jpeg-xl": ("JXL", {}),
+        "avif": ("AVIF", {"max_threads": 1}),
+    }
+    for name, qualities in SWEEPS.items():
+        fmt, extra = options[name]
+        out += [Codec(name, f"q{q}", fmt, {"quality": q, **extra}) for q in qualities]
+    return out
+
+
+_HINTS = {"JXL": " (pip install pillow-jxl-plugin)", "AVIF": " (Pillow >= 11.3 wheels include AVIF)"}
+
+
 def pillow_status() -> tuple[object | None, str | None]:
     """(PIL.Image module or None, reason it is missing)."""
     try:
@@ -65,8 +96,8 @@ def _formats(image_module) -> set[str]:
     return set(image_module.SAVE) & set(image_module.OPEN)
 
 
-def measure(targets: np.ndarray) -> dict:
-    """The ``classical`` block of a result: one row per codec and setting."""
+def measure(targets: np.ndarray, codec_list: list[Codec] | None = None) -> dict:
+    """The ``classical`` block of a result: one row per codec and setting (default: :func:`codecs`)."""
     image_module, reason = pillow_status()
     if image_module is None:
         return {"status": "not available", "reason": reason, "codecs": []}
@@ -76,10 +107,10 @@ def measure(targets: np.ndarray) -> dict:
     pixels = np.rint(targets * 255).astype(np.uint8)
     have = _formats(image_module)
     rows = []
-    for codec in codecs(binary):
+    for codec in codecs(binary) if codec_list is None else codec_list:
         row = {"codec": codec.name, "setting": codec.setting, "lossless": codec.lossless}
         if codec.pil_format not in have:
-            hint = " (pip install pillow-jxl-plugin)" if codec.pil_format == "JXL" else ""
+            hint = _HINTS.get(codec.pil_format, "")
             rows.append({**row, "status": "not available", "reason": f"Pillow here cannot write {codec.name}{hint}"})
             continue
         rows.append({**row, "status": "ok", **_run(image_module, codec, pixels, targets)})

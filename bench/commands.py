@@ -55,7 +55,38 @@ def add_commands(sub) -> None:
     )
     r.add_argument("results", nargs="+", help="result files from 'python -m bench bench'")
     r.add_argument("-o", "--out", default="report", help="report folder (created; default: %(default)s)")
+    r.add_argument(
+        "--rd",
+        metavar="FILE",
+        help="add the rate-distortion section of every mode, from 'python -m bench rd --json FILE'",
+    )
     r.set_defaults(handler=_report)
+
+    rd = sub.add_parser(
+        "rd",
+        help="rate-distortion of every mode against PNG/WebP/JPEG/JPEG XL/AVIF sweeps -> figures + ratio tables",
+        description="Every mode of ours against the classical codecs' sweeps, one figure per model kind "
+        "(bench/rd_sweeps.py); writes rd.md, rd-*.png and the JSON data.",
+    )
+    rd.add_argument("--binary", nargs=2, metavar=("BUNDLE", "IMAGES"), help="a binarized model's bundle and images")
+    rd.add_argument(
+        "--grayscale", nargs=2, metavar=("BUNDLE", "IMAGES"), help="a grayscale model's bundle and uint8 images"
+    )
+    rd.add_argument(
+        "--no-natural",
+        dest="natural",
+        action="store_false",
+        help="skip the grayscale model on 28x28 crops of a natural photo (matplotlib's grace_hopper.jpg)",
+    )
+    rd.add_argument(
+        "--classical-images",
+        type=int,
+        default=200,
+        help="images per set for the classical codecs (AVIF takes ~20 ms each; default: %(default)s)",
+    )
+    rd.add_argument("-o", "--out", default="report", help="folder for rd.md and rd-*.png (default: %(default)s)")
+    rd.add_argument("--json", help="where to write the measurements (default: OUT/rd.json)")
+    rd.set_defaults(handler=_rd)
 
     ladder = sub.add_parser(
         "ladder",
@@ -165,9 +196,32 @@ def _command_line(args) -> str:
 def _report(args) -> int:
     from bench.report import write_report
 
-    out = write_report(args.results, args.out)
+    sections = []
+    if args.rd:
+        from bench import rd_document, rd_sweeps
+
+        curves = rd_sweeps.load(args.rd)
+        sections.append(lambda out: rd_document.blocks(curves, out))
+    out = write_report(args.results, args.out, sections=sections)
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
+
+
+def _rd(args) -> int:
+    from bench import rd_sweeps
+
+    if not args.binary and not args.grayscale:
+        raise UsageError("rd needs --binary BUNDLE IMAGES and/or --grayscale BUNDLE IMAGES")
+    if args.classical_images < 1:
+        raise UsageError(f"--classical-images takes a positive integer, got {args.classical_images}")
+    words = ["python", "-m", "bench", "rd"]
+    for name in ("binary", "grayscale"):
+        words += [f"--{name}", *getattr(args, name)] if getattr(args, name) else []
+    words += [] if args.natural else ["--no-natural"]
+    words += ["--classical-images", str(args.classical_images), "-o", args.out]
+    words += ["--json", args.json] if args.json else []
+    args.command_line = shlex.join(words)
+    return rd_sweeps.run(args)
 
 
 def _ladder(args) -> int:

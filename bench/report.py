@@ -55,8 +55,12 @@ class Figure:
     alt: str
 
 
-def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Load and check every result, draw the figures, write report.md and report.html into ``out``."""
+def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, sections: Sequence = ()) -> Path:
+    """Load and check every result, draw the figures, write report.md and report.html into ``out``.
+
+    ``sections``: callables ``f(out) -> blocks`` appended to the document (they may draw into
+    ``out``), e.g. the rate–distortion section of ``python -m bench report --rd FILE``.
+    """
     if not paths:
         raise ValueError("report needs at least one result file")
     results = [schema.load(p) for p in paths]
@@ -69,6 +73,8 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         "reconstructions": plots.reconstructions(results[0], out / "reconstructions.png"),
     }
     doc = build(results, labels, {k: v.name for k, v in figures.items() if v is not None})
+    for section in sections:
+        doc += section(out)
     atomic_write_text(out / "report.md", render_markdown(doc))
     atomic_write_text(out / "report.html", render_html(doc))
     return out

@@ -16,6 +16,9 @@ import numpy as np
 
 from export import config as D
 
+#: Images per set for the classical codecs in the demo's rate–distortion step (AVIF ~20 ms each).
+RD_CLASSICAL_IMAGES = 200
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our output
@@ -77,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the model ladder: training and exporting a width-0.5 model for the Pareto table and plot "
         "in OUT/report/ladder.md (about 2-3 minutes on 2 cores)",
+    )
+    d.add_argument(
+        "--no-gray-model",
+        dest="gray_model",
+        action="store_false",
+        help="skip the grayscale model (OUT/run-gray, OUT/bundle-gray, about 2-3 minutes on 2 cores); the "
+        "rate-distortion figures in OUT/report/rd.md then cover the binary model alone",
     )
     _train_options(d)
     d.set_defaults(handler=_demo)
@@ -198,10 +208,74 @@ def _demo(args) -> int:
             return 1
         print("  " + proc.stdout.strip())
 
-    code = _bench_step(out, bundle, originals, run)
-    if code or not args.ladder:
+    result = out / "results" / "this-machine.json"
+    code = _bench_step(result, bundle, originals, run)
+    if not code and args.ladder:
+        code = _ladder_step(out, config, bundle, originals)
+    rd = out / "results" / "rd.json"
+    if not code:
+        sets = {"binary": (bundle, originals)} if config.binarize else {"grayscale": (bundle, originals)}
+        if args.gray_model and config.binarize:
+            sets["grayscale"] = _gray_step(out, config)
+        code = _rd_step(out, sets, rd)
+    if code:
         return code
-    return _ladder_step(out, config, bundle, originals)
+    return _report_step(out, result, rd)
+
+
+def _gray_step(out: Path, config) -> tuple[Path, Path]:
+    """The grayscale model beside the binary one: trained and exported with the same settings otherwise."""
+    import dataclasses
+
+    from compressor.io.arrays import to_uint8
+    from export import datasets
+    from export.pipeline import export_run
+    from export.train import train
+
+    gray = dataclasses.replace(config, binarize=False)
+    run, gray_bundle = out / "run-gray", out / "bundle-gray"
+    if _run_matches(run, dataclasses.asdict(gray)):
+        print(f"[grayscale] {run} is up to date")
+        metrics = json.loads((run / "metrics.json").read_text())
+    else:
+        print(f"[grayscale] training the CVAE on grayscale {config.data} -> {run}")
+        metrics = train(gray, run)
+    _print_training(metrics, run)
+    print(f"[grayscale] exporting {run} -> {gray_bundle} (with residual tables for E = 0..32)")
+    manifest = export_run(run, gray_bundle, log=lambda msg: None)
+    _print_bundle(manifest, gray_bundle)
+    images = out / "test_images_gray.npy"
+    np.save(images, to_uint8(datasets.load(config.data, binarize=False).test[..., 0]))  # the same split, grey
+    return gray_bundle, images
+
+
+def _rd_step(out: Path, sets: dict, rd: Path) -> int:
+    """Rate–distortion of every mode against the classical sweeps: ``python -m bench rd`` (bench/rd_sweeps.py)."""
+    from export import isolation
+
+    print(f"[rate-distortion] every mode against PNG/WebP/JPEG/JPEG XL/AVIF ({', '.join(sets)}) -> {rd}")
+    words = ["rd", "-o", str(out / "report"), "--json", str(rd), "--classical-images", str(RD_CLASSICAL_IMAGES)]
+    for key, (bundle, images) in sets.items():
+        words += [f"--{key}", str(bundle), str(images)]
+    proc = isolation.run_module("bench", *words, timeout=1800)  # ~1-2 min on an idle 2-core machine
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:] + proc.stderr[-4000:], file=sys.stderr)
+        return 1
+    print("\n".join("  " + line for line in proc.stdout.strip().splitlines()))
+    return 0
+
+
+def _report_step(out: Path, result: Path, rd: Path) -> int:
+    """The report of the bench result, with the rate–distortion section when it was measured."""
+    from export import isolation
+
+    extra = ["--rd", str(rd)] if rd.exists() else []
+    report = isolation.run_module("bench", "report", str(result), "-o", str(out / "report"), *extra)
+    if report.returncode != 0:
+        print(report.stdout[-4000:] + report.stderr[-4000:], file=sys.stderr)
+        return 1
+    print(f"  report: {out / 'report' / 'report.md'} and {out / 'report' / 'report.html'}")
+    return 0
 
 
 def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
@@ -231,15 +305,14 @@ def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
     return 0
 
 
-def _bench_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
-    """The main job's last step: a quick benchmark of this machine, then the report.
+def _bench_step(result: Path, bundle: Path, images: Path, run: Path) -> int:
+    """The main job's last step: a quick benchmark of this machine (the report comes at the end of the demo).
 
     The bench runs as ``python -m bench`` in a process that cannot import TensorFlow (only its
     Keras-baseline children may), as it would on a device; export does not import bench.
     """
     from export import isolation
 
-    result = out / "results" / "this-machine.json"
     print(f"[5/5] benchmarking this machine (quick profile, Keras baseline from {run}) -> {result}")
     proc = isolation.run_module(
         "bench",
@@ -252,11 +325,6 @@ def _bench_step(out: Path, bundle: Path, images: Path, run: Path) -> int:
     for line in proc.stdout.splitlines():
         if line.strip() and not line.startswith("  "):  # the summary, not one line per row
             print("  " + line)
-    report = isolation.run_module("bench", "report", str(result), "-o", str(out / "report"))
-    if report.returncode != 0:
-        print(report.stdout[-4000:] + report.stderr[-4000:], file=sys.stderr)
-        return 1
-    print(f"  report: {out / 'report' / 'report.md'} and {out / 'report' / 'report.html'}")
     return 0
 
 

@@ -29,9 +29,7 @@ settings.register_profile("project", max_examples=200, derandomize=True, deadlin
 settings.load_profile("project")
 
 #: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
-SLOW_FIXTURES = frozenset(
-    {"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site", "gray_bundle_dir"}
-)
+SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "gray_bundle_dir", "enc", "dec", "bench_result", "tflite_site"})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,7 +58,7 @@ def bundle_dir(trained_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def gray_bundle_dir(tmp_path_factory):
-    """A grayscale bundle (3 epochs: residual codes need tables, not a good model)."""
+    """A grayscale model (3 epochs: enough for residual tables and a real curve), trained and exported once."""
     from export.pipeline import export_run
     from export.train import TrainConfig, train
 
@@ -119,9 +117,3 @@ def bench_result(bench_result_file) -> dict:
 def tflite_site():
     """tflite-runtime 2.14 + numpy<2 (+ onnxruntime), pip-installed into .cache/sites once."""
     return support.pip_site("tflite-2.14", support.TFLITE_SITE_REQUIREMENTS)
-
-
-@pytest.fixture(scope="session")
-def jxl_site():
-    """pillow-jxl-plugin (not a project dependency), pip-installed into .cache/sites once."""
-    return support.pip_site("jxl", ["--no-deps", "pillow-jxl-plugin==1.3.8"])

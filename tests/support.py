@@ -77,9 +77,9 @@ def run_without_tensorflow(code: str, *args: str, timeout: int = 300):
 def pip_site(name: str, requirements: list[str], *, timeout: int = 900) -> Path:
     """A folder with ``requirements`` pip-installed into it (``--target``), built once and cached.
 
-    For what cannot share the test venv: tflite-runtime 2.14 needs numpy<2, the JPEG XL plugin
-    is not a project dependency. Needs the package index the first time, as the aarch64
-    harness does; where pip cannot install, the test skips (CI: fails, see skip_or_fail).
+    For what cannot share the test venv: tflite-runtime 2.14 needs numpy<2. Needs the package
+    index the first time, as the aarch64 harness does; where pip cannot install, the test skips
+    (CI: fails, see skip_or_fail).
     """
     import hashlib
     import shutil
