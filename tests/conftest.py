@@ -29,7 +29,9 @@ settings.register_profile("project", max_examples=200, derandomize=True, deadlin
 settings.load_profile("project")
 
 #: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
-SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site"})
+SLOW_FIXTURES = frozenset(
+    {"trained_run", "bundle_dir", "enc", "dec", "bench_result", "tflite_site", "jxl_site", "gray_bundle"}
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,6 +55,19 @@ def bundle_dir(trained_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     export_run(trained_run[0], out, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gray_bundle(tmp_path_factory):
+    """A grayscale model (residual codes), trained for 3 epochs and exported once per session."""
+    from export.pipeline import export_run
+    from export.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("gray-run")
+    train(TrainConfig(epochs=3, binarize=False), run, progress=False)
+    out = tmp_path_factory.mktemp("gray-bundle") / "bundle"
+    export_run(run, out, log=lambda m: None)
     return out
 
 

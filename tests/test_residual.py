@@ -162,18 +162,6 @@ def test_a_table_survives_its_json_form(tables):
 
 # --- the real network path ---------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gray_bundle(tmp_path_factory):
-    from export.pipeline import export_run
-    from export.train import TrainConfig, train
-
-    run = tmp_path_factory.mktemp("gray-run")
-    train(TrainConfig(epochs=3, binarize=False), run, progress=False)
-    out = tmp_path_factory.mktemp("gray-bundle") / "bundle"
-    export_run(run, out, log=lambda m: None)
-    return out
-
-
-@pytest.fixture(scope="module")
 def gray_digits():
     from export import datasets
 
