@@ -49,7 +49,7 @@ KEYS = {"skip", "background", "ready", "given", "replace", "timeout"}
 GIVEN = {
     "images": "images = np.load('out/test_images.npy')[:16]",
     "names": "names = [f'digit{i:02d}.png' for i in range(16)]",
-    "gray_images": "gray_images = np.load('out/test_images.npy')[:16]",
+    "gray_images": "gray_images = np.load('digits.npy')  # grey levels, not binarized",
 }
 PORTS = {7467: "tcp", 1883: "mqtt"}
 #: The demo's training settings that make it reuse the session's trained run instead of training.
@@ -351,3 +351,19 @@ def test_documented_block_runs_as_written(block, workspace, tmp_path):
     assert done.returncode == 0, report
     assert "Traceback" not in done.stderr, report
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_readme_figures_measures_every_section_on_the_demo_output(workspace):
+    """The one run that gives the README's figures works on what the demo wrote."""
+    cmd = [".venv/bin/python", "-m", "bench.readme_figures", "out/", "--gray", "bundle-gray", "--rounds", "20"]
+    done = subprocess.run(
+        [*cmd, "--json", "out/figures.json"], cwd=workspace.repo, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((workspace.repo / "out" / "figures.json").read_text())
+    assert all(r["rows"] and not r["error"] for r in results.values()), results
+    assert "not measured" not in done.stdout
+    for title in results:
+        assert f"### {title}" in done.stdout
+    print(done.stdout, done.stderr)
