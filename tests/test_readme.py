@@ -257,7 +257,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def workspace(demo, bundle_dir, gray_bundle, tmp_path_factory):
+def workspace(demo, gray_bundle, tmp_path_factory):
     from bench.mosquitto import Mosquitto, MosquittoUnavailable
     from compressor.io.files import encode_png
 
@@ -275,9 +275,9 @@ def workspace(demo, bundle_dir, gray_bundle, tmp_path_factory):
     np.save(repo / "shards" / "part0.npy", digits[:10])
     np.save(repo / "shards" / "part1.npy", digits[10:])
     (repo / "bundle-gray").symlink_to(gray_bundle)
-    # The ladder's second model (the demo ran without it): the session's bundle stands in, so the
+    # The ladder's second model (the demo ran without it): the demo's own bundle stands in, so the
     # commands that take a width-0.5 bundle run as written; their figures are not the README's.
-    (repo / "out" / "bundle-w0.5").symlink_to(bundle_dir)
+    (repo / "out" / "bundle-w0.5").symlink_to("bundle")
     fresh = tmp_path_factory.mktemp("device") / "venv"
     subprocess.run([sys._base_executable, "-m", "venv", str(fresh)], check=True)
     try:
