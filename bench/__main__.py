@@ -8,19 +8,32 @@ import argparse
 import sys
 
 
-def main(argv=None) -> int:
-    from bench.commands import UsageError, add_commands
-    from compressor.errors import CompressorError
+def build_parser() -> argparse.ArgumentParser:
+    from bench.commands import BENCH_ERROR, add_commands
+    from compressor.commands.help import epilog
 
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
-        epilog="examples:\n  python -m bench bench --bundle out/bundle -o results/this-machine.json --quick\n"
-        "  python -m bench report results/*.json -o report",
+        epilog=epilog(
+            "python -m bench bench --bundle out/bundle -o results/this-machine.json --quick",
+            "python -m bench report results/*.json -o report",
+            "python -m bench ladder out/bundle out/bundle-w0.5 --images out/test_images.npy",
+            error=BENCH_ERROR,
+        )
+        + "\n\nRun 'python -m bench COMMAND --help' for each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     add_commands(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    from bench.commands import UsageError
+    from compressor.errors import CompressorError
+
+    p = build_parser()
     args = p.parse_args(argv)
     if not hasattr(args, "handler"):
         p.print_help()

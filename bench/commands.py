@@ -15,12 +15,25 @@ class UsageError(ValueError):
     """A malformed option value; printed as one line by ``python -m bench``."""
 
 
+#: What exit status 1 means for these commands.
+BENCH_ERROR = "a bad bundle, image file, result file or option value: one line on stderr says what"
+
+
 def add_commands(sub) -> None:
-    """Add the bench and report subparsers to ``sub``."""
+    """Add the bench, report and ladder subparsers to ``sub``."""
+    from compressor.commands.help import HelpFormatter, epilog
+
     b = sub.add_parser(
         "bench",
         help="measure latency, size, memory and reconstruction error on this machine -> one JSON result",
         description="Measure this machine with whatever runtimes are installed (docs/bench.md).",
+        epilog=epilog(
+            "python -m bench bench --bundle out/bundle -o results/this-machine.json --quick",
+            "python -m bench bench --bundle ~/bundle --images ~/test_images.npy -o pi.json --device 'Raspberry Pi 5'",
+            "python -m bench bench -o results/keras.json --with-keras out/run --runtimes litert --threads 1",
+            error=BENCH_ERROR,
+        ),
+        formatter_class=HelpFormatter,
     )
     b.add_argument("--bundle", default="out/bundle", help="full model bundle (default: %(default)s)")
     b.add_argument("-o", "--out", required=True, help="result file to write, e.g. results/pi5.json")
@@ -34,8 +47,8 @@ def add_commands(sub) -> None:
     b.add_argument("--min-secs", type=float, help="minimum seconds of timed runs per row")
     b.add_argument("--warmup-runs", type=int, help="minimum warm-up runs per row")
     b.add_argument("--runtimes", default="litert,tflite,onnx", help="runtimes to try (default: %(default)s)")
-    b.add_argument("--components", default="encoder,decoder,codec", help="(default: %(default)s)")
-    b.add_argument("--precisions", default="fp32,int8", help="(default: %(default)s)")
+    b.add_argument("--components", default="encoder,decoder,codec", help="parts to time (default: %(default)s)")
+    b.add_argument("--precisions", default="fp32,int8", help="model files to time (default: %(default)s)")
     b.add_argument("--batches", help="batch sizes, e.g. 1,64 (default: 1 and the bundle's largest fixed batch)")
     b.add_argument("--threads", help="thread counts, e.g. 1,4 or 1,all (default: 1,all)")
     b.add_argument(
@@ -52,6 +65,12 @@ def add_commands(sub) -> None:
         "report",
         help="merge bench results of several machines into report.md and report.html",
         description="Merge result files (one per machine) into one report with tables and plots.",
+        epilog=epilog(
+            "python -m bench report results/*.json -o report/",
+            "python -m bench report pi.json out/results/this-machine.json -o report/",
+            error=BENCH_ERROR + " (or matplotlib missing)",
+        ),
+        formatter_class=HelpFormatter,
     )
     r.add_argument("results", nargs="+", help="result files from 'python -m bench bench'")
     r.add_argument("-o", "--out", default="report", help="report folder (created; default: %(default)s)")
@@ -92,6 +111,11 @@ def add_commands(sub) -> None:
         "ladder",
         help="compare bundles of several model widths: bytes, distortion, decoder µs, MACs -> Pareto table + plot",
         description="The model ladder (bench/ladder.py): bundles from 'python -m export train --width W'.",
+        epilog=epilog(
+            "python -m bench ladder out/bundle out/bundle-w0.5 --images out/test_images.npy -o out/report",
+            error=BENCH_ERROR,
+        ),
+        formatter_class=HelpFormatter,
     )
     ladder.add_argument("bundles", nargs="+", help="full bundles, e.g. out/bundle out/bundle-w0.5")
     ladder.add_argument("--images", required=True, help="test images (.npy/.npz, folder or files)")

@@ -1,6 +1,7 @@
 """Do the bundle's .tflite files load and agree in tflite-runtime 2.14?
 
-    python -m bench.tflite_runtime_check BUNDLE IMAGES.npy [REFERENCE.npz]
+    python -m bench.tflite_runtime_check BUNDLE IMAGES.npy REFERENCE.npz --runtime litert --write-reference
+    python -m bench.tflite_runtime_check BUNDLE IMAGES.npy REFERENCE.npz      # in the tflite-runtime venv
 
 tflite-runtime 2.14 is the last release and needs its own environment with numpy<2,
 so this script runs there and compares against reference outputs that an ai-edge-litert
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle")
     p.add_argument("images")
-    p.add_argument("reference", help=".npz of reference outputs")
-    p.add_argument("--runtime", default="tflite")
+    p.add_argument("reference", help=".npz of reference outputs (written first with --write-reference)")
+    p.add_argument("--runtime", default="tflite", help="runtime to run the files in (default: %(default)s)")
     p.add_argument("--write-reference", action="store_true", help="write REFERENCE with this runtime instead")
     args = p.parse_args(argv)
     images = np.load(args.images)[:64]

@@ -12,6 +12,14 @@ import importlib
 import os
 import sys
 
+from compressor.commands.help import (
+    DEVICE_ERROR,
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from compressor.errors import CompressorError
 
 #: Modules that define device commands with ``add_commands(subparsers)``, in help order.
@@ -22,13 +30,12 @@ COMMAND_MODULES = (
     "compressor.jobs.cli",
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}    success
-  {EXIT_ERROR}    refused input (bad image, damaged or foreign code, bad bundle, limit exceeded,
-       file or network error): one line on stderr says what and what to do
+  {EXIT_ERROR}    {DEVICE_ERROR}
   {EXIT_USAGE}    wrong command-line usage
-  {EXIT_INCOMPLETE}    incomplete (send: some images not acknowledged; receive --once: session not finished)
+  {EXIT_INCOMPLETE}    incomplete (send/publish: some images not acknowledged; receive --once/subscribe --count:
+       not finished; encode-dataset/decode-dataset: written, but some rows carry an error)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 

@@ -22,7 +22,7 @@ RD_CLASSICAL_IMAGES = 200
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ chatter hides our output
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
         parser.print_help()
@@ -49,28 +49,76 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+#: What exit status 1 means for these commands.
+EXPORT_ERROR = (
+    "TensorFlow missing, unreadable data, a bundle or file error, or a failed demo step:\n"
+    "       one line on stderr says what"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from compressor.commands.help import HelpFormatter, epilog
+
+    fmt = HelpFormatter
     p = argparse.ArgumentParser(
         prog="python -m export",
         description=__doc__.splitlines()[0],
-        epilog="examples:\n  python -m export demo\n  python -m export train -o runs/mine --grayscale\n"
-        "  python -m export export runs/mine -o bundle",
+        epilog=epilog(
+            "python -m export demo",
+            "python -m export train -o runs/mine --grayscale",
+            "python -m export export runs/mine -o bundle",
+            error=EXPORT_ERROR,
+            incomplete="export: validation failed (the files are kept as BUNDLE.rejected)",
+        )
+        + "\n\nRun 'python -m export COMMAND --help' for each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    t = sub.add_parser("train", help="train the CVAE and write a run directory", formatter_class=fmt)
+    t = sub.add_parser(
+        "train",
+        help="train the CVAE and write a run directory",
+        description="Train the CVAE; the epoch is chosen on a validation split of the training data and the "
+        "test split is measured once. Writes weights, config.json, metrics.json and PNG previews.",
+        epilog=epilog(
+            "python -m export train -o runs/mine",
+            "python -m export train -o runs/gray --grayscale --epochs 50",
+            "python -m export train -o runs/small --width 0.5 --data digits.npz",
+            error=EXPORT_ERROR,
+        ),
+        formatter_class=fmt,
+    )
     t.add_argument("-o", "--out", default="runs/default", help="run directory")
     _train_options(t)
     t.set_defaults(handler=_train)
 
-    e = sub.add_parser("export", help="turn a training run into a validated model bundle", formatter_class=fmt)
+    e = sub.add_parser(
+        "export",
+        help="turn a training run into a validated model bundle",
+        description="Export a training run to TFLite and ONNX (float32 and int8), run every file in its runtime "
+        "against Keras, and write the bundle (docs/bundle.md) only if every check passes.",
+        epilog=epilog(
+            "python -m export export runs/mine -o bundle",
+            error=EXPORT_ERROR,
+            incomplete="validation failed: the files are kept beside the bundle as BUNDLE.rejected",
+        ),
+        formatter_class=fmt,
+    )
     e.add_argument("run", help="training run directory (from 'python -m export train')")
     e.add_argument("-o", "--out", default="bundle", help="bundle directory to write")
     e.set_defaults(handler=_export)
 
     d = sub.add_parser(
-        "demo", help="the main job on the embedded data: train, export, compress, decode, bench", formatter_class=fmt
+        "demo",
+        help="the main job on the embedded data: train, export, compress, decode, bench",
+        description="The main job (README): train, export and validate, compress the test split, decode it where "
+        "TensorFlow cannot be imported, benchmark this machine, and compare model widths.",
+        epilog=epilog(
+            "python -m export demo",
+            "python -m export demo -o out --no-ladder",
+            "python -m export demo --retrain --epochs 50",
+            error=EXPORT_ERROR,
+        ),
+        formatter_class=fmt,
     )
     d.add_argument("-o", "--out", default="out", help="working directory")
     d.add_argument("--retrain", action="store_true", help="train again even if OUT/run is up to date")
@@ -97,7 +145,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default=D.DATA,
-        help="mnist5k (embedded, default), mnist (needs internet), a folder of images, or .npy/.npz",
+        help="mnist5k (embedded), mnist (needs internet), a folder of images, or .npy/.npz",
     )
     p.add_argument("--grayscale", action="store_true", help="keep grayscale values instead of binarizing at 0.5")
     p.add_argument("--latent-dim", type=int, default=D.LATENT_DIM, help="latent dimensions D")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from compressor import limits
 from compressor import names as name_rules
+from compressor.commands.help import HelpFormatter, epilog
 from compressor.commands.options import (
-    HelpFormatter,
     device_options,
     input_limit_options,
     max_images_option,
@@ -29,9 +29,11 @@ def add_commands(sub) -> None:
         "encode",
         help="images (PNG/JPEG/... files, folders, .npy/.npz) -> one stream of latent codes",
         description="Compress images into one stream file (docs/format.md).",
-        epilog="examples:\n  compressor encode digits.npy -o codes.lzc --bundle out/bundle --joint\n"
-        "  compressor encode captures/ -o codes.lzc --bundle out/bundle --quality 12\n"
-        "  compressor encode digits.npy -o exact.lzc --bundle out/bundle --lossless",
+        epilog=epilog(
+            "compressor encode digits.npy -o codes.lzc --bundle out/bundle --joint",
+            "compressor encode captures/ -o codes.lzc --bundle out/bundle --quality 12",
+            "compressor encode digits.npy -o exact.lzc --bundle out/bundle --lossless",
+        ),
         formatter_class=HelpFormatter,
     )
     c.add_argument("images", nargs="+", help="image files, folders of images, or .npy/.npz arrays")
@@ -72,7 +74,10 @@ def add_commands(sub) -> None:
         help="a stream of latent codes -> PNG files",
         description="Decode a stream into one PNG per image. Every byte is checked, and every output name, "
         "before the first file is written; existing files are kept unless --overwrite.",
-        epilog="example:\n  compressor decode codes.lzc -o decoded/ --bundle out/bundle",
+        epilog=epilog(
+            "compressor decode codes.lzc -o decoded/ --bundle out/bundle",
+            "compressor decode codes.lzc -o decoded/ --bundle out/bundle/decoder --runtime onnx --overwrite",
+        ),
         formatter_class=HelpFormatter,
     )
     x.add_argument("codes", help="stream file from 'compressor encode'")
@@ -90,7 +95,7 @@ def add_commands(sub) -> None:
         "info",
         help="describe a stream: model id, mode, step, count, bytes per image",
         description="Print a stream's header as JSON, without decoding images.",
-        epilog="example:\n  compressor info codes.lzc --bundle out/bundle",
+        epilog=epilog("compressor info codes.lzc", "compressor info codes.lzc --bundle out/bundle"),
         formatter_class=HelpFormatter,
     )
     i.add_argument("codes", help="stream file")

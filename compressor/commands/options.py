@@ -9,10 +9,6 @@ from compressor.codec import MODES
 from compressor.runtime.sessions import RUNTIMES
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown for every option; epilog examples kept as written."""
-
-
 def device_options(p: argparse.ArgumentParser, role: str) -> None:
     """--bundle, --runtime, --precision, --threads."""
     p.add_argument("--bundle", default="out/bundle", help=f"bundle or its {role}/ part (default: %(default)s)")

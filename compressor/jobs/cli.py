@@ -17,13 +17,24 @@ EXIT_ROW_ERRORS = 3
 
 def add_commands(sub) -> None:
     """Add the encode-dataset and decode-dataset subparsers to ``sub``."""
+    from compressor.commands.help import HelpFormatter, epilog
     from compressor.commands.options import device_options, rate_options
+
+    rows = "written, but some rows carry an error (the first 20 are printed; all are in the 'error' column)"
 
     e = sub.add_parser(
         "encode-dataset",
         help="a folder tree / .npy/.npz shards / Parquet of images -> one Parquet file of codes",
         description="Compress a whole dataset, locally or on a Ray cluster, into one Parquet file "
-        "(one row per image; layout in docs/format.md). " + __doc__.split("\n\n")[1].replace("\n", " "),
+        "(one row per image; layout in docs/format.md).",
+        epilog=epilog(
+            "compressor encode-dataset archive/ shards/*.npy -o codes.parquet --bundle out/bundle",
+            "compressor encode-dataset archive/ -o codes.parquet --bundle out/bundle --engine ray --workers 2",
+            "compressor encode-dataset /shared/archive -o /shared/codes.parquet --bundle /shared/bundle "
+            "--engine ray --address auto --workers 32",
+            incomplete=rows,
+        ),
+        formatter_class=HelpFormatter,
     )
     e.add_argument("sources", nargs="+", help="folders (searched recursively), .npy/.npz shards, .parquet files")
     e.add_argument("-o", "--out", required=True, help="Parquet file to write (atomically)")
@@ -37,7 +48,13 @@ def add_commands(sub) -> None:
     d = sub.add_parser(
         "decode-dataset",
         help="a Parquet file of codes -> a folder of PNGs, or a Parquet file of PNGs (OUT ending in .parquet)",
-        description="Decode an encode-dataset file. " + __doc__.split("\n\n")[1].replace("\n", " "),
+        description="Decode an encode-dataset file into NAME.png files, or into a Parquet file of PNGs.",
+        epilog=epilog(
+            "compressor decode-dataset codes.parquet -o decoded/ --bundle out/bundle/decoder",
+            "compressor decode-dataset codes.parquet -o images.parquet --bundle out/bundle --engine ray --workers 2",
+            incomplete=rows,
+        ),
+        formatter_class=HelpFormatter,
     )
     d.add_argument("codes", help="Parquet file from encode-dataset")
     d.add_argument("-o", "--out", required=True, help="folder for NAME.png files, or a .parquet file")
@@ -51,17 +68,15 @@ def _engine_options(p) -> None:
     from compressor.commands.options import positive_int
     from compressor.jobs.sources import UNIT_IMAGES
 
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="(default: %(default)s)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="run in this process, or on Ray Data")
     p.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:10001); default: start a local one")
-    p.add_argument("--workers", type=positive_int, default=1, help="Ray actors, each with --threads CPUs (default: 1)")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=256, help="images per runtime call (default: %(default)s)"
-    )
+    p.add_argument("--workers", type=positive_int, default=1, help="Ray actors, each with --threads CPUs")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per runtime call")
     p.add_argument(
         "--unit-images",
         type=positive_int,
         default=UNIT_IMAGES,
-        help="images per unit of work and retry (default: %(default)s)",
+        help="images per unit of work and retry",
     )
 
 

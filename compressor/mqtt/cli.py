@@ -26,9 +26,22 @@ from compressor.mqtt.uplinks import DEFAULT_TOPICS, FORMATS
 def add_commands(sub) -> None:
     """Add the publish and subscribe subparsers to ``sub``."""
     from compressor.codec import MODES
+    from compressor.commands.help import HelpFormatter, epilog
     from compressor.commands.options import device_options, input_limit_options
 
-    p = sub.add_parser("publish", help="encode images and publish one MQTT message each (QoS 1, persistent session)")
+    p = sub.add_parser(
+        "publish",
+        help="encode images and publish one MQTT message each (QoS 1, persistent session)",
+        description="Encode images and publish one QoS 1 MQTT message per image on PREFIX/DEVICE, each with a "
+        "sequence number that is never reused (layout: docs/format.md).",
+        epilog=epilog(
+            "compressor publish captures/ --broker broker.local:1883 --topic cameras/cam1 --bundle out/bundle",
+            "compressor publish digits.npy --broker broker.local --topic cameras/cam1 --max-payload 51 --quality 8",
+            "compressor publish captures/ --format chirpstack --topic application/1/device/0004a30b001c0530/event/up",
+            incomplete="an image was refused or not acknowledged within --timeout",
+        ),
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("images", nargs="+", help="image files, folders of images, or .npy/.npz arrays")
     _broker_options(p)
     p.add_argument("--topic", required=True, help="PREFIX/DEVICE; the last level is the device (gateway folder)")
@@ -52,7 +65,7 @@ def add_commands(sub) -> None:
         help="carry file names in the payload (default: yes for image files; no for arrays or with --max-payload: "
         "the gateway names files by sequence number)",
     )
-    p.add_argument("--interval", type=float, default=0.0, help="seconds between images (default: %(default)s)")
+    p.add_argument("--interval", type=float, default=0.0, help="seconds between images")
     p.add_argument(
         "--state", help="file keeping this device's next sequence number (default: ~/.local/state/compressor/...)"
     )
@@ -60,12 +73,25 @@ def add_commands(sub) -> None:
         "--format",
         choices=FORMATS,
         default="raw",
-        help="raw payloads (default), or wrapped as a ChirpStack/TTN uplink JSON, to stand in for a network server",
+        help="raw payloads, or wrapped as a ChirpStack/TTN uplink JSON, to stand in for a network server",
     )
     p.add_argument("--timeout", type=float, help="give up waiting for PUBACKs after this many seconds (default: wait)")
     p.set_defaults(handler=_publish)
 
-    s = sub.add_parser("subscribe", help="decode images from MQTT messages or LoRaWAN uplinks into OUT/DEVICE/*.png")
+    s = sub.add_parser(
+        "subscribe",
+        help="decode images from MQTT messages or LoRaWAN uplinks into OUT/DEVICE/*.png",
+        description="Subscribe to camera topics (or a LoRaWAN network server's uplinks), decode each image and "
+        "write OUT/DEVICE/NAME.png before acknowledging it; redeliveries are recognised and not written twice. "
+        "Prints one JSON event per message.",
+        epilog=epilog(
+            "compressor subscribe --broker broker.local:1883 --topic cameras/+ -o received/ --bundle out/bundle",
+            "compressor subscribe --format chirpstack --broker chirpstack.local -o received/ --bundle out/bundle",
+            "compressor subscribe --topic cameras/+ -o received/ --bundle out/bundle --count 100 --idle-timeout 60",
+            incomplete="--idle-timeout passed before --count images were written",
+        ),
+        formatter_class=HelpFormatter,
+    )
     _broker_options(s)
     s.add_argument("-o", "--out", required=True, help="folder; each device gets OUT/DEVICE/ (created if missing)")
     s.add_argument(
@@ -74,7 +100,7 @@ def add_commands(sub) -> None:
         help="topic filter, repeatable (raw: PREFIX/+; default for chirpstack: "
         f"{DEFAULT_TOPICS['chirpstack']}, for ttn: {DEFAULT_TOPICS['ttn']})",
     )
-    s.add_argument("--format", choices=FORMATS, default="raw", help="message format (default: %(default)s)")
+    s.add_argument("--format", choices=FORMATS, default="raw", help="message format")
     device_options(s, "decoder")
     s.add_argument("--probabilities", action="store_true", help="write grey-level probabilities, not 0/255")
     s.add_argument("--count", type=int, help="exit after this many new images are on disk")
@@ -84,9 +110,13 @@ def add_commands(sub) -> None:
 
 
 def _broker_options(p) -> None:
-    p.add_argument("--broker", default="localhost", help="HOST[:PORT] (default: %(default)s, port 1883, 8883 with TLS)")
+    p.add_argument(
+        "--broker",
+        default="localhost",
+        help="HOST[:PORT]; the port defaults to 1883, 8883 with TLS (default: %(default)s)",
+    )
     p.add_argument("--client-id", help="MQTT client id; keep it fixed so the broker keeps the session")
-    p.add_argument("--username")
+    p.add_argument("--username", help="account on the broker")
     p.add_argument("--password", help="or set MQTT_PASSWORD (keeps it out of the process list)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs unless --cafile)")
     p.add_argument("--cafile", help="CA certificate(s) to trust (PEM); implies --tls")

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from compressor import names as name_rules
+from compressor.commands.help import HelpFormatter, epilog
 from compressor.commands.options import (
     device_options,
     input_limit_options,
@@ -52,7 +53,18 @@ def _address(default_host, default_port):
 
 def add_commands(sub) -> None:
     """Add the send and receive subparsers to ``sub``."""
-    s = sub.add_parser("send", help="encode images and stream them to a gateway ('compressor receive')")
+    s = sub.add_parser(
+        "send",
+        help="encode images and stream them to a gateway ('compressor receive')",
+        description="Encode images and send one message per image over TCP to 'compressor receive'; "
+        "a cut connection resumes where the gateway stopped (docs/transport.md).",
+        epilog=epilog(
+            f"compressor send captures/ --to gateway.local:{DEFAULT_PORT} --bundle out/bundle/encoder",
+            "compressor send digits.npy --to gateway.local --bundle out/bundle --interval 0.2 --key-file KEY",
+            incomplete="some images were not acknowledged (named on stderr); run the same command again to resume",
+        ),
+        formatter_class=HelpFormatter,
+    )
     s.add_argument("images", nargs="+", help="image files, folders of images, or .npy/.npz arrays")
     s.add_argument(
         "--to",
@@ -68,14 +80,29 @@ def add_commands(sub) -> None:
         "--window", type=positive_int, default=32, help="images in flight before an ACK (default: %(default)s)"
     )
     s.add_argument("--interval", type=seconds, default=0.0, help="seconds between images (default: %(default)s)")
-    s.add_argument("--ack-timeout", type=positive_seconds, default=5.0, help="reconnect after this long without an ACK")
-    s.add_argument("--connect-timeout", type=positive_seconds, default=5.0)
+    s.add_argument(
+        "--ack-timeout", type=positive_seconds, default=5.0, help="seconds without an ACK before reconnecting"
+    )
+    s.add_argument(
+        "--connect-timeout", type=positive_seconds, default=5.0, help="seconds to wait for the gateway to accept"
+    )
     s.add_argument("--retries", type=non_negative_int, default=5, help="failed connections in a row before giving up")
     s.add_argument("--report", help="also write the JSON summary here (atomically), with unacknowledged names")
     key_option(s)
     s.set_defaults(handler=_send)
 
-    r = sub.add_parser("receive", help="accept images from cameras ('compressor send'), write PNGs")
+    r = sub.add_parser(
+        "receive",
+        help="accept images from cameras ('compressor send'), write PNGs",
+        description="Serve cameras running 'compressor send': decode each image and write OUT/SESSION/NAME.png "
+        "atomically before acknowledging it; session.json records progress (docs/transport.md).",
+        epilog=epilog(
+            f"compressor receive -o received/ --bundle out/bundle/decoder --listen 0.0.0.0:{DEFAULT_PORT}",
+            "compressor receive -o received/ --bundle out/bundle --once --key-file KEY",
+            incomplete="with --once: stopped (e.g. by --max-idle) before a session was complete",
+        ),
+        formatter_class=HelpFormatter,
+    )
     r.add_argument("-o", "--out", required=True, help="folder; each session gets OUT/SESSION/ (created if missing)")
     r.add_argument(
         "--listen",
@@ -86,8 +113,10 @@ def add_commands(sub) -> None:
     device_options(r, "decoder")
     r.add_argument("--probabilities", action="store_true", help="write grey-level probabilities, not 0/255")
     r.add_argument("--once", action="store_true", help="exit after one session is complete")
-    r.add_argument("--timeout", type=positive_seconds, default=60.0, help="close a connection silent this long")
-    r.add_argument("--max-idle", type=seconds, help="exit when no camera has connected for this long")
+    r.add_argument(
+        "--timeout", type=positive_seconds, default=60.0, help="seconds of silence before a connection is closed"
+    )
+    r.add_argument("--max-idle", type=seconds, help="exit when no camera has connected for this many seconds")
     r.add_argument(
         "--max-connections",
         type=positive_int,
