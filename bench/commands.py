@@ -86,6 +86,12 @@ def add_commands(sub) -> None:
         help="rate-distortion of every mode against PNG/WebP/JPEG/JPEG XL/AVIF sweeps -> figures + ratio tables",
         description="Every mode of ours against the classical codecs' sweeps, one figure per model kind "
         "(bench/rd_sweeps.py); writes rd.md, rd-*.png and the JSON data.",
+        epilog=epilog(
+            "python -m bench rd --binary out/bundle out/test_images.npy -o out/report",
+            "python -m bench rd --grayscale out/bundle-gray out/test_images_gray.npy --classical-images 50",
+            error=BENCH_ERROR,
+        ),
+        formatter_class=HelpFormatter,
     )
     rd.add_argument("--binary", nargs=2, metavar=("BUNDLE", "IMAGES"), help="a binarized model's bundle and images")
     rd.add_argument(
@@ -95,7 +101,8 @@ def add_commands(sub) -> None:
         "--no-natural",
         dest="natural",
         action="store_false",
-        help="skip the grayscale model on 28x28 crops of a natural photo (matplotlib's grace_hopper.jpg)",
+        help="skip the grayscale model on 28x28 crops of a natural photo (matplotlib's grace_hopper.jpg; "
+        "default: measured)",
     )
     rd.add_argument(
         "--classical-images",
