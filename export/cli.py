@@ -41,12 +41,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from compressor.errors import CompressorError
     from export.datasets import DatasetError
+    from export.validate import ValidationFailedError
 
     try:
         return int(args.handler(args) or 0)
     except (CompressorError, DatasetError, OSError) as e:
         print(f"python -m export {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except ValidationFailedError as e:  # an under-trained model (the demo's ladder or grayscale export)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(
+            f"python -m export {args.command}: validation failed: {first} "
+            "(train longer with --epochs, or skip the step: --no-ladder / --no-gray-model)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 #: What exit status 1 means for these commands.
@@ -117,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
             "python -m export demo -o out --no-ladder",
             "python -m export demo --retrain --epochs 50",
             error=EXPORT_ERROR,
+            incomplete="a model failed its export validation (train longer, or --no-ladder / --no-gray-model)",
         ),
         formatter_class=fmt,
     )
