@@ -135,26 +135,22 @@ class Coding:
                 raise CorruptCodeError(
                     "not a compressor stream (bad magic); to decode single messages pass a list of them"
                 )
-            stream = wire.unpack_stream(codes, expected_model_id=self.model_id)  # format refusals first
+            # format refusals first, then the budget, before any symbol is decoded
+            stream = wire.unpack_stream(codes, expected_model_id=self.model_id, max_images=max_images)
             if stream.count == 0:
                 raise CorruptCodeError("the stream holds no images (an encoder never writes one): damaged data")
-            if stream.count > max_images:  # before any symbol is decoded
-                raise LimitError(
-                    f"the stream declares {stream.count} images; the limit is {max_images} "
-                    "(raise it with max_images= or --max-images)"
-                )
             if stream.joint_count is not None:
                 syms = self.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
             else:
                 syms = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
                 payloads = list(stream.payloads)
-            steps = [self.steps[stream.step_index]] * len(syms)
+            indices = [stream.step_index] * len(syms)
             names = stream.names
             modes.add(stream.mode)
         else:
             if isinstance(codes, str) or not hasattr(codes, "__iter__"):
                 raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps = [], []
+            syms, indices = [], []
             for i, msg in enumerate(codes):
                 if i >= max_images:
                     raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
@@ -167,7 +163,7 @@ class Coding:
                     raise type(e)(f"message {i}: {e}") from e
                 payloads.append(payload)
                 modes.add(header.mode)
-                steps.append(self.steps[header.step_index])
+                indices.append(header.step_index)
             names = None
         if not syms:
             raise CorruptCodeError("no codes to decode: the list holds no message")
@@ -179,10 +175,11 @@ class Coding:
         mode = exact.pop() if exact else sorted(modes)[0]
         return Decoded(
             np.asarray(syms, np.int64),
-            np.asarray(steps, np.float64),
+            np.asarray([self.steps[i] for i in indices], np.float64),
             names,
             mode,
             tuple(payloads) if mode in ("lossless", "residual") else None,
+            np.asarray(indices, np.int64),
         )
 
     def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
@@ -219,7 +216,8 @@ class Decoded:
     """What the bytes say, before the network runs: symbols, steps, names, mode.
 
     For lossless codes ``payloads`` keeps each image's payload: its pixels are decoded after
-    the network has predicted them (:meth:`Decoder.images`).
+    the network has predicted them (:meth:`Decoder.images`), with the step index each
+    header named (``step_indices``), never one derived back from a float step.
     """
 
     symbols: np.ndarray  # int64 (N, D)
@@ -227,6 +225,7 @@ class Decoded:
     names: tuple[str, ...] | None
     mode: str = "entropy"
     payloads: tuple[bytes, ...] | None = None
+    step_indices: np.ndarray | None = None  # int64 (N,) index of each step in the bundle, as the bytes said
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -241,6 +240,7 @@ class Decoded:
             steps=self.steps[items],
             names=None if self.names is None else self.names[items],
             payloads=None if self.payloads is None else self.payloads[items],
+            step_indices=None if self.step_indices is None else self.step_indices[items],
         )
 
     @property
@@ -300,17 +300,18 @@ class Encoder(_Half):
         if not self.part.binarize:
             return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
         x = checked_batch(images, shape=self.part.image_shape)[..., None]
+        by_byte, by_ink = self._levels_of_pixels()
+        levels = by_byte[x] if x.dtype == np.uint8 else by_ink[_ink(x).view(np.uint8)]
+        net = self.network
+        return net.dequantize_output(net.run_native(levels))
+
+    def _levels_of_pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input level of each uint8 pixel value and of each bool (dark, ink)."""
         if self._binary_levels is None:
             off, on = self.network.quantize_input(np.array([0.0, 1.0]))
             # uint8 pixel -> level (128/255 is the first value above 0.5, as in as_batch), and bool -> level
             self._binary_levels = (np.where(np.arange(256) > 127, on, off), np.array([off, on]))
-        by_byte, by_ink = self._binary_levels
-        if x.dtype == np.uint8:
-            levels = by_byte[x]
-        else:
-            levels = by_ink[(np.asarray(x, np.float32) > 0.5).view(np.uint8)]
-        net = self.network
-        return net.dequantize_output(net.run_native(levels))
+        return self._binary_levels
 
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
@@ -392,9 +393,11 @@ class Encoder(_Half):
             raise RateError(
                 "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
             )
-        bits = as_batch(images, shape=self.part.image_shape) > 0.5
+        bits = _ink(checked_batch(images, shape=self.part.image_shape))  # checked once, here
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
-        symbols = self.quantize(self.latents(bits.astype(np.float32)), index)
+        net = self.network
+        latents = net.dequantize_output(net.run_native(self._levels_of_pixels()[1][bits.view(np.uint8)][..., None]))
+        symbols = self.quantize(latents, index)
         net = self.prediction_network(table.runtime, table.precision, "lossless")
         levels = net.levels(symbols * self.coding.steps[index])
         ct = self.coding.tables[index]
@@ -431,8 +434,9 @@ class Encoder(_Half):
         max_error: int | None = None,
         target_psnr: float | None = None,
         band: int | None = None,
-    ) -> bytes:
-        """One container for a batch (one step for all; docs/format.md).
+    ) -> wire.PackedStream:
+        """One container for a batch (one step for all; docs/format.md): bytes that also say
+        their ``count`` and ``payload_bytes`` (:class:`~compressor.wire.PackedStream`).
 
         ``joint=True`` codes the whole batch as one block: no per-image lengths and one
         termination, about 1.3 bytes per image smaller, but images are only reachable in
@@ -480,6 +484,12 @@ class Encoder(_Half):
             len(self.coding.steps),
             f"the stream does not fit in {target_bytes:g} bytes per image",
         )
+
+
+def _ink(x: np.ndarray) -> np.ndarray:
+    """Bool: the pixels of a checked batch above 0.5, as :func:`as_batch` would scale them
+    (a uint8 pixel above 127; a float pixel above 0.5 once it is float32)."""
+    return x > 127 if x.dtype == np.uint8 else np.asarray(x, np.float32) > 0.5
 
 
 def _check_residual_request(mode: str, target_bytes, joint: bool = False) -> None:
@@ -547,13 +557,13 @@ class Decoder(_Half):
                 f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
                 f"precision={t.precision!r}"
             )
+        if decoded.step_indices is None:
+            raise ValueError("lossless images need the step indices their codes named: pass what Decoder.read returned")
         levels = self.network.levels(decoded.latents)[..., 0]
         out = np.empty(levels.shape, np.uint8)
-        for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
+        for i, (payload, index, v) in enumerate(zip(decoded.payloads, decoded.step_indices.tolist(), levels)):
             try:
-                out[i] = self.coding.lossless_pixels(payload, self.coding.step_index(float(step), None), v) * np.uint8(
-                    255
-                )
+                out[i] = self.coding.lossless_pixels(payload, index, v) * np.uint8(255)
             except CodeError as e:
                 raise type(e)(f"image {i}: {e}") from e
         return out

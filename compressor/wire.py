@@ -25,6 +25,7 @@ from typing import NamedTuple
 from compressor import names as name_rules
 from compressor.errors import (
     CorruptCodeError,
+    LimitError,
     ModelMismatchError,
     TruncatedCodeError,
     UnsupportedFormatVersionError,
@@ -158,6 +159,23 @@ class Stream:
         return self.joint_count if self.joint_count is not None else len(self.payloads)
 
 
+class PackedStream(bytes):
+    """The bytes :func:`pack_stream` wrote, plus the sizes its writer already knows.
+
+    A plain ``bytes`` in every other respect (equal to, hashed and written like one), so a
+    caller reports ``count`` images and ``payload_bytes`` (payloads or joint block, without
+    header, lengths, names and CRC) without parsing its own output again.
+    """
+
+    count: int
+    payload_bytes: int
+
+    def __new__(cls, data: bytes, count: int, payload_bytes: int) -> PackedStream:
+        self = super().__new__(cls, data)
+        self.count, self.payload_bytes = count, payload_bytes
+        return self
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -193,7 +211,7 @@ def pack_stream(
     names: Sequence[str] | None = None,
     *,
     joint_count: int | None = None,
-) -> bytes:
+) -> PackedStream:
     """Concatenate many images' payloads into one container (see docs/format.md).
 
     With ``joint_count``, ``payloads`` is a single block coding that many images
@@ -229,7 +247,7 @@ def pack_stream(
             parts += [_varint(len(raw)), raw]
     parts += payloads
     body = b"".join(parts)
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    return PackedStream(body + zlib.crc32(body).to_bytes(4, "little"), count, sum(map(len, payloads)))
 
 
 class _Layout(NamedTuple):
@@ -268,9 +286,9 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
 
 
 def declared_count(data: bytes) -> int:
-    """The image count a stream's header declares, read before anything else is parsed, so a
-    caller (``compressor info``) can hold it against a budget first. Bytes that are no stream
-    raise as in :func:`unpack_stream`; the rest of the stream is not checked here."""
+    """The image count a stream's header declares, read before anything else is parsed (for
+    reports about hostile streams). Bytes that are no stream raise as in :func:`unpack_stream`;
+    the rest of the stream is not checked here. Budgets are held by :func:`unpack_stream`."""
     data = _as_bytes(data, "stream")
     if data[:4] != STREAM_MAGIC[: len(data)]:
         raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
@@ -279,13 +297,16 @@ def declared_count(data: bytes) -> int:
     return _read_varint(data, _STREAM_FIXED, len(data))[0]
 
 
-def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
+def unpack_stream(data: bytes, expected_model_id: bytes | None = None, *, max_images: int | None = None) -> Stream:
     """Parse and verify a :func:`pack_stream` container.
 
     Raises ``CorruptCodeError`` (not a stream, checksum mismatch, bad fields),
     ``TruncatedCodeError`` (shorter than its header announces),
     ``UnsupportedFormatVersionError``, or ``ModelMismatchError`` when
-    ``expected_model_id`` is given and differs.
+    ``expected_model_id`` is given and differs. ``max_images`` is the caller's budget (the
+    one place it is held, for ``decode`` and ``info`` alike): a stream declaring more images
+    raises ``LimitError`` after every format rule (S1-S14) and before any payload is decoded.
+    Parsing up to there is bounded by the stream's length, whatever count it declares.
     """
     if expected_model_id is not None:
         expected_model_id = _check_model_id(expected_model_id)
@@ -334,6 +355,11 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
             if problem:
                 raise CorruptCodeError(f"stream name {raw!r} {problem}: damaged data")
         names = tuple(raw.decode("utf-8") for raw in layout.names)
+    count = layout.joint_count if layout.joint_count is not None else len(layout.lengths)
+    if max_images is not None and count > max_images:
+        raise LimitError(
+            f"the stream declares {count} images; the limit is {max_images} (raise it with max_images= or --max-images)"
+        )
     payloads = []
     pos = layout.payload_start
     for n in layout.lengths:
