@@ -28,6 +28,8 @@ from compressor import names as name_rules
 from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
+from compressor.coding.level_coder import LEVELS, LevelCoder
+from compressor.coding.rangecoder import encode_all
 from compressor.errors import (
     BundleError,
     BundleNotFoundError,
@@ -61,6 +63,7 @@ class Coding:
         if any(t.dims != part.latent_dim for t in self.tables) or not 0 <= self.default_index < len(self.steps):
             raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
         self.model_id = bytes.fromhex(part.model_id)
+        self._unpack = wire.message_reader(self.model_id)
         self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
         self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
         context = raw.get("binary_context")
@@ -107,6 +110,9 @@ class Coding:
 
     def decode_item(self, payload: bytes, index: int, mode: str) -> list[int]:
         """The latent symbols of one payload (for a lossless or residual payload: its latent part)."""
+        if mode == "entropy":  # the everyday payload first
+            self._check_index(index)
+            return entropy.decode_symbols(payload, self.tables[index])
         if mode == "residual":
             self._check_index(index)
             return residual_codec.symbols(self, payload, index)
@@ -157,7 +163,7 @@ class Coding:
                 if not isinstance(msg, (bytes, bytearray, memoryview)):
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
                 try:
-                    header, payload = wire.unpack_message(self.model_id, bytes(msg))
+                    header, payload = self._unpack(msg)
                     syms.append(self.decode_item(payload, header.step_index, header.mode))
                 except CodeError as e:
                     raise type(e)(f"message {i}: {e}") from e
@@ -286,6 +292,7 @@ class Encoder(_Half):
     ROLE = "encoder"
     _predictors: dict[tuple[str, str], Network] | None = None  # decoders beside us, by (runtime, precision)
     _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
+    _level_coders: dict[int, LevelCoder] | None = None  # per step index, made on first use
 
     @property
     def steps(self) -> list[float]:
@@ -297,13 +304,27 @@ class Encoder(_Half):
         Binarized images go straight to the network's two input levels (those of 0.0 and
         1.0, computed once): the same numbers as binarizing floats and quantizing them.
         """
+        return self.network.dequantize_output(self._network_output(images))
+
+    def _network_output(self, images) -> np.ndarray:
+        """The encoder network's own output for caller images: int8 levels from an int8 file."""
+        net = self.network
         if not self.part.binarize:
-            return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
+            return net.run_native(net.quantize_input(as_batch(images, shape=self.part.image_shape)[..., None]))
         x = checked_batch(images, shape=self.part.image_shape)[..., None]
         by_byte, by_ink = self._levels_of_pixels()
-        levels = by_byte[x] if x.dtype == np.uint8 else by_ink[_ink(x).view(np.uint8)]
-        net = self.network
-        return net.dequantize_output(net.run_native(levels))
+        return net.run_native(by_byte[x] if x.dtype == np.uint8 else by_ink[_ink(x).view(np.uint8)])
+
+    def _level_coder(self, index: int) -> LevelCoder:
+        """Step ``index``'s tables from output level to symbol and coder slice, made on first use
+        by :meth:`quantize` itself (so the same symbols as the general path)."""
+        if self._level_coders is None:
+            self._level_coders = {}
+        coder = self._level_coders.get(index)
+        if coder is None:
+            symbols = self.quantize(self.network.dequantize_output(LEVELS), index)
+            coder = self._level_coders[index] = LevelCoder(symbols, self.coding.tables[index])
+        return coder
 
     def _levels_of_pixels(self) -> tuple[np.ndarray, np.ndarray]:
         """The network's input level of each uint8 pixel value and of each bool (dark, ink)."""
@@ -360,13 +381,24 @@ class Encoder(_Half):
             if target_bytes is not None:
                 raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
             return [wire.pack_message(mid, mode, i, p) for i, p in self._lossless(images, step, quality)]
-        latents = self.latents(images)
+        out = self._network_output(images)
         if target_bytes is None:
             index = self.coding.step_index(step, quality)
-            return [
-                wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode))
-                for s in self.quantize(latents, index)
-            ]
+            pack = wire.message_packer(mid, mode, index)
+            if out.dtype != np.int8:
+                return [pack(self.coding.encode_one(s, index, mode)) for s in self.quantize(out, index)]
+            coder = self._level_coder(index)  # the everyday path: int8 levels -> slices by table
+            if mode != "entropy":
+                return [pack(self.coding.encode_one(s, index, mode)) for s in coder.symbols[out]]
+            messages = []
+            for levels in out.tolist():
+                slices = coder.slices_of(levels)
+                if slices is None:  # an escape
+                    messages.append(pack(self.coding.encode_one(coder.symbols[levels], index, mode)))
+                else:
+                    messages.append(pack(encode_all(slices)))
+            return messages
+        latents = self.network.dequantize_output(out)
         per_step: dict[int, np.ndarray] = {}
 
         def symbols_at(index: int) -> np.ndarray:

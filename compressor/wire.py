@@ -15,10 +15,11 @@ raise ``ValueError``; bad *bytes* raise a :class:`~compressor.errors.CodeError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import operator
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -55,7 +56,15 @@ def message_check(model_id: bytes, head: int, payload: bytes) -> int:
     it would accept every message of the other model. With a keyed hash each message of
     another model (or each damaged message) passes with probability 1/256 on its own.
     """
-    return hashlib.blake2s(bytes((head,)) + payload, digest_size=1, key=model_id).digest()[0]
+    h = _keyed(model_id, head).copy()
+    h.update(payload)
+    return h.digest()[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed(model_id: bytes, head: int):
+    """BLAKE2s keyed with ``model_id`` that has hashed ``byte 0`` already (copied per message)."""
+    return hashlib.blake2s(bytes((head,)), digest_size=1, key=model_id)
 
 
 def _check_model_id(model_id: bytes) -> bytes:
@@ -106,11 +115,23 @@ def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) ->
     The check byte is keyed with ``model_id`` so a message made for another model fails
     it with probability 255/256, independently for each message (docs/format.md).
     """
+    return message_packer(model_id, mode, step_index)(_as_bytes(payload, "payload"))
+
+
+def message_packer(model_id: bytes, mode: str, step_index: int) -> Callable[[bytes], bytes]:
+    """:func:`pack_message` for many payloads of one model, mode and step: the arguments are
+    checked once, and the returned function takes ``bytes`` payloads only."""
     model_id = _check_model_id(model_id)
     mode_code, step = _check_mode_step(mode, step_index)
     head = (FORMAT_VERSION << 6) | (mode_code << 4) | step
-    payload = _as_bytes(payload, "payload")
-    return bytes((head, message_check(model_id, head, payload))) + payload
+    keyed, first = _keyed(model_id, head), bytes((head,))
+
+    def pack(payload: bytes) -> bytes:
+        h = keyed.copy()
+        h.update(payload)
+        return first + h.digest() + payload
+
+    return pack
 
 
 def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
@@ -121,21 +142,32 @@ def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
     another model's code, or damaged). The step index is not checked against the
     bundle here: the caller knows how many steps it has.
     """
+    return message_reader(model_id)(data)
+
+
+def message_reader(model_id: bytes) -> Callable[[bytes], tuple[Header, bytes]]:
+    """:func:`unpack_message` for many messages of one model, the model id checked once."""
     model_id = _check_model_id(model_id)
-    data = _as_bytes(data, "message")
-    if len(data) < 2:
-        raise TruncatedCodeError(f"a message is at least 2 bytes (its header); got {len(data)}")
-    head = data[0]
-    _check_version(head >> 6, "message")
-    if message_check(model_id, head, data[2:]) != data[1]:
-        raise ModelMismatchError(
-            f"message check failed: it was made for another model, or damaged "
-            f"(this model is {model_id.hex()}); decode it with the bundle that made it"
-        )
-    mode = (head >> 4) & 0x3
-    if mode not in _MODE_NAMES:
-        raise CorruptCodeError(f"message mode {mode} is invalid: damaged data")
-    return Header(head >> 6, _MODE_NAMES[mode], head & 0xF), data[2:]
+
+    def unpack(data: bytes) -> tuple[Header, bytes]:
+        if type(data) is not bytes:
+            data = _as_bytes(data, "message")
+        if len(data) < 2:
+            raise TruncatedCodeError(f"a message is at least 2 bytes (its header); got {len(data)}")
+        head = data[0]
+        if head >> 6 != FORMAT_VERSION:
+            _check_version(head >> 6, "message")
+        payload = data[2:]
+        h = _keyed(model_id, head).copy()
+        h.update(payload)
+        if h.digest()[0] != data[1]:
+            raise ModelMismatchError(
+                f"message check failed: it was made for another model, or damaged "
+                f"(this model is {model_id.hex()}); decode it with the bundle that made it"
+            )
+        return Header(head >> 6, _MODE_NAMES[(head >> 4) & 0x3], head & 0xF), payload
+
+    return unpack
 
 
 # --- multi-image stream --------------------------------------------------------------
