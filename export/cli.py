@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="turn a training run into a validated model bundle", formatter_class=fmt)
     e.add_argument("run", help="training run directory (from 'python -m export train')")
     e.add_argument("-o", "--out", default="bundle", help="bundle directory to write")
+    _graph_option(e)
     e.set_defaults(handler=_export)
 
     d = sub.add_parser(
@@ -79,8 +80,19 @@ def _parser() -> argparse.ArgumentParser:
         "in OUT/report/ladder.md (about 2-3 minutes on 2 cores)",
     )
     _train_options(d)
+    _graph_option(d)
     d.set_defaults(handler=_demo)
     return p
+
+
+def _graph_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--decoder-graph",
+        choices=D.DECODER_GRAPH_OPTIONS,
+        default=D.DECODER_GRAPH,
+        help="decoder graph to ship: the exact rewrite conv_d2s (fixed, reproducible), the trained transpose, "
+        "or auto: the fastest int8 file on this machine (two exports may then differ in model id)",
+    )
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -132,7 +144,7 @@ def _export(args) -> int:
     from export.validate import ValidationFailedError
 
     try:
-        manifest = export_run(args.run, args.out)
+        manifest = export_run(args.run, args.out, decoder_graph_option=args.decoder_graph)
     except ValidationFailedError as e:
         print(f"python -m export export: validation failed: {e}", file=sys.stderr)
         return 3
@@ -167,7 +179,7 @@ def _demo(args) -> int:
 
     bundle = out / "bundle"
     print(f"[2/5] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
-    manifest = export_run(run, bundle, log=lambda msg: None)
+    manifest = export_run(run, bundle, decoder_graph_option=args.decoder_graph, log=lambda msg: None)
     print((bundle / "validation.md").read_text(), end="")
     _print_bundle(manifest, bundle)
 
@@ -201,10 +213,10 @@ def _demo(args) -> int:
     code = _bench_step(out, bundle, originals, run)
     if code or not args.ladder:
         return code
-    return _ladder_step(out, config, bundle, originals)
+    return _ladder_step(out, config, bundle, originals, args.decoder_graph)
 
 
-def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
+def _ladder_step(out: Path, config, bundle: Path, images: Path, decoder_graph: str) -> int:
     """The model ladder: a width-0.5 model beside the default one, compared by ``python -m bench ladder``."""
     import dataclasses
 
@@ -220,7 +232,7 @@ def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
         print(f"[ladder] training the width-0.5 CVAE -> {run}")
         train(small, run)
     print(f"[ladder] exporting {run} -> {small_bundle}")
-    export_run(run, small_bundle, log=lambda msg: None)
+    export_run(run, small_bundle, decoder_graph_option=decoder_graph, log=lambda msg: None)
     proc = isolation.run_module(
         "bench", "ladder", str(bundle), str(small_bundle), "--images", str(images), "-o", str(out / "report")
     )

@@ -9,3 +9,8 @@ SEED = 0
 WIDTH = 1.0
 WIDTHS = (0.5, 1.0, 2.0)
 """The model ladder: every layer's channels times this (1 = the tutorial's 32/64)."""
+DECODER_GRAPH = "conv_d2s"
+"""The decoder graph an export ships by default: a fixed rule, so exports are reproducible
+(export/variants.py says why this one)."""
+DECODER_GRAPH_OPTIONS = ("conv_d2s", "transpose", "auto")
+"""``--decoder-graph``: a graph of export/graphs.py, or ``auto`` (the fastest here, by timing)."""

@@ -7,14 +7,27 @@ int8 weights. Each candidate is converted for the runtime, then
 1. its float32 file must match the trained Keras decoder within ``validate.ATOL_PROBS`` on
    held-out latents (the graphs are the same function; this proves the rewrite);
 2. its int8 file must meet the same quality limits as the bundle's int8 checks;
-3. of those, the fastest int8 file at batch 1 (one thread, interleaved timing, best of many
-   rounds, so machine load hits every candidate alike) wins -- but among the candidates
-   within ``MARGIN`` of the fastest the trained graph with per-channel weights is preferred,
-   then per-channel weights, so timing noise does not flip the bundle between exports.
+3. the choice among those that pass is made by the export's ``decoder_graph`` option:
 
-The table of every candidate goes into the bundle (validation.md/json) and the choice into
-the manifest. Lossless mode is calibrated afterwards on the *chosen* int8 LiteRT file
-(``export/pipeline.py``), so its table always matches the decoder that ships.
+   - a graph name (``conv_d2s``, the default, or ``transpose``): that graph, with the weights
+     of :data:`WEIGHTS` for the runtime (per-channel for LiteRT, per-tensor for ONNX Runtime,
+     whose per-tensor QLinearConv ran faster: 148 vs 218 µs here), or the other weights if
+     those fail the quality checks. A fixed rule, so two exports of one training run ship the
+     same files and the same model id, on any machine.
+   - ``auto``: every graph, and the fastest int8 file at batch 1 (one thread, interleaved
+     timing) wins -- within ``MARGIN`` of the fastest the trained graph with per-channel
+     weights is preferred, then per-channel weights. This follows the CPU of the exporting
+     machine, so two exports (or two machines) may choose differently and give different
+     model ids.
+
+   Why ``conv_d2s`` by default: it is never slower here (LiteRT 62.7 vs 63.3 µs at width 1,
+   25 vs 31 µs at width 0.5 on an AVX-512 VNNI EPYC; ONNX Runtime 148 vs 407 µs), and on
+   AVX2-only CPUs XNNPACK runs TRANSPOSE_CONV at about half the GMAC/s of CONV_2D (issue 13).
+
+The table of every candidate tried goes into the bundle (validation.md/json), with the option
+and the rule, and the choice into the manifest. Lossless mode is calibrated afterwards on the
+*chosen* int8 LiteRT file (``export/pipeline.py``), so its table always matches the decoder
+that ships.
 """
 
 from __future__ import annotations
@@ -27,16 +40,35 @@ import numpy as np
 from compressor.metrics import bce_nats, pixel_error
 from compressor.runtime.sessions import open_session
 from export import convert, validate
+from export.config import DECODER_GRAPH, DECODER_GRAPH_OPTIONS
 from export.graphs import DECODER_GRAPHS
 
 MARGIN = 0.10
 DEFAULT = ("transpose", True)
 TIMING_ROUNDS = 25
 TIMING_CALLS = 20
+AUTO = "auto"
+#: The export's ``decoder_graph`` option: a graph of export.graphs, or AUTO (timing).
+OPTIONS = DECODER_GRAPH_OPTIONS
+DEFAULT_OPTION = DECODER_GRAPH
+assert set(OPTIONS) == {*DECODER_GRAPHS, AUTO} and DEFAULT_OPTION in DECODER_GRAPHS
+#: The fixed rule's int8 weights per file format (True = per-channel), first choice first.
+WEIGHTS = {"tflite": (True, False), "onnx": (False, True)}
 RULE = (
     "float32 must match Keras, int8 must pass the quality checks; the fastest int8 file at batch 1 is kept, "
     f"preferring, within {MARGIN:.0%} of the fastest, the trained graph and then per-channel weights"
 )
+
+
+def rule(option: str) -> str:
+    """How ``option`` chooses, in words, for validation.md."""
+    if option == AUTO:
+        return f"--decoder-graph {AUTO}: {RULE}"
+    return (
+        f"--decoder-graph {option}, a fixed rule: float32 must match Keras, int8 must pass the quality checks; "
+        "the graph is kept with per-channel int8 weights for LiteRT and per-tensor for ONNX Runtime "
+        "(the other weights if those fail); the times are for information"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,7 @@ class Choice:
     onnx: tuple[str, bool]
     trials: list[Trial]
     blobs: dict  # (format, graph, per_channel, precision, batch) -> bytes, reusable by the pipeline
+    option: str = AUTO
 
     def for_format(self, fmt: str) -> tuple[str, bool]:
         return self.tflite if fmt == "tflite" else self.onnx
@@ -91,6 +124,8 @@ class Choice:
                 "tflite": {"graph": self.tflite[0], "per_channel": self.tflite[1]},
                 "onnx": {"graph": self.onnx[0], "per_channel": self.onnx[1]},
             },
+            "option": self.option,
+            "rule": rule(self.option),
             "margin": MARGIN,
             "trials": [asdict(t) for t in self.trials],
         }
@@ -102,12 +137,16 @@ def choose(
     latents: np.ndarray,
     images: np.ndarray,
     *,
-    graphs=DECODER_GRAPHS,
+    option: str = DEFAULT_OPTION,
     per_channel=(True, False),
     log=print,
 ) -> Choice:
-    """Try every candidate on ``latents`` (held-out Keras latents of ``images``)."""
+    """Try the candidates ``option`` allows on ``latents`` (held-out Keras latents of ``images``)."""
     from export.graphs import decoder_graph
+
+    if option not in OPTIONS:
+        raise ValueError(f"unknown decoder graph option {option!r}; choose one of {', '.join(OPTIONS)}")
+    graphs = DECODER_GRAPHS if option == AUTO else (option,)
 
     ref_probs = None
     blobs: dict = {}
@@ -142,10 +181,17 @@ def choose(
             fmt_trials.append(
                 Trial(validate.RUNTIME_FOR[fmt], graph, pc, r["fp32_diff"], r["bce"], r["err"], us, bool(ok))
             )
-        best = _pick(fmt_trials)
+        best = _pick(fmt_trials) if option == AUTO else _fixed(fmt_trials, WEIGHTS[fmt])
         chosen[fmt] = (best.graph, best.per_channel)
         trials += [Trial(**(asdict(t) | {"chosen": (t.graph, t.per_channel) == chosen[fmt]})) for t in fmt_trials]
-    return Choice(chosen["tflite"], chosen["onnx"], trials, blobs)
+    return Choice(chosen["tflite"], chosen["onnx"], trials, blobs, option)
+
+
+def _fixed(trials: list[Trial], weights: tuple[bool, ...]) -> Trial:
+    """The fixed rule: the first of ``weights`` whose candidate passes (else the first, which
+    then fails the bundle's own validation by name). Timing plays no part."""
+    by_weights = {t.per_channel: t for t in trials}
+    return next((by_weights[pc] for pc in weights if by_weights[pc].ok), by_weights[weights[0]])
 
 
 def _pick(trials: list[Trial]) -> Trial:
