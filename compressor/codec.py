@@ -293,6 +293,7 @@ class Encoder(_Half):
     _predictors: dict[tuple[str, str], Network] | None = None  # decoders beside us, by (runtime, precision)
     _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
     _level_coders: dict[int, LevelCoder] | None = None  # per step index, made on first use
+    _packers: dict | None = None  # message packers per (mode, step index)
 
     @property
     def steps(self) -> list[float]:
@@ -312,8 +313,24 @@ class Encoder(_Half):
         if not self.part.binarize:
             return net.run_native(net.quantize_input(as_batch(images, shape=self.part.image_shape)[..., None]))
         x = checked_batch(images, shape=self.part.image_shape)[..., None]
+        return net.run_native(self._pixel_levels(x))
+
+    def _pixel_levels(self, x: np.ndarray) -> np.ndarray:
+        """The network's int8 input for a checked batch of a binarized model: each pixel's level
+        by value (uint8), or the ink level where a float pixel is above 0.5 and the dark one elsewhere."""
         by_byte, by_ink = self._levels_of_pixels()
-        return net.run_native(by_byte[x] if x.dtype == np.uint8 else by_ink[_ink(x).view(np.uint8)])
+        if x.dtype == np.uint8:
+            return by_byte[x]
+        return np.where(_ink(x), by_ink[1, ...], by_ink[0, ...])  # 0-d int8 arrays: an int8 result
+
+    def _packer(self, mode: str, index: int):
+        """:func:`wire.message_packer` for this model, made once per (mode, step index)."""
+        if self._packers is None:
+            self._packers = {}
+        pack = self._packers.get((mode, index))
+        if pack is None:
+            pack = self._packers[mode, index] = wire.message_packer(self.coding.model_id, mode, index)
+        return pack
 
     def _level_coder(self, index: int) -> LevelCoder:
         """Step ``index``'s tables from output level to symbol and coder slice, made on first use
@@ -384,7 +401,7 @@ class Encoder(_Half):
         out = self._network_output(images)
         if target_bytes is None:
             index = self.coding.step_index(step, quality)
-            pack = wire.message_packer(mid, mode, index)
+            pack = self._packer(mode, index)
             if out.dtype != np.int8:
                 return [pack(self.coding.encode_one(s, index, mode)) for s in self.quantize(out, index)]
             coder = self._level_coder(index)  # the everyday path: int8 levels -> slices by table
@@ -428,7 +445,8 @@ class Encoder(_Half):
         bits = _ink(checked_batch(images, shape=self.part.image_shape))  # checked once, here
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
         net = self.network
-        latents = net.dequantize_output(net.run_native(self._levels_of_pixels()[1][bits.view(np.uint8)][..., None]))
+        by_ink = self._levels_of_pixels()[1]
+        latents = net.dequantize_output(net.run_native(np.where(bits, by_ink[1, ...], by_ink[0, ...])[..., None]))
         symbols = self.quantize(latents, index)
         net = self.prediction_network(table.runtime, table.precision, "lossless")
         levels = net.levels(symbols * self.coding.steps[index])
@@ -579,7 +597,29 @@ class Decoder(_Half):
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
         """``read`` then ``images``: probabilities float32 (N, H, W), uint8 0/255 with
         ``binarize=True``, or exact uint8 images for lossless codes."""
+        if type(codes) is list and len(codes) == 1:  # the everyday call: one message
+            probs = self._one_message(codes[0])
+            if probs is not None:
+                return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
         return self.images(self.read(codes), binarize=binarize)
+
+    def _one_message(self, message) -> np.ndarray | None:
+        """:meth:`decompress` of one lossy entropy-coded message, without the batch bookkeeping
+        of :meth:`read` and :meth:`images` but with the same unpacking, symbols and network
+        input. None for anything else, damage included: the general path then decodes it, or
+        refuses it with its own message."""
+        coding = self.coding
+        try:
+            header, payload = coding._unpack(message)
+            index = header.step_index
+            if header.mode != "entropy" or index >= len(coding.steps):
+                return None
+            symbols = entropy.decode_symbols(payload, coding.tables[index])
+        except (CodeError, TypeError):
+            return None
+        net = self.network
+        x = net.quantize_symbols(np.asarray([symbols], np.int64), coding.steps[index])
+        return net.dequantize_output(net.run_native(x))[..., 0]
 
     def _lossless_images(self, decoded: Decoded) -> np.ndarray:
         t = self.coding.lossless

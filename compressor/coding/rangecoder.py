@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from compressor.errors import CorruptCodeError
 
-PRECISION = 16
+PRECISION = 16  # encode_all and decode_all spell it out as a literal, for speed
 TOTAL = 1 << PRECISION
 MAX_BITS = 16
 """Most raw bits one :meth:`RangeEncoder.encode_bits` call may carry."""
@@ -154,8 +154,9 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     The slices come from a validated table and are not checked again.
     """
     low, rng, out = 0, _INITIAL_RANGE, bytearray()
+    top, mask = _TOP, _MASK32  # locals: this loop is most of a message's encoding time
     for start, freq in slices:
-        r = rng >> PRECISION
+        r = rng >> 16  # PRECISION
         low += r * start
         if low >> 32:  # carry into the settled bytes (RangeEncoder._add)
             i = len(out) - 1
@@ -163,11 +164,11 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
                 out[i] = 0
                 i -= 1
             out[i] += 1
-            low &= _MASK32
+            low &= mask
         rng = r * freq
-        while rng < _TOP:
+        while rng < top:
             out.append(low >> 24)
-            low = (low << 8) & _MASK32
+            low = (low << 8) & mask
             rng <<= 8
     low |= int.from_bytes(out, "big") << 32
     if low == 0:
@@ -187,19 +188,19 @@ def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int
     code = int.from_bytes(data[:4].ljust(4, b"\0"), "big")
     rng, pos = _INITIAL_RANGE, 4
     found = []
-    append = found.append
+    append, search, top = found.append, bisect_right, _TOP  # locals: this loop is most of decoding
     for cdf, escape in zip(cdfs, escapes):
-        r = rng >> PRECISION
+        r = rng >> 16  # PRECISION
         target = code // r
-        if target >= TOTAL:
+        if target >= 65536:  # TOTAL
             return None
-        s = bisect_right(cdf, target) - 1
+        s = search(cdf, target) - 1
         if s == escape:
             return None
         start = cdf[s]
         code -= r * start
         rng = r * (cdf[s + 1] - start)
-        while rng < _TOP:
+        while rng < top:
             code = (code << 8) | (data[pos] if pos < n else 0)
             rng <<= 8
             pos += 1
