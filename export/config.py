@@ -12,5 +12,5 @@ WIDTHS = (0.5, 1.0, 2.0)
 DECODER_GRAPH = "conv_d2s"
 """The decoder graph an export ships by default: a fixed rule, so exports are reproducible
 (export/variants.py says why this one)."""
-DECODER_GRAPH_OPTIONS = ("conv_d2s", "transpose", "auto")
+DECODER_GRAPH_OPTIONS = ("conv_d2s", "conv_phases", "transpose", "auto")
 """``--decoder-graph``: a graph of export/graphs.py, or ``auto`` (the fastest here, by timing)."""
