@@ -30,6 +30,15 @@ def test_the_fixed_rule_takes_the_other_weights_only_when_its_own_fail_the_quali
     assert _fixed(both_fail, (True, False)).per_channel is True  # and the bundle's validation names it
 
 
+def test_the_fixed_rule_ships_the_phase_graph_with_litert_and_the_depth_to_space_graph_with_onnx():
+    from export.variants import DEFAULT_OPTION, _graphs_for
+
+    assert DEFAULT_OPTION == "fixed"
+    assert _graphs_for("fixed", "tflite") == ("conv_phases",) and _graphs_for("fixed", "onnx") == ("conv_d2s",)
+    assert _graphs_for("transpose", "onnx") == ("transpose",)
+    assert set(_graphs_for("auto", "tflite")) == {"transpose", "conv_d2s", "conv_phases"}
+
+
 def test_auto_follows_the_timing_and_the_default_does_not():
     from export.variants import _pick
 
@@ -41,7 +50,7 @@ def test_export_command_takes_a_decoder_graph_option_whose_default_is_fixed():
     from export.cli import _parser
     from export.config import DECODER_GRAPH
 
-    assert _parser().parse_args(["export", "run"]).decoder_graph == DECODER_GRAPH == "conv_d2s"
+    assert _parser().parse_args(["export", "run"]).decoder_graph == DECODER_GRAPH == "fixed"
     assert _parser().parse_args(["export", "run", "--decoder-graph", "auto"]).decoder_graph == "auto"
     with pytest.raises(SystemExit):
         _parser().parse_args(["export", "run", "--decoder-graph", "winograd"])
@@ -50,7 +59,7 @@ def test_export_command_takes_a_decoder_graph_option_whose_default_is_fixed():
 def test_an_unknown_decoder_graph_option_is_refused_with_the_choices():
     from export.variants import choose
 
-    with pytest.raises(ValueError, match="conv_d2s, transpose, auto"):
+    with pytest.raises(ValueError, match="fixed, conv_phases, conv_d2s, transpose, auto"):
         choose(None, None, None, None, option="fastest")
 
 
