@@ -28,6 +28,8 @@ from compressor import names as name_rules
 from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, binary_context2, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
+from compressor.coding.level_coder import LEVELS, LevelCoder
+from compressor.coding.rangecoder import encode_all
 from compressor.errors import (
     BundleError,
     BundleNotFoundError,
@@ -61,6 +63,7 @@ class Coding:
         if any(t.dims != part.latent_dim for t in self.tables) or not 0 <= self.default_index < len(self.steps):
             raise ManifestError(f"{part.root}/coding.json does not fit a {part.latent_dim}-dim latent")
         self.model_id = bytes.fromhex(part.model_id)
+        self._unpack = wire.message_reader(self.model_id)
         self.lossless = lossless.LosslessTable.from_json(raw["lossless"]) if "lossless" in raw else None
         self.residual = residual.ResidualTable.from_json(raw["residual"]) if "residual" in raw else None
         context = raw.get("binary_context")
@@ -109,6 +112,9 @@ class Coding:
 
     def decode_item(self, payload: bytes, index: int, mode: str) -> list[int]:
         """The latent symbols of one payload (for a lossless or residual payload: its latent part)."""
+        if mode == "entropy":  # the everyday payload first
+            self._check_index(index)
+            return entropy.decode_symbols(payload, self.tables[index])
         if mode == "residual":
             self._check_index(index)
             return residual_codec.symbols(self, payload, index)
@@ -137,39 +143,35 @@ class Coding:
                 raise CorruptCodeError(
                     "not a compressor stream (bad magic); to decode single messages pass a list of them"
                 )
-            stream = wire.unpack_stream(codes, expected_model_id=self.model_id)  # format refusals first
+            # format refusals first, then the budget, before any symbol is decoded
+            stream = wire.unpack_stream(codes, expected_model_id=self.model_id, max_images=max_images)
             if stream.count == 0:
                 raise CorruptCodeError("the stream holds no images (an encoder never writes one): damaged data")
-            if stream.count > max_images:  # before any symbol is decoded
-                raise LimitError(
-                    f"the stream declares {stream.count} images; the limit is {max_images} "
-                    "(raise it with max_images= or --max-images)"
-                )
             if stream.joint_count is not None:
                 syms = self.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
             else:
                 syms = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
                 payloads = list(stream.payloads)
-            steps = [self.steps[stream.step_index]] * len(syms)
+            indices = [stream.step_index] * len(syms)
             names = stream.names
             modes.add(stream.mode)
         else:
             if isinstance(codes, str) or not hasattr(codes, "__iter__"):
                 raise TypeError("codes must be stream bytes or a list of message bytes")
-            syms, steps = [], []
+            syms, indices = [], []
             for i, msg in enumerate(codes):
                 if i >= max_images:
                     raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
                 if not isinstance(msg, (bytes, bytearray, memoryview)):
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
                 try:
-                    header, payload = wire.unpack_message(self.model_id, bytes(msg))
+                    header, payload = self._unpack(msg)
                     syms.append(self.decode_item(payload, header.step_index, header.mode))
                 except CodeError as e:
                     raise type(e)(f"message {i}: {e}") from e
                 payloads.append(payload)
                 modes.add(header.mode)
-                steps.append(self.steps[header.step_index])
+                indices.append(header.step_index)
             names = None
         if not syms:
             raise CorruptCodeError("no codes to decode: the list holds no message")
@@ -181,10 +183,11 @@ class Coding:
         mode = exact.pop() if exact else sorted(modes)[0]
         return Decoded(
             np.asarray(syms, np.int64),
-            np.asarray(steps, np.float64),
+            np.asarray([self.steps[i] for i in indices], np.float64),
             names,
             mode,
             tuple(payloads) if mode in ("lossless", "residual") else None,
+            np.asarray(indices, np.int64),
         )
 
     def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
@@ -221,7 +224,8 @@ class Decoded:
     """What the bytes say, before the network runs: symbols, steps, names, mode.
 
     For lossless codes ``payloads`` keeps each image's payload: its pixels are decoded after
-    the network has predicted them (:meth:`Decoder.images`).
+    the network has predicted them (:meth:`Decoder.images`), with the step index each
+    header named (``step_indices``), never one derived back from a float step.
     """
 
     symbols: np.ndarray  # int64 (N, D)
@@ -229,6 +233,7 @@ class Decoded:
     names: tuple[str, ...] | None
     mode: str = "entropy"
     payloads: tuple[bytes, ...] | None = None
+    step_indices: np.ndarray | None = None  # int64 (N,) index of each step in the bundle, as the bytes said
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -243,6 +248,7 @@ class Decoded:
             steps=self.steps[items],
             names=None if self.names is None else self.names[items],
             payloads=None if self.payloads is None else self.payloads[items],
+            step_indices=None if self.step_indices is None else self.step_indices[items],
         )
 
     @property
@@ -288,6 +294,8 @@ class Encoder(_Half):
     ROLE = "encoder"
     _predictors: dict[tuple[str, str], Network] | None = None  # decoders beside us, by (runtime, precision)
     _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
+    _level_coders: dict[int, LevelCoder] | None = None  # per step index, made on first use
+    _packers: dict | None = None  # message packers per (mode, step index)
 
     @property
     def steps(self) -> list[float]:
@@ -299,20 +307,51 @@ class Encoder(_Half):
         Binarized images go straight to the network's two input levels (those of 0.0 and
         1.0, computed once): the same numbers as binarizing floats and quantizing them.
         """
+        return self.network.dequantize_output(self._network_output(images))
+
+    def _network_output(self, images) -> np.ndarray:
+        """The encoder network's own output for caller images: int8 levels from an int8 file."""
+        net = self.network
         if not self.part.binarize:
-            return self.network.run(as_batch(images, shape=self.part.image_shape)[..., None])
+            return net.run_native(net.quantize_input(as_batch(images, shape=self.part.image_shape)[..., None]))
         x = checked_batch(images, shape=self.part.image_shape)[..., None]
+        return net.run_native(self._pixel_levels(x))
+
+    def _pixel_levels(self, x: np.ndarray) -> np.ndarray:
+        """The network's int8 input for a checked batch of a binarized model: each pixel's level
+        by value (uint8), or the ink level where a float pixel is above 0.5 and the dark one elsewhere."""
+        by_byte, by_ink = self._levels_of_pixels()
+        if x.dtype == np.uint8:
+            return by_byte[x]
+        return np.where(_ink(x), by_ink[1, ...], by_ink[0, ...])  # 0-d int8 arrays: an int8 result
+
+    def _packer(self, mode: str, index: int):
+        """:func:`wire.message_packer` for this model, made once per (mode, step index)."""
+        if self._packers is None:
+            self._packers = {}
+        pack = self._packers.get((mode, index))
+        if pack is None:
+            pack = self._packers[mode, index] = wire.message_packer(self.coding.model_id, mode, index)
+        return pack
+
+    def _level_coder(self, index: int) -> LevelCoder:
+        """Step ``index``'s tables from output level to symbol and coder slice, made on first use
+        by :meth:`quantize` itself (so the same symbols as the general path)."""
+        if self._level_coders is None:
+            self._level_coders = {}
+        coder = self._level_coders.get(index)
+        if coder is None:
+            symbols = self.quantize(self.network.dequantize_output(LEVELS), index)
+            coder = self._level_coders[index] = LevelCoder(symbols, self.coding.tables[index])
+        return coder
+
+    def _levels_of_pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input level of each uint8 pixel value and of each bool (dark, ink)."""
         if self._binary_levels is None:
             off, on = self.network.quantize_input(np.array([0.0, 1.0]))
             # uint8 pixel -> level (128/255 is the first value above 0.5, as in as_batch), and bool -> level
             self._binary_levels = (np.where(np.arange(256) > 127, on, off), np.array([off, on]))
-        by_byte, by_ink = self._binary_levels
-        if x.dtype == np.uint8:
-            levels = by_byte[x]
-        else:
-            levels = by_ink[(np.asarray(x, np.float32) > 0.5).view(np.uint8)]
-        net = self.network
-        return net.dequantize_output(net.run_native(levels))
+        return self._binary_levels
 
     def symbols(self, images, *, step: float | None = None, quality: int | None = None) -> np.ndarray:
         """The integer code vectors, int64 (N, D), at one step."""
@@ -370,13 +409,24 @@ class Encoder(_Half):
             if target_bytes is not None:
                 raise RateError("lossless codes have no rate knob besides step/quality; drop target_bytes")
             return [wire.pack_message(mid, mode, i, p) for i, p in self._lossless(images, step, quality)]
-        latents = self.latents(images)
+        out = self._network_output(images)
         if target_bytes is None:
             index = self.coding.step_index(step, quality)
-            return [
-                wire.pack_message(mid, mode, index, self.coding.encode_one(s, index, mode))
-                for s in self.quantize(latents, index)
-            ]
+            pack = self._packer(mode, index)
+            if out.dtype != np.int8:
+                return [pack(self.coding.encode_one(s, index, mode)) for s in self.quantize(out, index)]
+            coder = self._level_coder(index)  # the everyday path: int8 levels -> slices by table
+            if mode != "entropy":
+                return [pack(self.coding.encode_one(s, index, mode)) for s in coder.symbols[out]]
+            messages = []
+            for levels in out.tolist():
+                slices = coder.slices_of(levels)
+                if slices is None:  # an escape
+                    messages.append(pack(self.coding.encode_one(coder.symbols[levels], index, mode)))
+                else:
+                    messages.append(pack(encode_all(slices)))
+            return messages
+        latents = self.network.dequantize_output(out)
         per_step: dict[int, np.ndarray] = {}
 
         def symbols_at(index: int) -> np.ndarray:
@@ -403,9 +453,12 @@ class Encoder(_Half):
             raise RateError(
                 "this bundle has no lossless table (lossless mode needs a model trained on binarized images)"
             )
-        bits = as_batch(images, shape=self.part.image_shape) > 0.5
+        bits = _ink(checked_batch(images, shape=self.part.image_shape))  # checked once, here
         index = table.step_index if step is None and quality is None else self.coding.step_index(step, quality)
-        symbols = self.quantize(self.latents(bits.astype(np.float32)), index)
+        net = self.network
+        by_ink = self._levels_of_pixels()[1]
+        latents = net.dequantize_output(net.run_native(np.where(bits, by_ink[1, ...], by_ink[0, ...])[..., None]))
+        symbols = self.quantize(latents, index)
         net = self.prediction_network(table.runtime, table.precision, "lossless")
         levels = net.levels(symbols * self.coding.steps[index])
         ct = self.coding.tables[index]
@@ -443,8 +496,9 @@ class Encoder(_Half):
         target_psnr: float | None = None,
         band: int | None = None,
         target_error: float | None = None,
-    ) -> bytes:
-        """One container for a batch (one step for all; docs/format.md).
+    ) -> wire.PackedStream:
+        """One container for a batch (one step for all; docs/format.md): bytes that also say
+        their ``count`` and ``payload_bytes`` (:class:`~compressor.wire.PackedStream`).
 
         ``joint=True`` codes the whole batch as one block: no per-image lengths and one
         termination, about 1.3 bytes per image smaller, but images are only reachable in
@@ -502,6 +556,12 @@ class Encoder(_Half):
         )
 
 
+def _ink(x: np.ndarray) -> np.ndarray:
+    """Bool: the pixels of a checked batch above 0.5, as :func:`as_batch` would scale them
+    (a uint8 pixel above 127; a float pixel above 0.5 once it is float32)."""
+    return x > 127 if x.dtype == np.uint8 else np.asarray(x, np.float32) > 0.5
+
+
 def _check_residual_request(mode: str, target_bytes, joint: bool = False) -> None:
     if mode not in ("entropy", "residual"):
         raise RateError(f"max_error=/target_psnr=/band= make residual codes; drop mode={mode!r}")
@@ -557,7 +617,29 @@ class Decoder(_Half):
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
         """``read`` then ``images``: probabilities float32 (N, H, W), uint8 0/255 with
         ``binarize=True``, or exact uint8 images for lossless codes."""
+        if type(codes) is list and len(codes) == 1:  # the everyday call: one message
+            probs = self._one_message(codes[0])
+            if probs is not None:
+                return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
         return self.images(self.read(codes), binarize=binarize)
+
+    def _one_message(self, message) -> np.ndarray | None:
+        """:meth:`decompress` of one lossy entropy-coded message, without the batch bookkeeping
+        of :meth:`read` and :meth:`images` but with the same unpacking, symbols and network
+        input. None for anything else, damage included: the general path then decodes it, or
+        refuses it with its own message."""
+        coding = self.coding
+        try:
+            header, payload = coding._unpack(message)
+            index = header.step_index
+            if header.mode != "entropy" or index >= len(coding.steps):
+                return None
+            symbols = entropy.decode_symbols(payload, coding.tables[index])
+        except (CodeError, TypeError):
+            return None
+        net = self.network
+        x = net.quantize_symbols(np.asarray([symbols], np.int64), coding.steps[index])
+        return net.dequantize_output(net.run_native(x))[..., 0]
 
     def _lossless_images(self, decoded: Decoded) -> np.ndarray:
         t = self.coding.lossless
@@ -567,13 +649,13 @@ class Decoder(_Half):
                 f"{self.network.precision} {self.network.runtime}: load it with runtime={t.runtime!r}, "
                 f"precision={t.precision!r}"
             )
+        if decoded.step_indices is None:
+            raise ValueError("lossless images need the step indices their codes named: pass what Decoder.read returned")
         levels = self.network.levels(decoded.latents)[..., 0]
         out = np.empty(levels.shape, np.uint8)
-        for i, (payload, step, v) in enumerate(zip(decoded.payloads, decoded.steps, levels)):
+        for i, (payload, index, v) in enumerate(zip(decoded.payloads, decoded.step_indices.tolist(), levels)):
             try:
-                out[i] = self.coding.lossless_pixels(payload, self.coding.step_index(float(step), None), v) * np.uint8(
-                    255
-                )
+                out[i] = self.coding.lossless_pixels(payload, index, v) * np.uint8(255)
             except CodeError as e:
                 raise type(e)(f"image {i}: {e}") from e
         return out

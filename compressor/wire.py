@@ -15,16 +15,18 @@ raise ``ValueError``; bad *bytes* raise a :class:`~compressor.errors.CodeError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import operator
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from compressor import names as name_rules
 from compressor.errors import (
     CorruptCodeError,
+    LimitError,
     ModelMismatchError,
     TruncatedCodeError,
     UnsupportedFormatVersionError,
@@ -54,7 +56,15 @@ def message_check(model_id: bytes, head: int, payload: bytes) -> int:
     it would accept every message of the other model. With a keyed hash each message of
     another model (or each damaged message) passes with probability 1/256 on its own.
     """
-    return hashlib.blake2s(bytes((head,)) + payload, digest_size=1, key=model_id).digest()[0]
+    h = _keyed(model_id, head).copy()
+    h.update(payload)
+    return h.digest()[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed(model_id: bytes, head: int):
+    """BLAKE2s keyed with ``model_id`` that has hashed ``byte 0`` already (copied per message)."""
+    return hashlib.blake2s(bytes((head,)), digest_size=1, key=model_id)
 
 
 def _check_model_id(model_id: bytes) -> bytes:
@@ -105,11 +115,23 @@ def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) ->
     The check byte is keyed with ``model_id`` so a message made for another model fails
     it with probability 255/256, independently for each message (docs/format.md).
     """
+    return message_packer(model_id, mode, step_index)(_as_bytes(payload, "payload"))
+
+
+def message_packer(model_id: bytes, mode: str, step_index: int) -> Callable[[bytes], bytes]:
+    """:func:`pack_message` for many payloads of one model, mode and step: the arguments are
+    checked once, and the returned function takes ``bytes`` payloads only."""
     model_id = _check_model_id(model_id)
     mode_code, step = _check_mode_step(mode, step_index)
     head = (FORMAT_VERSION << 6) | (mode_code << 4) | step
-    payload = _as_bytes(payload, "payload")
-    return bytes((head, message_check(model_id, head, payload))) + payload
+    keyed, first = _keyed(model_id, head), bytes((head,))
+
+    def pack(payload: bytes) -> bytes:
+        h = keyed.copy()
+        h.update(payload)
+        return first + h.digest() + payload
+
+    return pack
 
 
 def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
@@ -120,21 +142,32 @@ def unpack_message(model_id: bytes, data: bytes) -> tuple[Header, bytes]:
     another model's code, or damaged). The step index is not checked against the
     bundle here: the caller knows how many steps it has.
     """
+    return message_reader(model_id)(data)
+
+
+def message_reader(model_id: bytes) -> Callable[[bytes], tuple[Header, bytes]]:
+    """:func:`unpack_message` for many messages of one model, the model id checked once."""
     model_id = _check_model_id(model_id)
-    data = _as_bytes(data, "message")
-    if len(data) < 2:
-        raise TruncatedCodeError(f"a message is at least 2 bytes (its header); got {len(data)}")
-    head = data[0]
-    _check_version(head >> 6, "message")
-    if message_check(model_id, head, data[2:]) != data[1]:
-        raise ModelMismatchError(
-            f"message check failed: it was made for another model, or damaged "
-            f"(this model is {model_id.hex()}); decode it with the bundle that made it"
-        )
-    mode = (head >> 4) & 0x3
-    if mode not in _MODE_NAMES:
-        raise CorruptCodeError(f"message mode {mode} is invalid: damaged data")
-    return Header(head >> 6, _MODE_NAMES[mode], head & 0xF), data[2:]
+
+    def unpack(data: bytes) -> tuple[Header, bytes]:
+        if type(data) is not bytes:
+            data = _as_bytes(data, "message")
+        if len(data) < 2:
+            raise TruncatedCodeError(f"a message is at least 2 bytes (its header); got {len(data)}")
+        head = data[0]
+        if head >> 6 != FORMAT_VERSION:
+            _check_version(head >> 6, "message")
+        payload = data[2:]
+        h = _keyed(model_id, head).copy()
+        h.update(payload)
+        if h.digest()[0] != data[1]:
+            raise ModelMismatchError(
+                f"message check failed: it was made for another model, or damaged "
+                f"(this model is {model_id.hex()}); decode it with the bundle that made it"
+            )
+        return Header(head >> 6, _MODE_NAMES[(head >> 4) & 0x3], head & 0xF), payload
+
+    return unpack
 
 
 # --- multi-image stream --------------------------------------------------------------
@@ -156,6 +189,23 @@ class Stream:
     @property
     def count(self) -> int:
         return self.joint_count if self.joint_count is not None else len(self.payloads)
+
+
+class PackedStream(bytes):
+    """The bytes :func:`pack_stream` wrote, plus the sizes its writer already knows.
+
+    A plain ``bytes`` in every other respect (equal to, hashed and written like one), so a
+    caller reports ``count`` images and ``payload_bytes`` (payloads or joint block, without
+    header, lengths, names and CRC) without parsing its own output again.
+    """
+
+    count: int
+    payload_bytes: int
+
+    def __new__(cls, data: bytes, count: int, payload_bytes: int) -> PackedStream:
+        self = super().__new__(cls, data)
+        self.count, self.payload_bytes = count, payload_bytes
+        return self
 
 
 def _varint(value: int) -> bytes:
@@ -193,7 +243,7 @@ def pack_stream(
     names: Sequence[str] | None = None,
     *,
     joint_count: int | None = None,
-) -> bytes:
+) -> PackedStream:
     """Concatenate many images' payloads into one container (see docs/format.md).
 
     With ``joint_count``, ``payloads`` is a single block coding that many images
@@ -229,7 +279,7 @@ def pack_stream(
             parts += [_varint(len(raw)), raw]
     parts += payloads
     body = b"".join(parts)
-    return body + zlib.crc32(body).to_bytes(4, "little")
+    return PackedStream(body + zlib.crc32(body).to_bytes(4, "little"), count, sum(map(len, payloads)))
 
 
 class _Layout(NamedTuple):
@@ -268,9 +318,9 @@ def _parse_layout(data: bytes, limit: int) -> _Layout:
 
 
 def declared_count(data: bytes) -> int:
-    """The image count a stream's header declares, read before anything else is parsed, so a
-    caller (``compressor info``) can hold it against a budget first. Bytes that are no stream
-    raise as in :func:`unpack_stream`; the rest of the stream is not checked here."""
+    """The image count a stream's header declares, read before anything else is parsed (for
+    reports about hostile streams). Bytes that are no stream raise as in :func:`unpack_stream`;
+    the rest of the stream is not checked here. Budgets are held by :func:`unpack_stream`."""
     data = _as_bytes(data, "stream")
     if data[:4] != STREAM_MAGIC[: len(data)]:
         raise CorruptCodeError("not a compressor stream (wrong magic bytes)")
@@ -279,13 +329,16 @@ def declared_count(data: bytes) -> int:
     return _read_varint(data, _STREAM_FIXED, len(data))[0]
 
 
-def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream:
+def unpack_stream(data: bytes, expected_model_id: bytes | None = None, *, max_images: int | None = None) -> Stream:
     """Parse and verify a :func:`pack_stream` container.
 
     Raises ``CorruptCodeError`` (not a stream, checksum mismatch, bad fields),
     ``TruncatedCodeError`` (shorter than its header announces),
     ``UnsupportedFormatVersionError``, or ``ModelMismatchError`` when
-    ``expected_model_id`` is given and differs.
+    ``expected_model_id`` is given and differs. ``max_images`` is the caller's budget (the
+    one place it is held, for ``decode`` and ``info`` alike): a stream declaring more images
+    raises ``LimitError`` after every format rule (S1-S14) and before any payload is decoded.
+    Parsing up to there is bounded by the stream's length, whatever count it declares.
     """
     if expected_model_id is not None:
         expected_model_id = _check_model_id(expected_model_id)
@@ -334,6 +387,11 @@ def unpack_stream(data: bytes, expected_model_id: bytes | None = None) -> Stream
             if problem:
                 raise CorruptCodeError(f"stream name {raw!r} {problem}: damaged data")
         names = tuple(raw.decode("utf-8") for raw in layout.names)
+    count = layout.joint_count if layout.joint_count is not None else len(layout.lengths)
+    if max_images is not None and count > max_images:
+        raise LimitError(
+            f"the stream declares {count} images; the limit is {max_images} (raise it with max_images= or --max-images)"
+        )
     payloads = []
     pos = layout.payload_start
     for n in layout.lengths:

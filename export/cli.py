@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("run", help="training run directory (from 'python -m export train')")
     e.add_argument("-o", "--out", default="bundle", help="bundle directory to write")
+    _graph_option(e)
     e.set_defaults(handler=_export)
 
     d = sub.add_parser(
@@ -147,8 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
         "rate-distortion figures in OUT/report/rd.md then cover the binary model alone",
     )
     _train_options(d)
+    _graph_option(d)
     d.set_defaults(handler=_demo)
     return p
+
+
+def _graph_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--decoder-graph",
+        choices=D.DECODER_GRAPH_OPTIONS,
+        default=D.DECODER_GRAPH,
+        help="decoder graph to ship: fixed = LiteRT conv_phases and ONNX conv_d2s (reproducible); one graph for "
+        "both runtimes; or auto = the fastest int8 file on this machine (two exports may differ in model id)",
+    )
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -200,7 +212,7 @@ def _export(args) -> int:
     from export.validate import ValidationFailedError
 
     try:
-        manifest = export_run(args.run, args.out)
+        manifest = export_run(args.run, args.out, decoder_graph_option=args.decoder_graph)
     except ValidationFailedError as e:
         print(f"python -m export export: validation failed: {e}", file=sys.stderr)
         return 3
@@ -235,7 +247,7 @@ def _demo(args) -> int:
 
     bundle = out / "bundle"
     print(f"[2/5] exporting {run} -> {bundle} (TFLite and ONNX, float32 and int8, validated)")
-    manifest = export_run(run, bundle, log=lambda msg: None)
+    manifest = export_run(run, bundle, decoder_graph_option=args.decoder_graph, log=lambda msg: None)
     print((bundle / "validation.md").read_text(), end="")
     _print_bundle(manifest, bundle)
 
@@ -269,19 +281,19 @@ def _demo(args) -> int:
     result = out / "results" / "this-machine.json"
     code = _bench_step(result, bundle, originals, run)
     if not code and args.ladder:
-        code = _ladder_step(out, config, bundle, originals)
+        code = _ladder_step(out, config, bundle, originals, args.decoder_graph)
     rd = out / "results" / "rd.json"
     if not code:
         sets = {"binary": (bundle, originals)} if config.binarize else {"grayscale": (bundle, originals)}
         if args.gray_model and config.binarize:
-            sets["grayscale"] = _gray_step(out, config)
+            sets["grayscale"] = _gray_step(out, config, args.decoder_graph)
         code = _rd_step(out, sets, rd)
     if code:
         return code
     return _report_step(out, result, rd)
 
 
-def _gray_step(out: Path, config) -> tuple[Path, Path]:
+def _gray_step(out: Path, config, decoder_graph: str) -> tuple[Path, Path]:
     """The grayscale model beside the binary one: trained and exported with the same settings otherwise."""
     import dataclasses
 
@@ -300,7 +312,7 @@ def _gray_step(out: Path, config) -> tuple[Path, Path]:
         metrics = train(gray, run)
     _print_training(metrics, run)
     print(f"[grayscale] exporting {run} -> {gray_bundle} (with residual tables for E = 0..32)")
-    manifest = export_run(run, gray_bundle, log=lambda msg: None)
+    manifest = export_run(run, gray_bundle, decoder_graph_option=decoder_graph, log=lambda msg: None)
     _print_bundle(manifest, gray_bundle)
     images = out / "test_images_gray.npy"
     np.save(images, to_uint8(datasets.load(config.data, binarize=False).test[..., 0]))  # the same split, grey
@@ -336,7 +348,7 @@ def _report_step(out: Path, result: Path, rd: Path) -> int:
     return 0
 
 
-def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
+def _ladder_step(out: Path, config, bundle: Path, images: Path, decoder_graph: str) -> int:
     """The model ladder: a width-0.5 model beside the default one, compared by ``python -m bench ladder``."""
     import dataclasses
 
@@ -352,7 +364,7 @@ def _ladder_step(out: Path, config, bundle: Path, images: Path) -> int:
         print(f"[ladder] training the width-0.5 CVAE -> {run}")
         train(small, run)
     print(f"[ladder] exporting {run} -> {small_bundle}")
-    export_run(run, small_bundle, log=lambda msg: None)
+    export_run(run, small_bundle, decoder_graph_option=decoder_graph, log=lambda msg: None)
     proc = isolation.run_module(
         "bench", "ladder", str(bundle), str(small_bundle), "--images", str(images), "-o", str(out / "report")
     )

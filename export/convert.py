@@ -82,7 +82,47 @@ def to_onnx(model, input_name: str, output_name: str) -> bytes:
     for node in proto.graph.node:
         node.output[:] = [output_name if o == old else o for o in node.output]
     proto.graph.output[0].name = output_name
+    _canonical_names(proto.graph)
     return proto.SerializeToString()
+
+
+def _canonical_names(graph) -> None:
+    """Name nodes ``n0, n1, ...`` and tensors ``t0, t1, ...`` in the order the nodes use them.
+
+    tf2onnx numbers the names it generates with a process-wide counter, so converting the same
+    model a second time in one process gave other names, other bytes and another model id.
+    The graph's input and output keep their names, symbolic dimensions become ``d0, d1, ...``,
+    and initializers are then sorted by name.
+    """
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+
+    def canonical(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in names:
+            names[name] = f"t{len(names)}"
+        return names[name]
+
+    for i, node in enumerate(graph.node):
+        node.input[:] = [canonical(n) for n in node.input]
+        node.output[:] = [canonical(n) for n in node.output]
+        node.name = f"n{i}"
+    for init in graph.initializer:
+        init.name = canonical(init.name)
+    for info in graph.value_info:
+        info.name = canonical(info.name)
+    dims: dict[str, str] = {}  # symbolic dimensions (the dynamic batch) are counter-numbered too
+    for info in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = dims.setdefault(dim.dim_param, f"d{len(dims)}")
+    ordered = sorted(graph.initializer, key=lambda init: int(init.name[1:]) if init.name[1:].isdigit() else -1)
+    copies = [type(init)() for init in ordered]
+    for copy, init in zip(copies, ordered):
+        copy.CopyFrom(init)
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
 
 
 def quantize_onnx(

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 #: Decoder graph variants, in the order they are tried. ``transpose`` is the trained graph.
-DECODER_GRAPHS = ("transpose", "conv_d2s")
+DECODER_GRAPHS = ("transpose", "conv_d2s", "conv_phases")
 
 
 def transposed_as_conv(kernel: np.ndarray, bias: np.ndarray, stride: int) -> dict:
@@ -58,19 +58,52 @@ def _phase_taps(k: int, s: int) -> tuple[list[list[tuple[int, int]]], tuple[int,
     return [[(dmax - d, t) for d, t in taps] for taps in per_phase], (dmax, -dmin)
 
 
+def phase_convolutions(conv: dict, c_out: int, stride: int, taps_h, taps_w) -> list[dict]:
+    """:func:`transposed_as_conv`'s convolution split by output phase, dropping the zero taps.
+
+    Phase ``(a_h, a_w)`` (in depth-to-space order) only reads the window rows/columns of its
+    own taps, a contiguous range ``j0..j1`` of the full window: a *valid* convolution of that
+    sub-kernel over the input padded by ``(pad_before - j0, pad_after - (window - 1 - j1))``.
+    For a 3x3 stride-2 layer the four phases are 2x2, 2x1, 1x2 and 1x1 convolutions: 9 taps
+    instead of the 16 that the single 2x2 convolution with 4x the channels multiplies (7 of
+    them by zero), so 44 % fewer multiply-accumulates for the same numbers.
+    """
+    kernel = conv["kernel"]
+    wh, ww = kernel.shape[:2]
+    (top, bottom), (left, right) = conv["pad"]
+    out = []
+    for a_h in range(stride):
+        for a_w in range(stride):
+            rows = sorted(j for j, _ in taps_h[a_h])
+            cols = sorted(j for j, _ in taps_w[a_w])
+            phase = (a_h * stride + a_w) * c_out
+            out.append(
+                {
+                    "kernel": kernel[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1, :, phase : phase + c_out],
+                    "bias": conv["bias"][phase : phase + c_out],
+                    "pad": (
+                        (top - rows[0], bottom - (wh - 1 - rows[-1])),
+                        (left - cols[0], right - (ww - 1 - cols[-1])),
+                    ),
+                }
+            )
+    return out
+
+
 def decoder_graph(decoder, variant: str):
     """The Keras probability decoder (latent -> sigmoid probabilities) as ``variant``."""
     from export.model import probability_decoder
 
     if variant == "transpose":
         return probability_decoder(decoder)
-    if variant == "conv_d2s":
-        return _conv_d2s_decoder(decoder)
+    if variant in ("conv_d2s", "conv_phases"):
+        return _conv_d2s_decoder(decoder, split_phases=variant == "conv_phases")
     raise ValueError(f"unknown decoder graph {variant!r}; choose one of {', '.join(DECODER_GRAPHS)}")
 
 
-def _conv_d2s_decoder(decoder):
-    """Every Conv2DTranspose of ``decoder`` rewritten as (pad +) Conv2D (+ depth-to-space)."""
+def _conv_d2s_decoder(decoder, *, split_phases: bool = False):
+    """Every Conv2DTranspose of ``decoder`` rewritten as (pad +) Conv2D (+ depth-to-space); with
+    ``split_phases``, a stride-s layer as s*s phase convolutions concatenated before depth-to-space."""
     latent = keras.Input(shape=decoder.input_shape[1:], name="latent")
     x = latent
     weights: list[tuple[str, list[np.ndarray]]] = []
@@ -84,6 +117,23 @@ def _conv_d2s_decoder(decoder):
             raise ValueError(f"{layer.name}: only square strides with padding 'same' can be rewritten")
         kernel, bias = layer.get_weights()
         conv = transposed_as_conv(kernel, bias, stride)
+        if split_phases and stride > 1:
+            taps_h, _ = _phase_taps(kernel.shape[0], stride)
+            taps_w, _ = _phase_taps(kernel.shape[1], stride)
+            phases = []
+            for i, ph in enumerate(phase_convolutions(conv, kernel.shape[2], stride, taps_h, taps_w)):
+                y = x
+                if any(ph["pad"][0] + ph["pad"][1]):
+                    y = keras.layers.ZeroPadding2D(ph["pad"], name=f"{layer.name}_pad{i}")(y)
+                name = f"{layer.name}_conv{i}"
+                activation = layer.get_config()["activation"]
+                phases.append(
+                    keras.layers.Conv2D(kernel.shape[2], ph["kernel"].shape[:2], activation=activation, name=name)(y)
+                )
+                weights.append((name, [ph["kernel"], ph["bias"]]))
+            x = keras.layers.Concatenate(name=f"{layer.name}_phases")(phases)
+            x = DepthToSpace(stride, name=f"{layer.name}_d2s")(x)
+            continue
         (top, bottom), (left, right) = conv["pad"]
         wh, ww = conv["kernel"].shape[:2]
         symmetric = top == bottom == (wh - 1) // 2 and left == right == (ww - 1) // 2 and wh % 2 and ww % 2
@@ -100,7 +150,9 @@ def _conv_d2s_decoder(decoder):
         if stride > 1:
             x = DepthToSpace(stride, name=f"{layer.name}_d2s")(x)
     probs = keras.layers.Activation("sigmoid", name="probs")(x)
-    model = keras.Model(latent, probs, name="probability_decoder_conv_d2s")
+    model = keras.Model(
+        latent, probs, name="probability_decoder_conv_phases" if split_phases else "probability_decoder_conv_d2s"
+    )
     for name, w in weights:
         if w:
             model.get_layer(name).set_weights(w)

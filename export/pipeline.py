@@ -29,8 +29,19 @@ VALIDATION_SAMPLES = 500
 NAMES = {"encoder": ("image", "mean"), "decoder": ("latent", "probs")}
 
 
-def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, log=print) -> dict:
-    """Export, validate and install the bundle; returns the top-level manifest."""
+def export_run(
+    run_dir: str | Path,
+    bundle_dir: str | Path,
+    *,
+    batches=BATCHES,
+    decoder_graph_option: str = variants.DEFAULT_OPTION,
+    log=print,
+) -> dict:
+    """Export, validate and install the bundle; returns the top-level manifest.
+
+    ``decoder_graph_option`` (export/variants.py): a decoder graph name, a fixed rule that makes
+    the export reproducible (default ``conv_d2s``), or ``auto`` to pick the fastest by timing.
+    """
     from export import datasets
     from export.graphs import decoder_graph
     from export.model import count_macs, mean_encoder, probability_decoder
@@ -57,8 +68,10 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         (stage / role).mkdir(parents=True)
 
     held_out = data.test[:VALIDATION_SAMPLES]
-    log("choosing the decoder graph per runtime (equal in float, fastest in int8)")
-    choice = variants.choose(decoder, calib_latents, keras_encode(held_out), held_out, log=log)
+    log(f"decoder graph per runtime: {variants.rule(decoder_graph_option)}")
+    choice = variants.choose(
+        decoder, calib_latents, keras_encode(held_out), held_out, option=decoder_graph_option, log=log
+    )
     plans = {
         "encoder": {fmt: _Plan(graphs["encoder"], True, "trained", {}) for fmt in ("tflite", "onnx")},
         "decoder": {
@@ -118,7 +131,12 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
     atomic_write_json(stage / "validation.json", report)
     atomic_write_text(
         stage / "validation.md",
-        validate.table(checks) + "\n\nDecoder graph per runtime (" + variants.RULE + "):\n\n" + choice.table() + "\n",
+        validate.table(checks)
+        + "\n\nDecoder graph per runtime ("
+        + variants.rule(choice.option)
+        + "):\n\n"
+        + choice.table()
+        + "\n",
     )
 
     manifest = common | {
@@ -136,6 +154,7 @@ def export_run(run_dir: str | Path, bundle_dir: str | Path, *, batches=BATCHES, 
         "width": float(config.get("width", 1.0)),
         "macs": count_macs(data.image_shape, int(config["latent_dim"]), float(config.get("width", 1.0))),
         "decoder_graphs": choice.as_json()["chosen"],
+        "decoder_graph_option": choice.option,
         "validation": "validation.json",
         "export_seconds": round(time.perf_counter() - t0, 2),
     }

@@ -1,20 +1,34 @@
 """Choose, per runtime, which equivalent decoder graph and weight quantization to ship.
 
-Candidates are the graphs of :mod:`export.graphs` (the trained transposed convolutions, or
-their exact rewrite as convolution + depth-to-space) crossed with per-channel or per-tensor
-int8 weights. Each candidate is converted for the runtime, then
+Candidates are the graphs of :mod:`export.graphs` (the trained transposed convolutions; their
+exact rewrite as convolution + depth-to-space, ``conv_d2s``; or as one convolution per output
+phase + concat + depth-to-space, ``conv_phases``, which skips the rewrite's zero taps) crossed
+with per-channel or per-tensor int8 weights. Each candidate is converted for the runtime, then
 
 1. its float32 file must match the trained Keras decoder within ``validate.ATOL_PROBS`` on
    held-out latents (the graphs are the same function; this proves the rewrite);
 2. its int8 file must meet the same quality limits as the bundle's int8 checks;
-3. of those, the fastest int8 file at batch 1 (one thread, interleaved timing, best of many
-   rounds, so machine load hits every candidate alike) wins -- but among the candidates
-   within ``MARGIN`` of the fastest the trained graph with per-channel weights is preferred,
-   then per-channel weights, so timing noise does not flip the bundle between exports.
+3. the choice among those that pass is made by the export's ``decoder_graph`` option:
 
-The table of every candidate goes into the bundle (validation.md/json) and the choice into
-the manifest. Lossless mode is calibrated afterwards on the *chosen* int8 LiteRT file
-(``export/pipeline.py``), so its table always matches the decoder that ships.
+   - ``fixed`` (the default): LiteRT ships ``conv_phases``, ONNX Runtime ``conv_d2s``
+     (:data:`FIXED`), with per-channel int8 weights for LiteRT and per-tensor for ONNX Runtime
+     (:data:`WEIGHTS`; the other weights only if those fail the quality checks). A fixed rule,
+     so two exports of one training run ship the same files and the same model id on any
+     machine. Why these: measured at width 1, batch 1, one thread on a loaded AVX-512 VNNI
+     EPYC, LiteRT ran conv_phases in 50 µs, conv_d2s in 62-66 and the trained graph in 78;
+     ONNX Runtime ran conv_d2s per-tensor in 284 µs, the trained graph in 462 and conv_phases
+     in 939 (its per-phase convolutions are small calls). On AVX2-only CPUs XNNPACK runs
+     TRANSPOSE_CONV at about half the GMAC/s of CONV_2D (issue 13), so the rewrites win there too.
+   - a graph name: that graph for both runtimes, weights as above.
+   - ``auto``: every graph, and the fastest int8 file at batch 1 (one thread, interleaved
+     timing) wins -- within ``MARGIN`` of the fastest the trained graph with per-channel
+     weights is preferred, then per-channel weights. This follows the CPU (and the load) of
+     the exporting machine, so two exports may choose differently and give different model ids.
+
+The table of every candidate tried goes into the bundle (validation.md/json), with the option
+and the rule, and the choice into the manifest. Lossless mode is calibrated afterwards on the
+*chosen* int8 LiteRT file (``export/pipeline.py``), so its table always matches the decoder
+that ships.
 """
 
 from __future__ import annotations
@@ -27,16 +41,44 @@ import numpy as np
 from compressor.metrics import bce_nats, pixel_error
 from compressor.runtime.sessions import open_session
 from export import convert, validate
+from export.config import DECODER_GRAPH, DECODER_GRAPH_OPTIONS
 from export.graphs import DECODER_GRAPHS
 
 MARGIN = 0.10
 DEFAULT = ("transpose", True)
 TIMING_ROUNDS = 25
 TIMING_CALLS = 20
+AUTO = "auto"
+FIXED_OPTION = "fixed"
+#: The export's ``decoder_graph`` option: FIXED_OPTION (the default), a graph of
+#: export.graphs for both runtimes, or AUTO (timing).
+OPTIONS = DECODER_GRAPH_OPTIONS
+DEFAULT_OPTION = DECODER_GRAPH
+#: The fixed rule: the graph each file format ships.
+FIXED = {"tflite": "conv_phases", "onnx": "conv_d2s"}
+#: The int8 weights per file format (True = per-channel), first choice first, for every
+#: option but AUTO.
+WEIGHTS = {"tflite": (True, False), "onnx": (False, True)}
 RULE = (
     "float32 must match Keras, int8 must pass the quality checks; the fastest int8 file at batch 1 is kept, "
     f"preferring, within {MARGIN:.0%} of the fastest, the trained graph and then per-channel weights"
 )
+
+
+def rule(option: str) -> str:
+    """How ``option`` chooses, in words, for validation.md."""
+    if option == AUTO:
+        return f"--decoder-graph {AUTO}: {RULE}"
+    graphs = (
+        f"LiteRT ships {FIXED['tflite']} and ONNX Runtime {FIXED['onnx']}"
+        if option == FIXED_OPTION
+        else f"both runtimes ship {option}"
+    )
+    return (
+        f"--decoder-graph {option}, a fixed rule: {graphs}, with per-channel int8 weights for LiteRT and "
+        "per-tensor for ONNX Runtime (the other weights only if those fail the quality checks); float32 must "
+        "match Keras, int8 must pass the quality checks; the times are for information"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +116,7 @@ class Choice:
     onnx: tuple[str, bool]
     trials: list[Trial]
     blobs: dict  # (format, graph, per_channel, precision, batch) -> bytes, reusable by the pipeline
+    option: str = AUTO
 
     def for_format(self, fmt: str) -> tuple[str, bool]:
         return self.tflite if fmt == "tflite" else self.onnx
@@ -91,6 +134,8 @@ class Choice:
                 "tflite": {"graph": self.tflite[0], "per_channel": self.tflite[1]},
                 "onnx": {"graph": self.onnx[0], "per_channel": self.onnx[1]},
             },
+            "option": self.option,
+            "rule": rule(self.option),
             "margin": MARGIN,
             "trials": [asdict(t) for t in self.trials],
         }
@@ -102,35 +147,45 @@ def choose(
     latents: np.ndarray,
     images: np.ndarray,
     *,
-    graphs=DECODER_GRAPHS,
+    option: str = DEFAULT_OPTION,
     per_channel=(True, False),
     log=print,
 ) -> Choice:
-    """Try every candidate on ``latents`` (held-out Keras latents of ``images``)."""
+    """Try the candidates ``option`` allows on ``latents`` (held-out Keras latents of ``images``)."""
     from export.graphs import decoder_graph
 
-    ref_probs = None
+    if option not in OPTIONS:
+        raise ValueError(f"unknown decoder graph option {option!r}; choose one of {', '.join(OPTIONS)}")
+    wanted = {fmt: _graphs_for(option, fmt) for fmt in ("tflite", "onnx")}
+    # the trained graph's own output is the reference every candidate must match in float
+    ref_probs = decoder_graph(decoder, "transpose").predict(latents, batch_size=500, verbose=0)
     blobs: dict = {}
     measured: dict[str, list[tuple[tuple[str, bool], dict]]] = {"tflite": [], "onnx": []}
-    for graph in graphs:
+    for graph in DECODER_GRAPHS:
+        formats = [fmt for fmt in ("tflite", "onnx") if graph in wanted[fmt]]
+        if not formats:
+            continue
         keras_graph = decoder_graph(decoder, graph)
-        probs = keras_graph.predict(latents, batch_size=500, verbose=0)
-        if ref_probs is None:
-            ref_probs = probs  # the trained graph comes first
-        log(f"  decoder graph {graph}: TFLite and ONNX candidates")
-        fixed = convert.with_fixed_batch(keras_graph, 1, "latent", "probs")
-        fp32 = convert.to_tflite(fixed)
-        blobs["tflite", graph, True, "fp32", 1] = blobs["tflite", graph, False, "fp32", 1] = fp32
-        dyn = convert.with_fixed_batch(keras_graph, None, "latent", "probs")
-        onnx_fp32 = convert.to_onnx(dyn, "latent", "probs")
-        blobs["onnx", graph, True, "fp32", None] = blobs["onnx", graph, False, "fp32", None] = onnx_fp32
+        log(f"  decoder graph {graph}: {' and '.join(f.upper() if f == 'onnx' else 'TFLite' for f in formats)}")
+        if "tflite" in formats:
+            fixed = convert.with_fixed_batch(keras_graph, 1, "latent", "probs")
+            fp32 = convert.to_tflite(fixed)
+            blobs["tflite", graph, True, "fp32", 1] = blobs["tflite", graph, False, "fp32", 1] = fp32
+        if "onnx" in formats:
+            dyn = convert.with_fixed_batch(keras_graph, None, "latent", "probs")
+            onnx_fp32 = convert.to_onnx(dyn, "latent", "probs")
+            blobs["onnx", graph, True, "fp32", None] = blobs["onnx", graph, False, "fp32", None] = onnx_fp32
         for pc in per_channel:
-            blobs["tflite", graph, pc, "int8", 1] = convert.to_tflite(fixed, calibration, per_channel=pc)
-            blobs["onnx", graph, pc, "int8", None] = convert.quantize_onnx(
-                onnx_fp32, "latent", calibration, per_channel=pc
-            )
+            if "tflite" in formats:
+                blobs["tflite", graph, pc, "int8", 1] = convert.to_tflite(fixed, calibration, per_channel=pc)
+            if "onnx" in formats:
+                blobs["onnx", graph, pc, "int8", None] = convert.quantize_onnx(
+                    onnx_fp32, "latent", calibration, per_channel=pc
+                )
             for fmt, batch in (("tflite", 1), ("onnx", None)):
-                measured[fmt].append(((graph, pc), _quality(blobs, fmt, graph, pc, batch, latents, images, ref_probs)))
+                if fmt in formats:
+                    quality = _quality(blobs, fmt, graph, pc, batch, latents, images, ref_probs)
+                    measured[fmt].append(((graph, pc), quality))
 
     trials: list[Trial] = []
     chosen: dict[str, tuple[str, bool]] = {}
@@ -142,10 +197,24 @@ def choose(
             fmt_trials.append(
                 Trial(validate.RUNTIME_FOR[fmt], graph, pc, r["fp32_diff"], r["bce"], r["err"], us, bool(ok))
             )
-        best = _pick(fmt_trials)
+        best = _pick(fmt_trials) if option == AUTO else _fixed(fmt_trials, WEIGHTS[fmt])  # one graph per format
         chosen[fmt] = (best.graph, best.per_channel)
         trials += [Trial(**(asdict(t) | {"chosen": (t.graph, t.per_channel) == chosen[fmt]})) for t in fmt_trials]
-    return Choice(chosen["tflite"], chosen["onnx"], trials, blobs)
+    return Choice(chosen["tflite"], chosen["onnx"], trials, blobs, option)
+
+
+def _graphs_for(option: str, fmt: str) -> tuple[str, ...]:
+    """The graphs ``option`` converts for file format ``fmt``."""
+    if option == AUTO:
+        return DECODER_GRAPHS
+    return (FIXED[fmt],) if option == FIXED_OPTION else (option,)
+
+
+def _fixed(trials: list[Trial], weights: tuple[bool, ...]) -> Trial:
+    """The fixed rule: the first of ``weights`` whose candidate passes (else the first, which
+    then fails the bundle's own validation by name). Timing plays no part."""
+    by_weights = {t.per_channel: t for t in trials}
+    return next((by_weights[pc] for pc in weights if by_weights[pc].ok), by_weights[weights[0]])
 
 
 def _pick(trials: list[Trial]) -> Trial:

@@ -18,14 +18,15 @@ def _random_decoder(width: float = 1.0, seed: int = 0):
     return decoder
 
 
+@pytest.mark.parametrize("graph", ["conv_d2s", "conv_phases"])
 @pytest.mark.parametrize("width", [0.5, 1.0])
-def test_conv_depth_to_space_graph_equals_transposed_convolutions_in_float(width):
+def test_rewritten_graphs_equal_transposed_convolutions_in_float(width, graph):
     from export.graphs import decoder_graph
 
     decoder = _random_decoder(width)
     z = np.random.default_rng(1).normal(size=(32, decoder.input_shape[-1])).astype(np.float32)
     reference = decoder_graph(decoder, "transpose").predict(z, verbose=0)
-    rewritten = decoder_graph(decoder, "conv_d2s").predict(z, verbose=0)
+    rewritten = decoder_graph(decoder, graph).predict(z, verbose=0)
     assert rewritten.shape == reference.shape
     assert np.max(np.abs(rewritten - reference)) < 1e-5
 
@@ -49,10 +50,33 @@ def test_transposed_convolution_rewrite_matches_tensorflow_for_other_kernels_and
     assert np.max(np.abs(got - want)) < 1e-4
 
 
+@pytest.mark.parametrize("k, s", [(3, 2), (4, 2), (5, 2), (3, 3), (5, 3)])
+def test_phase_convolutions_drop_only_zero_taps_and_match_tensorflow(k, s):
+    import tensorflow as tf
+
+    from export.graphs import DepthToSpace, _phase_taps, phase_convolutions, transposed_as_conv
+
+    rng = np.random.default_rng(k * 10 + s)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    kernel = rng.normal(size=(k, k, 4, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    want = tf.nn.conv2d_transpose(x, kernel, (2, 5 * s, 6 * s, 4), s, padding="SAME").numpy() + bias
+    taps_h, _ = _phase_taps(k, s)
+    phases = phase_convolutions(transposed_as_conv(kernel, bias, s), 4, s, taps_h, taps_h)
+    assert sum(p["kernel"].shape[0] * p["kernel"].shape[1] for p in phases) == k * k  # every tap once
+    outs = [
+        tf.nn.conv2d(tf.pad(x, [(0, 0), *p["pad"], (0, 0)]), p["kernel"], 1, padding="VALID") + p["bias"]
+        for p in phases
+    ]
+    got = DepthToSpace(s)(tf.concat(outs, axis=-1)).numpy()
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) < 1e-4
+
+
 def test_unknown_decoder_graph_is_refused_with_the_choices():
     from export.graphs import decoder_graph
 
-    with pytest.raises(ValueError, match="transpose, conv_d2s"):
+    with pytest.raises(ValueError, match="transpose, conv_d2s, conv_phases"):
         decoder_graph(_random_decoder(), "winograd")
 
 

@@ -97,10 +97,12 @@ def test_export_records_the_decoder_graph_choice_per_runtime(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     report = json.loads((bundle_dir / "validation.json").read_text())
     assert set(manifest["decoder_graphs"]) == {"tflite", "onnx"}
+    assert manifest["decoder_graph_option"] == report["decoder_graphs"]["option"] == "fixed"  # the default
     trials = report["decoder_graphs"]["trials"]
-    assert {t["graph"] for t in trials} == {"transpose", "conv_d2s"}
-    assert all(t["fp32_max_abs_diff"] < 1e-4 for t in trials)  # the rewrite is the same function
-    for fmt, runtime in (("tflite", "litert"), ("onnx", "onnx")):
+    assert all(t["fp32_max_abs_diff"] < 1e-4 for t in trials)  # the rewrites are the same function
+    for fmt, runtime, graph in (("tflite", "litert", "conv_phases"), ("onnx", "onnx", "conv_d2s")):
+        assert {t["graph"] for t in trials if t["runtime"] == runtime} == {graph}  # only the rule's graph
         (chosen,) = [t for t in trials if t["runtime"] == runtime and t["chosen"]]
-        assert chosen["ok"] and chosen["graph"] == manifest["decoder_graphs"][fmt]["graph"]
-    assert "**chosen**" in (bundle_dir / "validation.md").read_text()
+        assert chosen["ok"] and chosen["graph"] == manifest["decoder_graphs"][fmt]["graph"] == graph
+    text = (bundle_dir / "validation.md").read_text()
+    assert "**chosen**" in text and "--decoder-graph fixed, a fixed rule" in text

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
+from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder, decode_all, encode_all
 from compressor.errors import CorruptCodeError, ManifestError, RateError, TruncatedCodeError
 
 MAX_ABS_SYMBOL = 1 << 15
@@ -127,6 +127,22 @@ class CdfTable:
     def sizes(self) -> tuple[int, ...]:
         """Number of in-table symbols per dimension (ESCAPE not counted)."""
         return self._sizes
+
+    def slices_of(self, symbols: list[int]) -> list[tuple[int, int]] | None:
+        """Each symbol's ``(start, freq)`` slice, or None if one of them needs an escape."""
+        out = []
+        append = out.append
+        for (lo, n, own), s in zip(self._slices, symbols):
+            i = s - lo
+            if not 0 <= i < n:
+                return None
+            append(own[i])
+        return out
+
+    def slices_by_symbol(self, symbols: Sequence[int]) -> list[list[tuple[int, int] | None]]:
+        """Per dimension, the ``(start, freq)`` slice of each of ``symbols`` (None where it needs an
+        escape): a lookup table for callers whose symbols can only take these values."""
+        return [[own[s - lo] if 0 <= s - lo < n else None for s in symbols] for lo, n, own in self._slices]
 
     def cdf(self, d: int) -> list[int]:
         """Cumulative starts of dimension ``d`` (ESCAPE last); a copy, safe to keep."""
@@ -361,8 +377,12 @@ def encode_symbols(symbols: Sequence[int] | np.ndarray, table: CdfTable) -> byte
 
     Raises ``RateError`` for a symbol beyond ``±2**15`` (step too small).
     """
+    syms = as_symbols(symbols, len(table.lo))
+    slices = table.slices_of(syms)
+    if slices is not None:  # no escape: the whole message in one loop
+        return encode_all(slices)
     enc = RangeEncoder()
-    encode_row(enc, as_symbols(symbols, len(table.lo)), table)
+    encode_row(enc, syms, table)
     return enc.finish()
 
 
@@ -373,7 +393,11 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     :func:`encode_symbols` writes for the decoded symbols; this refuses most damaged
     messages even though the range coder itself has no redundancy.
     """
-    dec = RangeDecoder(payload)
+    if isinstance(payload, bytes):
+        found = decode_all(payload, table._cdfs, table._sizes)
+        if found is not None:  # no escape and canonical: the everyday message
+            return [lo + i for lo, i in zip(table.lo, found)]
+    dec = RangeDecoder(payload)  # escapes, and every refusal with its reason
     out = decode_row(dec, table)
     check_canonical(dec)
     return out

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from compressor.errors import CorruptCodeError
 
-PRECISION = 16
+PRECISION = 16  # encode_all and decode_all spell it out as a literal, for speed
 TOTAL = 1 << PRECISION
 MAX_BITS = 16
 """Most raw bits one :meth:`RangeEncoder.encode_bits` call may carry."""
@@ -145,6 +145,78 @@ class RangeEncoder:
         zero_bytes = (((low - 1) ^ high).bit_length() - 1) >> 3
         value = ((low - 1) >> (8 * zero_bytes)) + 1
         return value.to_bytes(4 + shifts - zero_bytes, "big")
+
+
+def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
+    """A fresh :class:`RangeEncoder` given ``slices``, then :meth:`RangeEncoder.finish`: the
+    same bytes, in one function with the state in locals (a message's whole code).
+
+    The slices come from a validated table and are not checked again.
+    """
+    low, rng, out = 0, _INITIAL_RANGE, bytearray()
+    top, mask = _TOP, _MASK32  # locals: this loop is most of a message's encoding time
+    for start, freq in slices:
+        r = rng >> 16  # PRECISION
+        low += r * start
+        if low >> 32:  # carry into the settled bytes (RangeEncoder._add)
+            i = len(out) - 1
+            while out[i] == 0xFF:
+                out[i] = 0
+                i -= 1
+            out[i] += 1
+            low &= mask
+        rng = r * freq
+        while rng < top:
+            out.append(low >> 24)
+            low = (low << 8) & mask
+            rng <<= 8
+    low |= int.from_bytes(out, "big") << 32
+    if low == 0:
+        return b""
+    zero_bytes = (((low - 1) ^ (low + rng - 1)).bit_length() - 1) >> 3
+    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(4 + len(out) - zero_bytes, "big")
+
+
+def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int]) -> list[int] | None:
+    """The indices of ``len(cdfs)`` symbols decoded from the whole of ``data``, one per cdf, when
+    none of them is the caller's escape (index ``escapes[k]``) and ``data`` is canonical; else
+    ``None``, and the caller decodes again with :class:`RangeDecoder`, which handles escapes and
+    names what is wrong. The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the
+    final test is :meth:`RangeDecoder.is_canonical`'s.
+    """
+    n = len(data)
+    code = int.from_bytes(data[:4].ljust(4, b"\0"), "big")
+    rng, pos = _INITIAL_RANGE, 4
+    found = []
+    append, search, top = found.append, bisect_right, _TOP  # locals: this loop is most of decoding
+    for cdf, escape in zip(cdfs, escapes):
+        r = rng >> 16  # PRECISION
+        target = code // r
+        if target >= 65536:  # TOTAL
+            return None
+        s = search(cdf, target) - 1
+        if s == escape:
+            return None
+        start = cdf[s]
+        code -= r * start
+        rng = r * (cdf[s + 1] - start)
+        while rng < top:
+            code = (code << 8) | (data[pos] if pos < n else 0)
+            rng <<= 8
+            pos += 1
+        append(s)
+    # RangeDecoder.is_canonical, with at least one symbol decoded
+    if n == 0:
+        return found
+    gap = pos - n
+    last = data[-1]
+    if gap < 0 or last == 0:
+        return None
+    if gap < 4:
+        unit = 1 << (8 * gap)
+        if not (code < unit and (256 - last) * unit >= rng - code):
+            return None
+    return found
 
 
 class RangeDecoder:

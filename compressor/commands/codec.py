@@ -16,7 +16,7 @@ from compressor.commands.options import (
     rate_options,
     read_input_images,
 )
-from compressor.errors import CodeError, InvalidNameError, LimitError, OutputError
+from compressor.errors import CodeError, InvalidNameError, OutputError
 
 #: Images decoded and written per batch: decode's memory does not grow with the stream.
 DECODE_BATCH = 256
@@ -129,11 +129,8 @@ def _encode(args) -> int:
         target_error=args.target_error,
     )
     atomic_write_bytes(args.out, data)
-    from compressor import wire
-
-    stream = wire.unpack_stream(data)
     n = len(images)
-    payload = sum(map(len, stream.payloads))
+    payload = data.payload_bytes  # compress_stream knows its sizes: no second parse of the output
     print(
         f"{n} images -> {args.out}: {len(data)} bytes, {len(data) / n:.2f} B/image "
         f"(payload {payload / n:.2f} B/image; {'names stored' if names else 'no names'}) with {enc.runtime}"
@@ -187,10 +184,7 @@ def _info(args) -> int:
     from compressor.io.files import read_bytes_limited
 
     data = read_bytes_limited(args.codes, max_bytes=args.max_input_bytes, what="stream file")
-    declared = wire.declared_count(data)
-    if declared > args.max_images:
-        raise LimitError(f"the stream declares {declared} images; the limit is {args.max_images} (--max-images)")
-    stream = wire.unpack_stream(data)
+    stream = wire.unpack_stream(data, max_images=args.max_images)
     n = stream.count
     info = {
         "model_id": stream.model_id.hex(),

@@ -193,6 +193,13 @@ def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> Non
     """Refuse NaN/inf and floats outside [0, 1]; uint8 needs no check."""
     if arr.dtype.kind != "f":
         return
+    bits = _BITS_OF_ONE.get(arr.dtype)
+    if bits is not None and arr.flags.c_contiguous:
+        # One reduction instead of two: as unsigned integers, the bit patterns of +0.0 .. 1.0 are
+        # exactly 0 .. bits(1.0); NaN, inf, negatives (sign bit) and values above 1 all lie
+        # above. Only -0.0 (valid) does too, so anything above is checked again below.
+        if arr.view(bits[0]).max() <= bits[1]:
+            return
     if 0.0 <= arr.min() and arr.max() <= 1.0:  # NaN fails both comparisons (min/max propagate it)
         return
     finite = np.isfinite(arr)
@@ -208,6 +215,14 @@ def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> Non
     if low < 0.0 or high > 1.0:
         hint = "; looks like 0..255 data: divide by 255 or pass uint8" if low >= 0.0 and high <= 255.0 else ""
         raise InvalidImageError(f"{what}: float values must be in [0, 1], got min {low:g} and max {high:g}{hint}")
+
+
+#: Per float dtype: the unsigned integer type of its width, and the bit pattern of 1.0.
+_BITS_OF_ONE = {
+    np.dtype(np.float32): (np.uint32, 0x3F800000),
+    np.dtype(np.float64): (np.uint64, 0x3FF0000000000000),
+    np.dtype(np.float16): (np.uint16, 0x3C00),
+}
 
 
 def _float_to_uint8(arr: np.ndarray) -> np.ndarray:

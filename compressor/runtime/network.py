@@ -100,10 +100,7 @@ class Network:
             if table is None:
                 return self.quantize_input(np.asarray(symbols, np.float64) * step)
         lo, levels = table
-        index = np.asarray(symbols, np.int64) - lo
-        np.minimum(index, len(levels) - 1, out=index)
-        np.maximum(index, 0, out=index)
-        return levels[index]
+        return np.take(levels, np.asarray(symbols, np.int64) - lo, mode="clip")
 
     def _level_table(self, step: float) -> tuple[int, np.ndarray] | None:
         scale, zp = self._in_scale, self._in_zp
