@@ -47,7 +47,7 @@ def test_auto_follows_the_timing_and_the_default_does_not():
 
 
 def test_export_command_takes_a_decoder_graph_option_whose_default_is_fixed():
-    from export.cli import _parser
+    from export.cli import build_parser as _parser
     from export.config import DECODER_GRAPH
 
     assert _parser().parse_args(["export", "run"]).decoder_graph == DECODER_GRAPH == "fixed"
