@@ -597,107 +597,52 @@ def finish_decoding(
     return out
 
 
-_LUT_SHIFT = 6
-"""The scalar decoder finds a symbol by ``target >> 6`` in a per-context table (1024 entries a
-context) and steps forward from there: a bucket 64 wide seldom holds a symbol boundary, so
-the step-forward loop rarely runs, where a bisection costs ~8 comparisons every pixel."""
-
-
-class _ScalarRows:
-    """Flat lookup lists of one :class:`ErrorTable` for :func:`_decode_one`.
-
-    ``cdf[g]``/``cdf[g + 1]``: the slice of global slot ``g`` (row ``j``'s slots start at
-    ``j * (2T + 3)``; each row closes with ``TOTAL``, so stepping forward never leaves it);
-    ``slot[g]``: its symbol index within the row; ``lut[(j << 10) + (target >> 6)]``: the
-    slot holding the bucket's first target, at or before the one holding ``target``.
-    """
-
-    def __init__(self, t: ErrorTable):
-        contexts, width = t.cdf.shape
-        buckets = np.arange(TOTAL >> _LUT_SHIFT, dtype=np.int64) << _LUT_SHIFT
-        offsets = np.arange(contexts, dtype=np.int64) * width
-        first = np.stack([np.searchsorted(row, buckets, side="right") - 1 for row in t.cdf])
-        self.cdf = t.cdf.ravel().tolist()
-        self.slot = np.tile(np.arange(width, dtype=np.int64), contexts).tolist()
-        self.lut = (first + offsets[:, None]).ravel().tolist()
-        self.bits = PRECISION - _LUT_SHIFT
-
-
-def _scalar_rows(t: ErrorTable) -> _ScalarRows:
-    """The scalar lookup lists of an error table, built once per table."""
-    rows = t.__dict__.get("_scalar_rows")
-    if rows is None:
-        rows = _ScalarRows(t)
-        object.__setattr__(t, "_scalar_rows", rows)
-    return rows
-
-
 def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: ErrorTable) -> np.ndarray:
-    """One image in plain Python: the same arithmetic as :func:`_decode_lanes`.
-
-    Written for the interpreter: per row, lists of what the row above decides (``near``:
-    MED where ``|eW| >= near``; ``up``: the neighbour key ``eN + 510``); the input padded with
-    the zeros the coder reads past its end; ``(pred + s) & 255`` for the wrap when ``E = 0``.
-    """
+    """One image in plain Python: the same arithmetic as :func:`_decode_lanes`."""
     h, w = levels.shape
     delta, m, half = geometry(t.e)
     e = t.e
-    lossless = e == 0
-    rows = _scalar_rows(t)
-    cdf, slot, lut, sh = rows.cdf, rows.slot, rows.lut, _LUT_SHIFT
     lv = (levels.astype(np.int64) + 128).ravel()
-    pd_all = np.asarray(table.predict, np.int64)[lv]
-    pd = pd_all.tolist()
-    lctx = (table.level_lut[lv] << rows.bits).tolist()
-    nlut = (table.neighbour_lut << rows.bits).tolist()
+    pd = np.asarray(table.predict, np.int64)[lv].tolist()
+    lctx = table.level_lut[lv].tolist()
+    nlut = table.neighbour_lut.tolist()
     threshold = table.spatial_threshold
+    cdfs = t.cdf_lists
     tail, esc_sym = t.tail, 2 * t.tail + 1
     nb = max(1, (m - 1).bit_length())
     raw_shift = PRECISION - nb
     wrap = m * delta
     lo_lim, hi_lim = -e, 255 + e
     top = 1 << 24
-    pos = dec._pos
-    data = dec._data + bytes(max(0, pos - len(dec._data)) + 4 * h * w + 8)  # each slice reads <= 2 bytes
-    code, rng = dec._code, dec._range
+    data, n_data = dec._data, len(dec._data)
+    code, rng, pos = dec._code, dec._range, dec._pos
     prev = [0] * (w + 2)  # error field of the row above, padded
-    errors = []
+    out = [0] * (h * w)
     i = 0
     for _ in range(h):
         cur = [0] * (w + 2)
-        near = [threshold - (x if x >= 0 else -x) for x in prev]  # MED where |eW| >= near[c + 1]
         ew = 0
-        for c in range(1, w + 1):
-            en = prev[c]
+        for c in range(w):
+            en = prev[c + 1]
             p = pd[i]
-            nr = near[c]
-            if ew >= nr or -ew >= nr:
-                enw = prev[c - 1]
+            if abs(ew) + abs(en) >= threshold:
+                enw = prev[c]
                 a, b, d = (ew, en, ew + en - enw) if ew < en else (en, ew, ew + en - enw)
                 p += a if d < a else (b if d > b else d)
                 p = 0 if p < 0 else (255 if p > 255 else p)
+            cdf = cdfs[lctx[i] + nlut[ew + en + MAX_NEIGHBOUR]]
             r = rng >> PRECISION
             target = code // r
             if target >= TOTAL:
                 raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
-            g = lut[lctx[i] + nlut[ew + en + MAX_NEIGHBOUR] + (target >> sh)]
-            hi = cdf[g + 1]
-            while hi <= target:
-                g += 1
-                hi = cdf[g + 1]
-            lo = cdf[g]
+            k = bisect_right(cdf, target) - 1
+            lo = cdf[k]
             code -= r * lo
-            rng = r * (hi - lo)
-            if rng < top:  # freq >= 1 keeps range >= 2**8: at most two bytes
-                if rng < 65536:
-                    code = (code << 16) | (data[pos] << 8) | data[pos + 1]
-                    rng <<= 16
-                    pos += 2
-                else:
-                    code = (code << 8) | data[pos]
-                    rng <<= 8
-                    pos += 1
-            k = slot[g]
+            rng = r * (cdf[k + 1] - lo)
+            while rng < top:
+                code = (code << 8) | (data[pos] if pos < n_data else 0)
+                rng <<= 8
+                pos += 1
             if k == esc_sym:
                 r = rng >> PRECISION
                 u = (code // r) >> raw_shift
@@ -706,27 +651,25 @@ def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: 
                 code -= r * (u << raw_shift)
                 rng = r << raw_shift
                 while rng < top:
-                    code = (code << 8) | data[pos]
+                    code = (code << 8) | (data[pos] if pos < n_data else 0)
                     rng <<= 8
                     pos += 1
                 s = u - half
             else:
                 s = k - tail
-            if lossless:
-                x = (p + s) & 255
-            else:
-                x = p + s * delta
-                if x < lo_lim:
-                    x += wrap
-                elif x > hi_lim:
-                    x -= wrap
-                x = 0 if x < 0 else (255 if x > 255 else x)
-            cur[c] = ew = x - pd[i]
+            x = p + s * delta
+            if x < lo_lim:
+                x += wrap
+            elif x > hi_lim:
+                x -= wrap
+            x = 0 if x < 0 else (255 if x > 255 else x)
+            out[i] = x
+            ew = x - pd[i]
+            cur[c + 1] = ew
             i += 1
-        errors.extend(cur[1:-1])
         prev = cur
     dec._code, dec._range, dec._pos = code, rng, pos
-    return (np.asarray(errors, np.int64) + pd_all).astype(np.uint8).reshape(h, w)
+    return np.asarray(out, np.uint8).reshape(h, w)
 
 
 def _lanes_for(decoders, t: ErrorTable, pixels: int) -> residual_lanes.PixelLanes:
