@@ -510,7 +510,7 @@ def encode_choosing_set(
 
 
 def encode_slices(enc: RangeEncoder, starts, freqs, escapes, raw_starts, raw_freq: int) -> None:
-    """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, ~3x faster):
+    """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, no call per slice):
     an escape's raw slice follows its pixel's slice."""
     if any(escapes):
         merged_starts, merged_freqs = [], []

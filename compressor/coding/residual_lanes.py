@@ -8,8 +8,9 @@ is the cost. Nothing needs a compiler, so aarch64 devices run it as they are.
 
 **Encoder** (:func:`encode_slices`). A range encoder's ``range`` evolves independently of
 ``low``: ``r = range >> 16; range = r * freq``, then renormalised by 0, 1 or 2 bytes. So the
-lanes step only ``range`` (five numpy calls per pixel), recording each step's ``r`` and its
-byte shift. The settled output and ``low`` together are one big integer
+lanes step only the unit ``r`` (four numpy calls per pixel), recording each step's ``r``; the
+byte shifts follow from ``r * freq`` for all pixels at once afterwards. The settled output
+and ``low`` together are one big integer
 ``V <- (V + r * start) * 256**shift``, so after the loop ``V`` is a sum of the terms
 ``r_k * start_k`` (each < 2**32) at known byte offsets: one ``bincount`` adds them per lane
 and six ``int.from_bytes`` calls per lane turn the digit sums into Python integers, whose
