@@ -253,8 +253,11 @@ def _med(w, n, nw):
 
 def _predict(table: ResidualTable, pd, w, n, nw):
     """``(pred, neighbour bucket)`` from the network's grey value and the neighbours' errors."""
-    spatial = np.where(np.abs(w) + np.abs(n) >= table.spatial_threshold, _med(w, n, nw), 0)
-    return _clip255(pd + spatial), table.neighbour_lut[w + n + MAX_NEIGHBOUR]
+    far = np.abs(w) + np.abs(n) >= table.spatial_threshold
+    bucket = table.neighbour_lut[w + n + MAX_NEIGHBOUR]
+    if not np.count_nonzero(far):  # the network alone predicts: pd is already in 0..255
+        return pd, bucket
+    return _clip255(pd + np.where(far, _med(w, n, nw), 0)), bucket
 
 
 def _padded(shape) -> np.ndarray:
@@ -284,6 +287,15 @@ def quantize(x: np.ndarray, pred: np.ndarray, e: int) -> tuple[np.ndarray, np.nd
     return s, np.clip(pred + q * delta, 0, 255)
 
 
+def _wrap0(r: np.ndarray) -> np.ndarray:
+    """:func:`quantize`'s symbol for ``E = 0`` (one bin per grey level, ``M = 256``): the
+    residual wrapped into ``[-128, 127]``, in three array operations instead of ten."""
+    r += 128
+    r &= 255
+    r -= 128
+    return r
+
+
 def _clip255(x):
     """``np.clip(x, 0, 255)``, several times faster on the short arrays of a lane step."""
     return np.minimum(np.maximum(x, 0), 255)
@@ -310,8 +322,7 @@ def symbols_and_contexts(
         return _spatial_symbols(table.spatial, x, e)
     if e == 0:
         pred, ctx = predictions_known(table, x, levels)
-        s, _ = quantize(x, pred, 0)
-        return s, ctx, x
+        return _wrap0(x - pred), ctx, x
     n, h, w = x.shape
     lv = levels.astype(np.int64) + 128
     pd = np.asarray(table.predict, np.int64)[lv]
@@ -336,8 +347,7 @@ def symbols_and_contexts(
 def _spatial_symbols(spatial: SpatialSet, x: np.ndarray, e: int):
     if e == 0:
         pred, ctx = spatial_predictions_known(spatial, x)
-        s, _ = quantize(x, pred, 0)
-        return s, ctx, x
+        return _wrap0(x - pred), ctx, x
     n, h, w = x.shape
     rec_p = np.zeros((n, h + 1, w + 2), np.int64)  # reconstruction, padded with 0 outside the image
     s_out = np.empty_like(x)
@@ -406,6 +416,24 @@ _COST = np.concatenate(([np.inf], PRECISION - np.log2(np.arange(1, TOTAL + 1))))
 """Ideal bits of a slice by its frequency (index 1..2**16)."""
 
 
+def _slots(t: ErrorTable, s: np.ndarray, ctx: np.ndarray):
+    """``(flat slot index into t.cdf, escape mask)`` per symbol (what :func:`_slices` gathers from)."""
+    k = s + t.tail
+    esc = (k < 0) | (k > 2 * t.tail)
+    k[esc] = 2 * t.tail + 1
+    return ctx * t.cdf.shape[1] + k, esc
+
+
+def _slot_freqs(t: ErrorTable) -> np.ndarray:
+    """Each flat slot's frequency (``cdf[j + 1] - cdf[j]``; the rows' closing entries unused)."""
+    freqs = t.__dict__.get("_slot_freqs")
+    if freqs is None:
+        flat = t.cdf.ravel()
+        freqs = np.append(flat[1:] - flat[:-1], 1)
+        object.__setattr__(t, "_slot_freqs", freqs)
+    return freqs
+
+
 def encode_choosing_set(
     latent_symbols: np.ndarray,
     pixels: np.ndarray,
@@ -417,26 +445,52 @@ def encode_choosing_set(
 ) -> tuple[np.ndarray, list[bytes]]:
     """``(table set per image, payloads)``: each image coded under whichever of ``sets`` (default:
     every set the bundle has a table for ``e`` in) gives the shorter pixel code, by ideal code
-    length (set 0 on ties). One range-coder pass for the whole batch, whatever the sets."""
+    length (set 0 on ties). One range-coder pass for the whole batch, whatever the sets.
+
+    Speed: a set's ideal length needs only its symbols' frequencies (one gather); the slices
+    the coder needs are gathered afterwards, for the images that chose the set only."""
     if sets is None:
         sets = [ts for ts in table.sets if ts == NETWORK or e in table.spatial.tables]
     n = len(pixels)
-    best = None
+    chosen = best_bits = None
+    candidates = {}
     for ts in sets:
         t = table.table(e, ts)
         s, ctx, rec = symbols_and_contexts(table, pixels, levels, e, ts)
-        start, freq, esc, raw_start, raw_freq = _slices(t, s, ctx)
-        start, freq, esc, raw_start = (a.reshape(n, -1) for a in (start, freq, esc, raw_start))
-        bits = _COST[freq].sum(axis=1) + np.count_nonzero(esc, axis=1) * _COST[raw_freq]
-        cand = (np.full(n, ts), bits, start, freq, esc, raw_start, np.full(n, raw_freq), rec.reshape(n, -1))
-        if best is None:
-            best = list(cand)
+        s, rec = s.reshape(n, -1), rec.reshape(n, -1)
+        slot, esc = _slots(t, s, ctx.reshape(n, -1))
+        _, m, _ = geometry(e)
+        raw_freq = 1 << (PRECISION - max(1, (m - 1).bit_length()))
+        bits = _COST[_slot_freqs(t)[slot]].sum(axis=1) + np.count_nonzero(esc, axis=1) * _COST[raw_freq]
+        candidates[ts] = (t, s, slot, esc, rec, raw_freq)
+        if chosen is None:
+            chosen, best_bits = np.full(n, ts), bits
             continue
-        better = bits < best[1]
-        if np.count_nonzero(better):
-            for j, a in enumerate(cand):
-                best[j] = np.where(better.reshape((n,) + (1,) * (a.ndim - 1)), a, best[j])
-    chosen, _, start, freq, esc, raw_start, raw_freqs, rec = best
+        better = bits < best_bits
+        chosen = np.where(better, ts, chosen)
+        best_bits = np.where(better, bits, best_bits)
+    p = pixels[0].size if n else 0
+    start = np.empty((n, p), np.int64)
+    freq = np.empty((n, p), np.int64)
+    esc = np.empty((n, p), bool)
+    raw_start = np.empty((n, p), np.int64)
+    raw_freqs = np.empty(n, np.int64)
+    rec = np.empty((n, p), np.int64)
+    for ts, (t, s_ts, slot_ts, esc_ts, rec_ts, raw_freq) in candidates.items():
+        rows = chosen == ts
+        every = bool(rows.all())
+        if not every and not rows.any():
+            continue
+        pick = slice(None) if every else rows
+        slot = slot_ts[pick]
+        flat = t.cdf.ravel()
+        start[pick] = flat[slot]
+        freq[pick] = flat[slot + 1] - start[pick]
+        esc[pick] = esc_ts[pick]
+        _, _, half = geometry(t.e)
+        raw_start[pick] = (s_ts[pick] + half) * raw_freq
+        raw_freqs[pick] = raw_freq
+        rec[pick] = rec_ts[pick]
     encoders = []
     for sym in latent_symbols:
         enc = RangeEncoder()
@@ -456,23 +510,37 @@ def encode_choosing_set(
 
 
 def encode_slices(enc: RangeEncoder, starts, freqs, escapes, raw_starts, raw_freq: int) -> None:
-    """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, ~2x faster)."""
+    """:meth:`RangeEncoder.encode` for every slice, inlined (the same arithmetic, no call per slice):
+    an escape's raw slice follows its pixel's slice."""
+    if any(escapes):
+        merged_starts, merged_freqs = [], []
+        for a, f, x, rs in zip(starts, freqs, escapes, raw_starts):
+            merged_starts.append(a)
+            merged_freqs.append(f)
+            if x:
+                merged_starts.append(rs)
+                merged_freqs.append(raw_freq)
+        starts, freqs = merged_starts, merged_freqs
     low, rng, out = enc._low, enc._range, enc._out
     top, mask = 1 << 24, (1 << 32) - 1
-    for a, f, x, rs in zip(starts, freqs, escapes, raw_starts):
-        for start, freq in ((a, f), (rs, raw_freq)) if x else ((a, f),):
-            r = rng >> PRECISION
-            low += r * start
-            if low >> 32:  # carry into the settled bytes
-                j = len(out) - 1
-                while out[j] == 0xFF:
-                    out[j] = 0
-                    j -= 1
-                out[j] += 1
-                low &= mask
-            rng = r * freq
-            while rng < top:
-                out.append(low >> 24)
+    append = out.append
+    for start, freq in zip(starts, freqs):
+        r = rng >> PRECISION
+        low += r * start
+        if low > mask:  # carry into the settled bytes
+            j = len(out) - 1
+            while out[j] == 0xFF:
+                out[j] = 0
+                j -= 1
+            out[j] += 1
+            low &= mask
+        rng = r * freq
+        if rng < top:  # freq >= 1 keeps range >= 2**8: at most two bytes move
+            append(low >> 24)
+            low = (low << 8) & mask
+            rng <<= 8
+            if rng < top:
+                append(low >> 24)
                 low = (low << 8) & mask
                 rng <<= 8
     enc._low, enc._range = low, rng

@@ -8,8 +8,9 @@ is the cost. Nothing needs a compiler, so aarch64 devices run it as they are.
 
 **Encoder** (:func:`encode_slices`). A range encoder's ``range`` evolves independently of
 ``low``: ``r = range >> 16; range = r * freq``, then renormalised by 0, 1 or 2 bytes. So the
-lanes step only ``range`` (five numpy calls per pixel), recording each step's ``r`` and its
-byte shift. The settled output and ``low`` together are one big integer
+lanes step only the unit ``r`` (four numpy calls per pixel), recording each step's ``r``; the
+byte shifts follow from ``r * freq`` for all pixels at once afterwards. The settled output
+and ``low`` together are one big integer
 ``V <- (V + r * start) * 256**shift``, so after the loop ``V`` is a sum of the terms
 ``r_k * start_k`` (each < 2**32) at known byte offsets: one ``bincount`` adds them per lane
 and six ``int.from_bytes`` calls per lane turn the digit sums into Python integers, whose
@@ -39,6 +40,8 @@ _SHIFT = np.zeros(1 << 16, np.int64)
 _SHIFT[:256] = 8
 _SHIFT[0] = 16
 _BYTES = np.array([0] * 8 + [1] * 8 + [2], np.int64)  # by shift in bits
+_DOWN = PRECISION - _SHIFT
+"""``((x << shift) >> 16) == x >> (16 - shift)``, by ``x >> 16``: the next step's range unit."""
 _RSHIFT = 16 - np.arange(17, dtype=np.int64)  # 16 - shift: the input bits a shift takes in
 _MASK32 = (1 << 32) - 1
 
@@ -60,23 +63,22 @@ def encode_slices(
     rng = np.array([e._range for e in encoders], np.int64)
     st = np.ascontiguousarray(start.T, np.int64)
     fr = np.ascontiguousarray(freq.T, np.int64)
-    units = np.empty((p, k), np.int64)
-    shifts = np.empty((p, k), np.int64)
+    # units[j] = r of pixel j's slice (range >> 16 before it); the loop steps r alone:
+    # r' = ((r * freq) << shift) >> 16 = (r * freq) >> (16 - shift), four numpy calls a pixel;
+    # the shifts themselves are recomputed from r * freq for all pixels at once afterwards
+    units = np.empty((p + 1, k), np.int64)
+    np.right_shift(rng, PRECISION, out=units[0])
     esc_t = np.ascontiguousarray(esc.T)
     escaping = np.flatnonzero(esc_t.any(axis=1)).tolist()
     escaped = bool(escaping)
     esc_units = np.zeros((p, k), np.int64)
     esc_shifts = np.zeros((p, k), np.int64)
-    table = _SHIFT
+    table, down = _SHIFT, _DOWN
     next_escape = escaping.pop(0) if escaping else -1
     for j in range(p):
-        r = units[j]
-        np.right_shift(rng, PRECISION, out=r)
-        rng = r * fr[j]
-        sh = table[rng >> PRECISION]  # (np.take with out= buffers: several times slower)
-        shifts[j] = sh
-        rng <<= sh
+        t = units[j] * fr[j]
         if j == next_escape:
+            rng = t << table[t >> PRECISION]
             idx = np.flatnonzero(esc_t[j])
             re = rng[idx] >> PRECISION
             sub = re * raw_freq[idx]
@@ -84,7 +86,14 @@ def encode_slices(
             rng[idx] = sub << se
             esc_units[j, idx] = re
             esc_shifts[j, idx] = se
+            np.right_shift(rng, PRECISION, out=units[j + 1])
             next_escape = escaping.pop(0) if escaping else -1
+        else:
+            np.right_shift(t, down[t >> PRECISION], out=units[j + 1])
+    if p and not esc_t[p - 1].any():  # the final range, for the termination
+        rng = t << table[t >> PRECISION]
+    units = units[:p]
+    shifts = table[(units * fr) >> PRECISION]
     # byte offsets: each step shifts after adding its term, an escape slice after its pixel's
     main_bytes = shifts >> 3
     step_bytes = main_bytes + (esc_shifts >> 3) if escaped else main_bytes

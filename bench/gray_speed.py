@@ -1,0 +1,102 @@
+"""Grayscale lossless speed (issue 12, item 7): the whole codec and the residual coder alone.
+
+    python -m bench.gray_speed BUNDLE IMAGES.npy [--rounds 20]
+
+Prints ms per image at batch 1 (16 images, each its own call) and at batch 64:
+
+- ``codec``: ``Encoder.compress(x, max_error=0)`` and ``Decoder.decompress`` (networks,
+  quantization, framing and the residual coder; targets: enc + dec <= 2 ms at batch 1,
+  <= 0.5 ms at batch 64);
+- ``coder``: only :func:`~compressor.coding.residual.encode_choosing_set` and
+  :func:`~compressor.coding.residual.finish_decoding`, replayed on the arguments the codec
+  passed them, to see the coder's share without the networks.
+
+Every figure is the best of ``--rounds`` rounds, everything timed in turns, so a loaded
+machine slows all figures alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import numpy as np
+
+from bench.ladder import best_us_interleaved
+from compressor import Decoder, Encoder
+from compressor.coding import residual
+
+
+def _captured(enc: Encoder, dec: Decoder, batches: list[np.ndarray]):
+    """The coder calls the codec makes for ``batches``: ``[(encode args, decode args)]``."""
+    calls = {"enc": [], "dec": []}
+    encode, finish = residual.encode_choosing_set, residual.finish_decoding
+
+    def spy_encode(*a, **k):
+        calls["enc"].append((a, k))
+        return encode(*a, **k)
+
+    def spy_finish(decoders, *a, **k):
+        calls["dec"].append(([copy.copy(d) for d in decoders], a, k))
+        return finish(decoders, *a, **k)
+
+    residual.encode_choosing_set, residual.finish_decoding = spy_encode, spy_finish
+    try:
+        for b in batches:
+            dec.decompress(enc.compress(b, max_error=0))
+    finally:
+        residual.encode_choosing_set, residual.finish_decoding = encode, finish
+    return list(zip(calls["enc"], calls["dec"], strict=True))
+
+
+def measure(bundle: str, images: np.ndarray, rounds: int = 20, runtime: str = "litert") -> dict:
+    enc = Encoder.load(f"{bundle}/encoder", runtime=runtime)
+    dec = Decoder.load(f"{bundle}/decoder", runtime=runtime)
+    singles = [images[i : i + 1] for i in range(16)]
+    batch = images[:64]
+    codes1 = [enc.compress(x, max_error=0) for x in singles]
+    code64 = enc.compress(batch, max_error=0)
+    coder = _captured(enc, dec, [*singles, batch])
+
+    def run_encode(calls):
+        for (a, k), _ in calls:
+            residual.encode_choosing_set(*a, **k)
+
+    def run_decode(calls):
+        for _, (decoders, a, k) in calls:
+            residual.finish_decoding([copy.copy(d) for d in decoders], *a, **k)
+
+    fns = {
+        "codec enc 1": lambda: [enc.compress(x, max_error=0) for x in singles],
+        "codec dec 1": lambda: [dec.decompress(c) for c in codes1],
+        "codec enc 64": lambda: enc.compress(batch, max_error=0),
+        "codec dec 64": lambda: dec.decompress(code64),
+        "coder enc 1": lambda: run_encode(coder[:16]),
+        "coder dec 1": lambda: run_decode(coder[:16]),
+        "coder enc 64": lambda: run_encode(coder[16:]),
+        "coder dec 64": lambda: run_decode(coder[16:]),
+    }
+    us = best_us_interleaved(fns, rounds=rounds, calls=1)
+    per_image = {k: round(v / 1000 / (16 if k.endswith(" 1") else len(batch)), 3) for k, v in us.items()}
+    for what in ("codec", "coder"):
+        for b in ("1", "64"):
+            per_image[f"{what} enc+dec {b}"] = round(per_image[f"{what} enc {b}"] + per_image[f"{what} dec {b}"], 3)
+    return per_image
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle")
+    ap.add_argument("images")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--runtime", default="litert")
+    args = ap.parse_args(argv)
+    images = np.load(args.images)
+    if len(images) < 64:
+        raise SystemExit("gray_speed needs at least 64 images (one batch of 64)")
+    print(json.dumps({"ms_per_image": measure(args.bundle, images, args.rounds, args.runtime)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
