@@ -181,9 +181,12 @@ class Coding:
                 f"{' and '.join(sorted(modes))} messages cannot be decoded in one call; decode them separately"
             )
         mode = exact.pop() if exact else sorted(modes)[0]
+        own = indices
+        if mode == "residual" and self.binary_context2 is not None:  # layout 2 names each image's own step
+            own = [residual_codec.own_step_index(self, p, i) for p, i in zip(payloads, indices, strict=True)]
         return Decoded(
             np.asarray(syms, np.int64),
-            np.asarray([self.steps[i] for i in indices], np.float64),
+            np.asarray([self.steps[i] for i in own], np.float64),
             names,
             mode,
             tuple(payloads) if mode in ("lossless", "residual") else None,
@@ -233,7 +236,9 @@ class Decoded:
     names: tuple[str, ...] | None
     mode: str = "entropy"
     payloads: tuple[bytes, ...] | None = None
-    step_indices: np.ndarray | None = None  # int64 (N,) index of each step in the bundle, as the bytes said
+    # int64 (N,): the step index each header named (binary layout-2 payloads name their latent's own
+    # step inside the range code, relative to it; ``steps`` holds that one)
+    step_indices: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.symbols)

@@ -182,6 +182,11 @@ def symbols(coding, payload: bytes, index: int) -> list[int]:
     return _state(coding, payload, index)[0]
 
 
+def own_step_index(coding, payload: bytes, index: int) -> int:
+    """The step index a binary layout-2 payload codes its latent at (its header named ``index``)."""
+    return _state(coding, payload, index)[1][4]
+
+
 def _state(coding, payload: bytes, index: int):
     """(latent symbols, (kind, range decoder, image check, E or band)) of one payload."""
     if not payload:
@@ -219,11 +224,13 @@ def pixels(coding, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray
 
 def finish(decoder, decoded) -> np.ndarray:
     """Phase 2 for a batch of residual codes: uint8 (N, H, W), each image verified."""
+    if decoded.step_indices is None:
+        raise ValueError("residual images need the step indices their codes named: pass what Decoder.read returned")
+    headers = decoded.step_indices.tolist()
     if decoder.coding.binary_context2 is not None:
-        headers = [decoder.coding.step_index(float(step), None) for step in decoded.steps]
         states = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, headers, strict=True)]
         return binary_residual.finish(decoder, decoded, states)
-    indices = [decoder.coding.step_index(float(step), None) for step in decoded.steps]
+    indices = headers
     pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, indices)]
     binary = {p[0] == "binary" for p in pending}
     if len(binary) > 1:
