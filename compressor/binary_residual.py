@@ -118,43 +118,77 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     return out
 
 
-def _searched_costs(table, coding, net, bits, symbols, candidates, start, slack=SEARCH_SLACK):
+def _searched_costs(table, coding, net, bits, symbols, candidates, start, slack=None):
     """Ideal bits (latent + pixels) of each image's lossless code at each candidate step
     ((steps, N), ``inf`` where not tried) and the levels computed on the way ({step: (N, H, W)},
     rows of untried images left zero).
 
     A descent rather than a sweep: each image tries the start step and its two neighbours,
-    then keeps stepping outward while the last step on that side is within ``slack`` bits of
-    the best, so the decoder
-    network (one invoke per image and step) runs ~3.5 times per image instead of once per
-    candidate; the whole code's cost over the step is near unimodal (bench/binary_targets.py
-    measures what this gives up against the full window)."""
+    then keeps stepping outward while the last step on that side is within ``slack`` bits
+    (:data:`SEARCH_SLACK`) of its best so far. Each round is one stacked run of the decoder
+    network (one invoke per image and step, as the receiver runs it) and one numpy pass for
+    the pixel and latent costs of every (image, step) it tries."""
+    slack = SEARCH_SLACK if slack is None else slack
     n, k = len(bits), len(candidates)
     cost = np.full((k, n), np.inf)
     levels = {c: np.zeros(bits.shape, np.int8) for c in candidates}
     nbrs = B2.neighbour_part(bits)
 
-    def evaluate(j: int, idx: np.ndarray) -> None:
-        c = candidates[j]
-        lv = net.levels(symbols[c][idx] * coding.steps[c])[..., 0]
-        levels[c][idx] = lv
-        latent = [entropy.ideal_bits(s, coding.tables[c]) for s in symbols[c][idx]]
-        cost[j, idx] = np.asarray(latent) + B2.pixel_bits_given(table, bits[idx], nbrs[idx], lv)
+    def evaluate(groups) -> None:
+        """Cost of image ``idx`` at candidate ``j`` for every ``(j, idx)`` of ``groups``."""
+        steps = [candidates[j] for j, _ in groups]
+        lv = net.levels(np.concatenate([symbols[c][idx] * coding.steps[c] for c, (_, idx) in zip(steps, groups)]))
+        lv = lv[..., 0]
+        every = np.concatenate([idx for _, idx in groups])
+        pixels = B2.pixel_bits_given(table, bits[every], nbrs[every], lv)
+        pos = 0
+        for c, (j, idx) in zip(steps, groups):
+            end = pos + len(idx)
+            levels[c][idx] = lv[pos:end]
+            cost[j, idx] = latent_bits(symbols[c][idx], coding.tables[c]) + pixels[pos:end]
+            pos = end
 
     everyone = np.arange(n)
-    for j in (start - 1, start, start + 1):
-        if 0 <= j < k:
-            evaluate(j, everyone)
-    while True:  # extend each image's tried range by one toward its cheaper side while that end is best
+    evaluate([(j, everyone) for j in (start - 1, start, start + 1) if 0 <= j < k])
+    while True:  # extend each image's tried range outward while that end is near its best
         tried = np.isfinite(cost)
         lo, hi = tried.argmax(axis=0), k - 1 - tried[::-1].argmax(axis=0)
         near = cost.min(axis=0) + slack
         grow = [(cost[lo, everyone] <= near) & (lo > 0), (cost[hi, everyone] <= near) & (hi < k - 1)]
-        if not (grow[0].any() or grow[1].any()):
+        groups = [
+            (int(j), np.flatnonzero(g & (nxt == j)))
+            for g, nxt in ((grow[0], lo - 1), (grow[1], hi + 1))
+            for j in np.unique(nxt[g])
+        ]
+        if not groups:
             return cost, levels
-        for g, nxt in ((grow[0], lo - 1), (grow[1], hi + 1)):
-            for j in np.unique(nxt[g]):
-                evaluate(int(j), np.flatnonzero(g & (nxt == j)))
+        evaluate(groups)
+
+
+_LATENT_BITS: dict[int, tuple] = {}
+
+
+def latent_bits(symbols: np.ndarray, table: entropy.CdfTable) -> np.ndarray:
+    """:func:`entropy.ideal_bits` of every row of ``symbols`` (M, D) at once (float64 (M,))."""
+    got = _LATENT_BITS.get(id(table))
+    if got is None or got[0] is not table:
+        if len(_LATENT_BITS) > 64:
+            _LATENT_BITS.clear()
+        width = max(len(f) for f in table.freqs)
+        freqs = np.ones((len(table.lo), width))
+        for d, row in enumerate(table.freqs):
+            freqs[d, : len(row)] = row
+        sizes = np.asarray([len(row) - 1 for row in table.freqs])
+        cost = entropy.PRECISION - np.log2(freqs)  # the last in-table slot of each row is ESCAPE
+        got = _LATENT_BITS[id(table)] = (table, np.asarray(table.lo), sizes, cost)
+    _, lo, sizes, cost = got
+    i = np.asarray(symbols, np.int64) - lo
+    inside = (i >= 0) & (i < sizes)
+    dims = np.arange(len(lo))
+    bits = cost[dims, np.where(inside, i, sizes)]  # ESCAPE's cost outside
+    dist = np.where(i < 0, -i, i - (sizes - 1))
+    bits = bits + np.where(inside, 0.0, 2.0 * np.frexp(np.maximum(dist, 1).astype(np.float64))[1])
+    return bits.sum(axis=1)
 
 
 def _step_bits(index: int, head: int, n_steps: int) -> float:

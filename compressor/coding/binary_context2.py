@@ -382,52 +382,54 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
 
 def _decode_all(dec: RangeDecoder, levels: np.ndarray, table: ContextTable2) -> np.ndarray:
     """:func:`finish_decoding`'s pixels when the band codes every pixel, unchecked: the same
-    arithmetic with the two rows above packed per column (``16 * bit + disagreement``), so a
-    row's context parts come from one comprehension and the pixel loop only adds W and WW."""
+    arithmetic, arranged for CPython. Each pixel is kept as ``16 * bit + disagreement``, which
+    is also what its right neighbour's context takes from it (plus 256 x the one before), so
+    a row's context parts from the two rows above come from one comprehension; the division
+    of the range decoder becomes a product (``code < r * f`` is ``code // r < f``)."""
     h, w = levels.shape
     base = _level_base(levels).ravel().tolist()
-    verdict = (levels >= 0).ravel().tolist()
+    verdict = (levels >= 0).astype(np.int64).ravel().tolist()
     freq = table.p1_freq
     data, n_data = dec._data, len(dec._data)
     code, rng, pos = dec._code, dec._range, dec._pos
     top = 1 << 24
-    packed = [0] * (w + 2)  # row above, padded by one column each side: 16 * bit + disagreement
-    bits2 = [0] * w  # two rows above: bits
-    bits1 = [0] * w
-    out = []
+    prev2 = prev = [0] * (w + 2)  # rows above, padded by a column each side
+    rows = []
     for o in range(0, h * w, w):
         ups = [
-            u + 2 * a + 4 * left + 8 * right + 512 * nn
-            for u, left, a, right, nn in zip(base[o : o + w], packed, packed[1:], packed[2:], bits2)
+            u + 2 * a + 4 * left + 8 * right + 32 * (nn & 16)
+            for u, left, a, right, nn in zip(base[o : o + w], prev, prev[1:], prev[2:], prev2[1:])
         ]
-        row, packed = [], [0]
-        b1 = b2 = e1 = 0
+        cur = [0]
+        keep = cur.append
+        side = b1 = 0  # the context part from W and WW
         for u, v in zip(ups, verdict[o : o + w]):
-            f = freq[u + 16 * b1 + 256 * b2 + e1]
+            f = freq[u + side]
             r = rng >> 16
-            target = code // r
-            if target >= TOTAL:
-                raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
-            if target < f:
-                b = 1
-                rng = r * f
+            rf = r * f
+            if code < rf:  # ink
+                rng = rf
+                a = 17 - v
+                side = a + 256 * b1
+                b1 = 1
             else:
-                b = 0
-                code -= r * f
-                rng = r * (TOTAL - f)
+                code -= rf
+                rng = (r << 16) - rf
+                if code >= rng:
+                    raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+                side = v + 256 * b1
+                a = v
+                b1 = 0
+            keep(a)
             while rng < top:
                 code = (code << 8) | (data[pos] if pos < n_data else 0)
                 rng <<= 8
                 pos += 1
-            e1 = b ^ v
-            packed.append(16 * b + e1)
-            row.append(b)
-            b2, b1 = b1, b
-        packed.append(0)
-        out += row
-        bits2, bits1 = bits1, row
+        keep(0)
+        rows.append(cur)
+        prev2, prev = prev, cur
     dec._code, dec._range, dec._pos = code, rng, pos
-    return np.asarray(out, np.uint8).reshape(h, w)
+    return (np.asarray(rows, np.uint8)[:, 1:-1] >> 4).astype(np.uint8)
 
 
 def verified(dec: RangeDecoder, bits: np.ndarray, check: bytes, table: ContextTable2) -> np.ndarray:
