@@ -236,10 +236,11 @@ def _encode_pixels(enc: RangeEncoder, freqs, inks) -> None:
     top, mask = 1 << 24, (1 << 32) - 1
     for f, b in zip(freqs, inks):
         r = rng >> 16
+        rf = r * f
         if b:
-            rng = r * f
+            rng = rf
         else:
-            low += r * f
+            low += rf
             if low >> 32:  # carry into the settled bytes
                 j = len(out) - 1
                 while out[j] == 0xFF:
@@ -247,7 +248,7 @@ def _encode_pixels(enc: RangeEncoder, freqs, inks) -> None:
                     j -= 1
                 out[j] += 1
                 low &= mask
-            rng = r * (TOTAL - f)
+            rng = (r << 16) - rf
         while rng < top:
             out.append(low >> 24)
             low = (low << 8) & mask
