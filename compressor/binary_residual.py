@@ -24,18 +24,19 @@ from compressor.coding.binary_context import LOSSLESS_BAND
 from compressor.errors import LosslessMismatchError, RateError
 from compressor.io.arrays import as_batch
 
-STEP_WINDOW = 3
-"""Steps tried on each side of the table's step (measured on the mnist5k test split: +-3 gets
-~93 % of the ideal bytes that trying all 16 saves, +-1 ~60 %; each step tried costs one decoder
-run per image)."""
-SEARCH_SLACK = 8.0
-"""The step search tries the table's step and its two neighbours for every image, and the
-rest of a side only where that neighbour's whole code is within this many bits of the
-image's best so far (the cost over the step has local bumps, so a plain descent gives up
-more). On the mnist5k test split (500 images, bench/binary_targets.py): 5.6 steps tried per
-image instead of 7 for 18.74 B/message and 18.00 B/image in a stream (trying all 7: 18.68
-and 17.95; slack 0: 4.2 steps, 18.80 and 18.03). Each step tried is one decoder invoke
-(~0.06-0.09 ms), the search's main cost at batch 1."""
+STEP_WINDOW = (2, 3)
+"""Steps tried below and above the table's step. On the mnist5k test split (500 images, all
+candidates tried) the winners lean to coarser steps (-3: 13 images, -2: 27, -1: 93, 0: 144,
++1: 117, +2: 71, +3: 35), so dropping -3 gives up 0.012 B/image against +-3 (which gets ~93 %
+of what trying all 16 saves; +-1 ~60 %); each step tried costs one decoder run per image."""
+SEARCH_SLACK = 12.0
+"""The lossless step search tries the table's step and its two neighbours for every image,
+and the rest of a side only where that neighbour's whole code is within this many bits of
+the image's best so far (the cost over the step has local bumps, so a plain descent gives up
+more). On the mnist5k test split (500 images, bench/binary_targets.py): 5.3 steps tried per
+image for 18.71 B/message and 17.98 B/image in a stream; all 6 steps: 18.70 and 17.96; slack
+8: 4.9 steps, 18.75 and 18.00; slack 0: 4.0 steps, 18.81 and 18.03 (+-3, all 7: 18.68 and
+17.95). Each step tried is one decoder invoke (~0.06-0.09 ms), the search's main cost."""
 CHOICES = ((0, 0.0), (LOSSLESS_BAND, 2.0), (LOSSLESS_BAND, 3.0), (LOSSLESS_BAND, 4.0), (LOSSLESS_BAND, 6.0))
 """(band, lie) tried for ``target_error``, besides lossless: the lossy floor, and lossless
 contexts with lying where the truth costs 2, 3, 4 or 6 bits more than the likely value."""
@@ -66,7 +67,7 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     n_steps = len(coding.steps)
     if step is None and quality is None:
         base = table.step_index
-        candidates = list(range(max(0, base - STEP_WINDOW), min(n_steps, base + STEP_WINDOW + 1)))
+        candidates = list(range(max(0, base - STEP_WINDOW[0]), min(n_steps, base + STEP_WINDOW[1] + 1)))
     else:
         base = coding.step_index(step, quality)
         candidates = [base]
