@@ -3,9 +3,10 @@
 The encoder's choices live here; the decoder only reads what the payload says
 (:mod:`compressor.coding.binary_context2`):
 
-- **step per image**: unless ``step``/``quality`` is given, every step within
-  :data:`STEP_WINDOW` of the table's step is tried and each image keeps the one whose whole
-  code is shortest (ideal bits for lossless codes, real bytes otherwise);
+- **step per image**: unless ``step``/``quality`` is given, steps within :data:`STEP_WINDOW`
+  of the table's step are tried and each image keeps the one whose whole code is shortest
+  (lossless codes: ideal bits, estimated in numpy for the steps :data:`SEARCH_SLACK` lets
+  through, and only the winner is range coded; otherwise real bytes at every step);
 - **target_error**: per image, the shortest code over steps x :data:`CHOICES` (band and
   ``lie``, the encoder's rate-distortion choice) and "lie at the costliest pixels the error
   budget allows" (:func:`~compressor.coding.binary_context2.costliest`) with at most that
@@ -23,10 +24,22 @@ from compressor.coding.binary_context import LOSSLESS_BAND
 from compressor.errors import LosslessMismatchError, RateError
 from compressor.io.arrays import as_batch
 
-STEP_WINDOW = 3
-"""Steps tried on each side of the table's step (measured on the mnist5k test split: +-3 gets
-~93 % of the ideal bytes that trying all 16 saves, +-1 ~60 %; each step tried costs one decoder
-run per image)."""
+STEP_WINDOW = (2, 3)
+"""Steps tried below and above the table's step for lossless codes. On the mnist5k test split (500 images, all
+candidates tried) the winners lean to coarser steps (-3: 13 images, -2: 27, -1: 93, 0: 144,
++1: 117, +2: 71, +3: 35), so dropping -3 gives up 0.012 B/image against +-3 (which gets ~93 %
+of what trying all 16 saves; +-1 ~60 %); each step tried costs one decoder run per image."""
+NEAR_WINDOW = (3, 3)
+"""Steps tried below and above the table's step for ``band``/``target_error`` codes (real
+bytes at every step and choice)."""
+SEARCH_SLACK = 12.0
+"""The lossless step search tries the table's step and its two neighbours for every image,
+and the rest of a side only where that neighbour's whole code is within this many bits of
+the image's best so far (the cost over the step has local bumps, so a plain descent gives up
+more). On the mnist5k test split (500 images, bench/binary_targets.py): 5.3 steps tried per
+image for 18.71 B/message and 17.98 B/image in a stream; all 6 steps: 18.70 and 17.96; slack
+8: 4.9 steps, 18.75 and 18.00; slack 0: 4.0 steps, 18.81 and 18.03 (+-3, all 7: 18.68 and
+17.95). Each step tried is one decoder invoke (~0.06-0.09 ms), the search's main cost."""
 CHOICES = ((0, 0.0), (LOSSLESS_BAND, 2.0), (LOSSLESS_BAND, 3.0), (LOSSLESS_BAND, 4.0), (LOSSLESS_BAND, 6.0))
 """(band, lie) tried for ``target_error``, besides lossless: the lossy floor, and lossless
 contexts with lying where the truth costs 2, 3, 4 or 6 bits more than the likely value."""
@@ -57,14 +70,45 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     n_steps = len(coding.steps)
     if step is None and quality is None:
         base = table.step_index
-        candidates = list(range(max(0, base - STEP_WINDOW), min(n_steps, base + STEP_WINDOW + 1)))
+        below, above = STEP_WINDOW if target_error is None and band == LOSSLESS_BAND else NEAR_WINDOW
+        candidates = list(range(max(0, base - below), min(n_steps, base + above + 1)))
     else:
         base = coding.step_index(step, quality)
         candidates = [base]
     latents = encoder.latents(bits.astype(np.float32))
     net = encoder.prediction_network(table.runtime, table.precision, "residual")
     header = base  # a stream's one header step (lossless streams choose it below)
+    n = len(bits)
     symbols = {c: encoder.quantize(latents, c) for c in candidates}
+    if target_error is None and band == LOSSLESS_BAND:
+        if len(candidates) == 1:  # nothing to choose: the levels only
+            cost = np.zeros((1, n))
+            levels = {base: net.levels(symbols[base] * coding.steps[base])[..., 0]}
+        else:
+            cost, levels = _searched_costs(table, coding, net, bits, symbols, candidates, candidates.index(base))
+        heads = [base] if not stream or len(candidates) == 1 else candidates
+        best_total, best = None, None
+        for h in heads:  # a stream's header step: the one that makes the whole stream shortest
+            total_by_step = cost + np.array([[_step_bits(c, h if stream else c, n_steps)] for c in candidates])
+            total = total_by_step.min(axis=0).sum()
+            if best_total is None or total < best_total:
+                best_total, best, header = total, total_by_step.argmin(axis=0), h
+        out = []
+        for i in range(n):
+            c = candidates[best[i]]
+            payload, _ = B2.encode_one(
+                c,
+                header if stream else c,
+                n_steps,
+                symbols[c][i],
+                bits[i],
+                levels[c][i],
+                coding.tables[c],
+                table,
+                LOSSLESS_BAND,
+            )
+            out.append((header if stream else c, payload))
+        return out
     levels = {c: net.levels(symbols[c] * coding.steps[c])[..., 0] for c in candidates}
 
     def one(i: int, c: int, b: int, lie: float, lie_at=()) -> tuple[int, bytes, int]:
@@ -75,18 +119,6 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
         )
         return head, payload, int(np.count_nonzero(recon != bits[i]))
 
-    n = len(bits)
-    if target_error is None and band == LOSSLESS_BAND:
-        latent = [[entropy.ideal_bits(s, coding.tables[c]) for s in symbols[c]] for c in candidates]
-        body = np.asarray(latent) + B2.pixel_bits_by_step(table, bits, [levels[c] for c in candidates])
-        heads = [base] if not stream or len(candidates) == 1 else candidates
-        best_total, best = None, None
-        for h in heads:  # a stream's header step: the one that makes the whole stream shortest
-            cost = body + np.array([[_step_bits(c, h if stream else c, n_steps)] for c in candidates])
-            total = cost.min(axis=0).sum()
-            if best_total is None or total < best_total:
-                best_total, best, header = total, [candidates[j] for j in cost.argmin(axis=0)], h
-        return [one(i, best[i], LOSSLESS_BAND, 0.0)[:2] for i in range(n)]
     if target_error is None:
         return [min((one(i, c, band, 0.0) for c in candidates), key=lambda x: len(x[1]))[:2] for i in range(n)]
     allowed = int(target_error * bits[0].size)
@@ -99,6 +131,77 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
                 codes.append(one(i, c, LOSSLESS_BAND, 0.0, B2.costliest(table, bits[i], levels[c][i], allowed)))
         out.append(min((x for x in codes if x[2] <= allowed), key=lambda x: len(x[1]))[:2])
     return out
+
+
+def _searched_costs(table, coding, net, bits, symbols, candidates, start, slack=None):
+    """Ideal bits (latent + pixels) of each image's lossless code at each candidate step
+    ((steps, N), ``inf`` where not tried) and the levels computed on the way ({step: (N, H, W)},
+    rows of untried images left zero).
+
+    Two rounds rather than a sweep: each image tries the start step and its two neighbours,
+    then the rest of a side only where that neighbour is within ``slack`` bits
+    (:data:`SEARCH_SLACK`) of its best so far. Each round is one stacked run of the decoder
+    network (one invoke per image and step, as the receiver runs it) and one numpy pass for
+    the pixel costs of every (image, step) it tries."""
+    slack = SEARCH_SLACK if slack is None else slack
+    n, k = len(bits), len(candidates)
+    cost = np.full((k, n), np.inf)
+    levels = {c: np.zeros(bits.shape, np.int8) for c in candidates}
+    nbrs = B2.neighbour_part(bits)
+
+    def evaluate(groups) -> None:
+        """Cost of image ``idx`` at candidate ``j`` for every ``(j, idx)`` of ``groups``."""
+        steps = [candidates[j] for j, _ in groups]
+        lv = net.levels(np.concatenate([symbols[c][idx] * coding.steps[c] for c, (_, idx) in zip(steps, groups)]))
+        lv = lv[..., 0]
+        every = np.concatenate([idx for _, idx in groups])
+        pixels = B2.pixel_bits_given(table, bits[every], nbrs[every], lv)
+        pos = 0
+        for c, (j, idx) in zip(steps, groups):
+            end = pos + len(idx)
+            levels[c][idx] = lv[pos:end]
+            cost[j, idx] = latent_bits(symbols[c][idx], coding.tables[c]) + pixels[pos:end]
+            pos = end
+
+    everyone = np.arange(n)
+    evaluate([(j, everyone) for j in (start - 1, start, start + 1) if 0 <= j < k])
+    near = cost.min(axis=0) + slack  # then the rest of a side for the images whose end there is near their best
+    down = np.flatnonzero(cost[start - 1] <= near) if start >= 2 else everyone[:0]
+    up = np.flatnonzero(cost[start + 1] <= near) if start + 2 < k else everyone[:0]
+    groups = [(j, down) for j in range(start - 1) if len(down)] + [(j, up) for j in range(start + 2, k) if len(up)]
+    if groups:
+        evaluate(groups)
+    return cost, levels
+
+
+_LATENT_BITS: dict[int, tuple] = {}
+_VECTOR_ROWS = 8
+
+
+def latent_bits(symbols: np.ndarray, table: entropy.CdfTable) -> np.ndarray:
+    """:func:`entropy.ideal_bits` of every row of ``symbols`` (M, D) at once (float64 (M,));
+    row by row below :data:`_VECTOR_ROWS` rows, where numpy's per-call cost is the larger."""
+    if len(symbols) < _VECTOR_ROWS:
+        return np.asarray([entropy.ideal_bits(s, table) for s in symbols], np.float64)
+    got = _LATENT_BITS.get(id(table))
+    if got is None or got[0] is not table:
+        if len(_LATENT_BITS) > 64:
+            _LATENT_BITS.clear()
+        width = max(len(f) for f in table.freqs)
+        freqs = np.ones((len(table.lo), width))
+        for d, row in enumerate(table.freqs):
+            freqs[d, : len(row)] = row
+        sizes = np.asarray([len(row) - 1 for row in table.freqs])
+        cost = entropy.PRECISION - np.log2(freqs)  # the last in-table slot of each row is ESCAPE
+        got = _LATENT_BITS[id(table)] = (table, np.asarray(table.lo), sizes, cost)
+    _, lo, sizes, cost = got
+    i = np.asarray(symbols, np.int64) - lo
+    inside = (i >= 0) & (i < sizes)
+    dims = np.arange(len(lo))
+    bits = cost[dims, np.where(inside, i, sizes)]  # ESCAPE's cost outside
+    dist = np.where(i < 0, -i, i - (sizes - 1))
+    bits = bits + np.where(inside, 0.0, 2.0 * np.frexp(np.maximum(dist, 1).astype(np.float64))[1])
+    return bits.sum(axis=1)
 
 
 def _step_bits(index: int, head: int, n_steps: int) -> float:

@@ -192,3 +192,25 @@ def test_real_digits_get_their_own_steps_and_a_target_error_is_kept_per_image(en
     assert len(messages) == len(bits)
     with pytest.raises(ValueError, match="target_error"):
         enc.compress(x, target_error=2)
+
+
+def test_the_step_searchs_numpy_pixel_costs_are_the_ideal_bits_of_every_pixel(tables):
+    table, _ = tables
+    levels, bits = _synthetic(7, n=6)
+    f = table.freq_array[B2.contexts(bits, levels)] / 2**16
+    expected = -np.where(bits, np.log2(f), np.log2(1 - f)).reshape(len(bits), -1).sum(axis=1)
+    got = B2.pixel_bits_given(table, bits, B2.neighbour_part(bits), levels)
+    assert np.allclose(got, expected)
+    assert np.allclose(B2.pixel_bits_by_step(table, bits, [levels, -levels])[0], expected)
+
+
+@pytest.mark.parametrize("rows", [2, 30])  # row by row, and in numpy
+def test_the_step_searchs_latent_costs_are_the_coders_ideal_bits_escapes_included(tables, rows):
+    from compressor.binary_residual import latent_bits
+    from compressor.coding.entropy import ideal_bits
+
+    _, latents = tables
+    symbols = np.random.RandomState(3).randint(-6, 7, size=(rows, 3))
+    symbols[0] = [40, -1000, 0]  # far outside the table: escapes
+    got = latent_bits(symbols, latents[0])
+    assert np.allclose(got, [ideal_bits(s, latents[0]) for s in symbols])

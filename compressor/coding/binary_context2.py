@@ -40,7 +40,7 @@ from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_r
 from compressor.coding.lanes import LaneDecoder
 from compressor.coding.lossless import image_check
 from compressor.coding.rangecoder import TOTAL, RangeDecoder, RangeEncoder
-from compressor.coding.residual import CHECK_BYTES, encode_slices
+from compressor.coding.residual import CHECK_BYTES
 from compressor.errors import CodeError, CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
 
 LEVEL_SHIFT = 3
@@ -158,21 +158,34 @@ def pixel_bits(table: ContextTable2, bits: np.ndarray, levels: np.ndarray) -> np
 def pixel_bits_by_step(table: ContextTable2, bits: np.ndarray, levels_by_step) -> np.ndarray:
     """:func:`pixel_bits` for the same images (N, H, W) under each step's levels: (steps, N).
     The neighbour part of the contexts is computed once (the encoder's step search)."""
+    nbrs = neighbour_part(bits)
+    return np.stack([pixel_bits_given(table, bits, nbrs, levels) for levels in levels_by_step])
+
+
+def neighbour_part(bits: np.ndarray) -> np.ndarray:
+    """What every pixel's lossless context takes from the true bits alone, computed once for
+    all steps: int16 (N, 6, H, W) = [neighbour pattern x 16, W, N, NW, NE, the pixel itself]."""
     n, h, w = bits.shape
-    p = np.zeros((n, h + 2, w + 4), np.int64)
+    p = np.zeros((n, h + 2, w + 4), np.int16)
     p[:, 2:, 2:-2] = bits
-    nbrs = p[:, 2:, 1:-3] + 2 * p[:, 1:-1, 2:-2] + 4 * p[:, 1:-1, 1:-3] + 8 * p[:, 1:-1, 3:-1] + 16 * p[:, 2:, :-4]
-    nbrs = (nbrs + 32 * p[:, :-2, 2:-2]) * 16
-    ink = bits.astype(bool)
-    out = np.empty((len(levels_by_step), n))
-    for j, levels in enumerate(levels_by_step):
-        wrong = p.copy()
-        wrong[:, 2:, 2:-2] ^= levels >= 0
-        errs = wrong[:, 2:, 1:-3] + 2 * wrong[:, 1:-1, 2:-2] + 4 * wrong[:, 1:-1, 1:-3] + 8 * wrong[:, 1:-1, 3:-1]
-        ctx = _level_base(levels) + nbrs + errs
-        cost = np.where(ink, table.ink_bits[ctx], table.background_bits[ctx])
-        out[j] = cost.reshape(n, -1).sum(axis=1)
-    return out
+    west, north, nw, ne = p[:, 2:, 1:-3], p[:, 1:-1, 2:-2], p[:, 1:-1, 1:-3], p[:, 1:-1, 3:-1]
+    pattern = west + 2 * north + 4 * nw + 8 * ne + 16 * p[:, 2:, :-4] + 32 * p[:, :-2, 2:-2]
+    return np.stack([pattern * 16, west, north, nw, ne, bits.astype(np.int16)], axis=1)
+
+
+def _verdict_shifts(levels: np.ndarray) -> np.ndarray:
+    v = np.zeros((len(levels), levels.shape[1] + 2, levels.shape[2] + 4), np.int16)
+    v[:, 2:, 2:-2] = levels >= 0
+    return v[:, 2:, 1:-3], v[:, 1:-1, 2:-2], v[:, 1:-1, 1:-3], v[:, 1:-1, 3:-1]
+
+
+def pixel_bits_given(table: ContextTable2, bits: np.ndarray, nbrs: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Ideal pixel bits per image (N,) of lossless codes, given :func:`neighbour_part`."""
+    vw, vn, vnw, vne = _verdict_shifts(levels)
+    errs = (nbrs[:, 1] ^ vw) + 2 * (nbrs[:, 2] ^ vn) + 4 * (nbrs[:, 3] ^ vnw) + 8 * (nbrs[:, 4] ^ vne)
+    ctx = _level_base(levels) + (nbrs[:, 0] + errs)
+    cost = np.where(nbrs[:, 5].astype(bool), table.ink_bits[ctx], table.background_bits[ctx])
+    return cost.reshape(len(bits), -1).sum(axis=1)
 
 
 def header_bits(index: int, header_index: int, n_steps: int, band: int) -> float:
@@ -210,11 +223,37 @@ def encode_one(
         recon = bits.astype(bool)
         f = table.freq_array[contexts(recon[None], levels[None])[0]].ravel()
         ink = recon.ravel()
-        starts, freqs = np.where(ink, 0, f).tolist(), np.where(ink, f, TOTAL - f).tolist()
-        encode_slices(enc, starts, freqs, [False] * len(starts), starts, 1)
+        _encode_pixels(enc, f.tolist(), ink.tolist())
     else:
         recon = _encode_band(enc, bits, levels, table, band, lie, frozenset(lie_at))
     return image_check(recon) + enc.finish(), recon.astype(np.uint8)
+
+
+def _encode_pixels(enc: RangeEncoder, freqs, inks) -> None:
+    """:meth:`RangeEncoder.encode` of each pixel's slot (ink ``(0, f)``, background
+    ``(f, TOTAL - f)``), inlined: the same arithmetic, ~2x faster than generic slices."""
+    low, rng, out = enc._low, enc._range, enc._out
+    top, mask = 1 << 24, (1 << 32) - 1
+    for f, b in zip(freqs, inks):
+        r = rng >> 16
+        rf = r * f
+        if b:
+            rng = rf
+        else:
+            low += rf
+            if low >> 32:  # carry into the settled bytes
+                j = len(out) - 1
+                while out[j] == 0xFF:
+                    out[j] = 0
+                    j -= 1
+                out[j] += 1
+                low &= mask
+            rng = (r << 16) - rf
+        while rng < top:
+            out.append(low >> 24)
+            low = (low << 8) & mask
+            rng <<= 8
+    enc._low, enc._range = low, rng
 
 
 def _row_above(prev2, prev, eprev, w):
@@ -296,6 +335,8 @@ def start_decoding(payload: bytes, header_index: int, tables: list[CdfTable]):
 
 def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: ContextTable2, band: int) -> np.ndarray:
     """One image's pixels (uint8 0/1, (H, W)) under the receiver's own int8 ``levels``."""
+    if CUT[band] <= 1:  # every pixel coded (lossless): the short loop
+        return verified(dec, _decode_all(dec, levels, table), check, table)
     h, w = levels.shape
     base = _level_base(levels).ravel().tolist()
     verdict = (levels >= 0).astype(np.int64).ravel().tolist()
@@ -338,6 +379,58 @@ def finish_decoding(dec: RangeDecoder, check: bytes, levels: np.ndarray, table: 
         prev2, prev, eprev = prev, cur, ecur
     dec._code, dec._range, dec._pos = code, rng, pos
     return verified(dec, np.asarray(out, np.uint8).reshape(h, w), check, table)
+
+
+def _decode_all(dec: RangeDecoder, levels: np.ndarray, table: ContextTable2) -> np.ndarray:
+    """:func:`finish_decoding`'s pixels when the band codes every pixel, unchecked: the same
+    arithmetic, arranged for CPython. Each pixel is kept as ``16 * bit + disagreement``, which
+    is also what its right neighbour's context takes from it (plus 256 x the one before), so
+    a row's context parts from the two rows above come from one comprehension; the division
+    of the range decoder becomes a product (``code < r * f`` is ``code // r < f``)."""
+    h, w = levels.shape
+    base = _level_base(levels).ravel().tolist()
+    verdict = (levels >= 0).astype(np.int64).ravel().tolist()
+    freq = table.p1_freq
+    data, n_data = dec._data, len(dec._data)
+    code, rng, pos = dec._code, dec._range, dec._pos
+    top = 1 << 24
+    prev2 = prev = [0] * (w + 2)  # rows above, padded by a column each side
+    rows = []
+    for o in range(0, h * w, w):
+        ups = [
+            u + 2 * a + 4 * left + 8 * right + 32 * (nn & 16)
+            for u, left, a, right, nn in zip(base[o : o + w], prev, prev[1:], prev[2:], prev2[1:])
+        ]
+        cur = [0]
+        keep = cur.append
+        side = b1 = 0  # the context part from W and WW
+        for u, v in zip(ups, verdict[o : o + w]):
+            f = freq[u + side]
+            r = rng >> 16
+            rf = r * f
+            if code < rf:  # ink
+                rng = rf
+                a = 17 - v
+                side = a + 256 * b1
+                b1 = 1
+            else:
+                code -= rf
+                rng = (r << 16) - rf
+                if code >= rng:
+                    raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+                side = v + 256 * b1
+                a = v
+                b1 = 0
+            keep(a)
+            while rng < top:
+                code = (code << 8) | (data[pos] if pos < n_data else 0)
+                rng <<= 8
+                pos += 1
+        keep(0)
+        rows.append(cur)
+        prev2, prev = prev, cur
+    dec._code, dec._range, dec._pos = code, rng, pos
+    return (np.asarray(rows, np.uint8)[:, 1:-1] >> 4).astype(np.uint8)
 
 
 def verified(dec: RangeDecoder, bits: np.ndarray, check: bytes, table: ContextTable2) -> np.ndarray:
