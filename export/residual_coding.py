@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.coding import binary_context, binary_context2, residual
+from compressor.coding import binary_context2, residual
 from export.photo_crops import training_crops
 
 
@@ -35,22 +35,6 @@ def residual_section(int8_levels, coding: dict, latents: np.ndarray, images: np.
     log(f"  residual: spatial table set from {len(natural)} photo crops")
     table = residual.build_table(levels_at(best), pixels, step_index=best, natural=natural)
     return table.to_json() | {"train_ideal_lossless_bytes": [round(s, 3) for s in sizes]}
-
-
-def binary_context_section(int8_levels, coding: dict, latents: np.ndarray, images: np.ndarray, log=print) -> dict:
-    """The ``binary_context`` table, at the step that makes lossless codes smallest on training data."""
-    bits = np.asarray(images).reshape(len(images), *images.shape[1:3]) > 0.5
-    steps = coding["steps"]
-    sizes, tables = [], []
-    for index, step in enumerate(steps):
-        lv = np.asarray(int8_levels(np.rint(latents / step) * step)).reshape(bits.shape)
-        table = binary_context.build_table(lv, bits, step_index=index)
-        pixel_bits = float(binary_context.ideal_bits(table, bits, lv).mean())
-        sizes.append((coding["train_rd"][index]["ideal_bytes"] * 8 + pixel_bits) / 8)
-        tables.append(table)
-    best = int(np.argmin(sizes))
-    log(f"  binary context: lossless step {steps[best]} ({sizes[best]:.1f} ideal bytes per training image)")
-    return tables[best].to_json() | {"train_ideal_lossless_bytes": [round(s, 3) for s in sizes]}
 
 
 def binary_context2_section(int8_levels, coding: dict, latents: np.ndarray, images: np.ndarray, log=print) -> dict:

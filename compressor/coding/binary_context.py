@@ -27,6 +27,7 @@ background ``(f, 2**16 - f)``, ``f = p1_freq[context]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -57,7 +58,12 @@ CUT = _cuts()
 
 @dataclass(frozen=True)
 class ContextTable:
-    """Context -> 16-bit ink frequency, and what must produce the levels."""
+    """Context -> 16-bit ink frequency, and what must produce the levels.
+
+    ``SECTION`` names its coding.json section; layout 2's table (``binary_context2``) shares this
+    JSON form and these readers."""
+
+    SECTION: ClassVar[str] = "binary_context"
 
     p1_freq: tuple[int, ...]
     runtime: str
@@ -71,11 +77,11 @@ class ContextTable:
         object.__setattr__(self, "p1_freq", tuple(f))
 
     @classmethod
-    def from_json(cls, obj) -> ContextTable:
+    def from_json(cls, obj):
         try:
             return cls(tuple(obj["p1_freq"]), str(obj["runtime"]), str(obj["precision"]), int(obj.get("step_index", 0)))
         except (KeyError, TypeError, ValueError) as e:
-            raise ManifestError(f"coding.json 'binary_context' section is malformed: {e}") from e
+            raise ManifestError(f"coding.json '{cls.SECTION}' section is malformed: {e}") from e
 
     def to_json(self) -> dict:
         return {

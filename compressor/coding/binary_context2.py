@@ -32,9 +32,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from compressor.coding import binary_context
 from compressor.coding.binary_context import CUT, HALF, LOSSLESS_BAND
 from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_row
 from compressor.coding.lanes import LaneDecoder
@@ -67,8 +69,11 @@ BAND_CDF = [0, *np.cumsum([_OTHER_BAND] * LOSSLESS_BAND + [TOTAL - _OTHER_BAND *
 
 
 @dataclass(frozen=True)
-class ContextTable2:
-    """Context -> 16-bit ink frequency (32,768 entries), and what must produce the levels."""
+class ContextTable2(binary_context.ContextTable):
+    """Context -> 16-bit ink frequency (32,768 entries), and what must produce the levels; the
+    JSON form and its reader are layout 1's."""
+
+    SECTION: ClassVar[str] = "binary_context2"
 
     p1_freq: tuple[int, ...]
     runtime: str
@@ -88,21 +93,6 @@ class ContextTable2:
         object.__setattr__(self, "freq_array", np.asarray(f, np.int64))
         object.__setattr__(self, "ink_bits", -np.log2(self.freq_array / TOTAL))
         object.__setattr__(self, "background_bits", -np.log2(1 - self.freq_array / TOTAL))
-
-    @classmethod
-    def from_json(cls, obj) -> ContextTable2:
-        try:
-            return cls(tuple(obj["p1_freq"]), str(obj["runtime"]), str(obj["precision"]), int(obj.get("step_index", 0)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ManifestError(f"coding.json 'binary_context2' section is malformed: {e}") from e
-
-    def to_json(self) -> dict:
-        return {
-            "p1_freq": list(self.p1_freq),
-            "runtime": self.runtime,
-            "precision": self.precision,
-            "step_index": self.step_index,
-        }
 
 
 def contexts(recon: np.ndarray, levels: np.ndarray) -> np.ndarray:
