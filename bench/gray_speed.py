@@ -29,7 +29,8 @@ from compressor.coding import residual
 
 
 def _captured(enc: Encoder, dec: Decoder, batches: list[np.ndarray]):
-    """The coder calls the codec makes for ``batches``: ``[(encode args, decode args)]``."""
+    """The coder calls the codec makes for ``batches``: per batch, ``(encode calls, decode calls)``
+    (a batch whose images take both table sets decodes in one call per set)."""
     calls = {"enc": [], "dec": []}
     encode, finish = residual.encode_choosing_set, residual.finish_decoding
 
@@ -43,11 +44,14 @@ def _captured(enc: Encoder, dec: Decoder, batches: list[np.ndarray]):
 
     residual.encode_choosing_set, residual.finish_decoding = spy_encode, spy_finish
     try:
+        out = []
         for b in batches:
+            calls["enc"], calls["dec"] = [], []
             dec.decompress(enc.compress(b, max_error=0))
+            out.append((calls["enc"], calls["dec"]))
     finally:
         residual.encode_choosing_set, residual.finish_decoding = encode, finish
-    return list(zip(calls["enc"], calls["dec"], strict=True))
+    return out
 
 
 def measure(bundle: str, images: np.ndarray, rounds: int = 20, runtime: str = "litert") -> dict:
@@ -59,13 +63,15 @@ def measure(bundle: str, images: np.ndarray, rounds: int = 20, runtime: str = "l
     code64 = enc.compress(batch, max_error=0)
     coder = _captured(enc, dec, [*singles, batch])
 
-    def run_encode(calls):
-        for (a, k), _ in calls:
-            residual.encode_choosing_set(*a, **k)
+    def run_encode(batches):
+        for calls, _ in batches:
+            for a, k in calls:
+                residual.encode_choosing_set(*a, **k)
 
-    def run_decode(calls):
-        for _, (decoders, a, k) in calls:
-            residual.finish_decoding([copy.copy(d) for d in decoders], *a, **k)
+    def run_decode(batches):
+        for _, calls in batches:
+            for decoders, a, k in calls:
+                residual.finish_decoding([copy.copy(d) for d in decoders], *a, **k)
 
     fns = {
         "codec enc 1": lambda: [enc.compress(x, max_error=0) for x in singles],
