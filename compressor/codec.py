@@ -18,7 +18,7 @@ the runtime that produced the means.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +112,21 @@ class Coding:
 
     def decode_item(self, payload: bytes, index: int, mode: str) -> list[int]:
         """The latent symbols of one payload (for a lossless or residual payload: its latent part)."""
+        return self._item(payload, index, mode)[0]
+
+    def _item(self, payload: bytes, index: int, mode: str) -> tuple[list[int], tuple | None]:
+        """``(latent symbols, phase-1 state)``: a residual payload's state (its range decoder
+        after the latent, check, bound or band, own step) is kept so that its pixels are
+        decoded on from there, without parsing the payload again."""
         if mode == "entropy":  # the everyday payload first
             self._check_index(index)
-            return entropy.decode_symbols(payload, self.tables[index])
+            return entropy.decode_symbols(payload, self.tables[index]), None
         if mode == "residual":
             self._check_index(index)
-            return residual_codec.symbols(self, payload, index)
+            return residual_codec.start(self, payload, index)
+        return self._latent_part(payload, index, mode), None
+
+    def _latent_part(self, payload: bytes, index: int, mode: str) -> list[int]:
         if mode != "lossless":
             return self.decode_one(payload, index, mode)
         self._check_index(index)
@@ -136,6 +145,7 @@ class Coding:
         is decoded: an empty payload is a valid code, so a small stream may declare very many.
         """
         payloads: list[bytes] = []
+        states: list = []
         modes: set[str] = set()
         if isinstance(codes, (bytes, bytearray, memoryview)):
             codes = bytes(codes)
@@ -150,7 +160,8 @@ class Coding:
             if stream.joint_count is not None:
                 syms = self.decode_joint(stream.payloads[0], stream.step_index, stream.mode, stream.count)
             else:
-                syms = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                items = [self._decode_stream_item(p, stream.step_index, stream.mode) for p in stream.payloads]
+                syms, states = [s for s, _ in items], [t for _, t in items]
                 payloads = list(stream.payloads)
             indices = [stream.step_index] * len(syms)
             names = stream.names
@@ -166,7 +177,9 @@ class Coding:
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
                 try:
                     header, payload = self._unpack(msg)
-                    syms.append(self.decode_item(payload, header.step_index, header.mode))
+                    symbols, state = self._item(payload, header.step_index, header.mode)
+                    syms.append(symbols)
+                    states.append(state)
                 except CodeError as e:
                     raise type(e)(f"message {i}: {e}") from e
                 payloads.append(payload)
@@ -183,7 +196,7 @@ class Coding:
         mode = exact.pop() if exact else sorted(modes)[0]
         own = indices
         if mode == "residual" and self.binary_context2 is not None:  # layout 2 names each image's own step
-            own = [residual_codec.own_step_index(self, p, i) for p, i in zip(payloads, indices, strict=True)]
+            own = [residual_codec.own_step(state) for state in states]
         return Decoded(
             np.asarray(syms, np.int64),
             np.asarray([self.steps[i] for i in own], np.float64),
@@ -191,6 +204,7 @@ class Coding:
             mode,
             tuple(payloads) if mode in ("lossless", "residual") else None,
             np.asarray(indices, np.int64),
+            tuple(states) if mode == "residual" else None,
         )
 
     def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
@@ -200,9 +214,9 @@ class Coding:
         return lossless.finish_decoding(dec, check, levels, self.lossless)
 
     def _decode_stream_item(self, payload: bytes, index: int, mode: str):
-        """:meth:`decode_item` for a stream payload: its length is checksummed, so a short one is damage."""
+        """:meth:`_item` for a stream payload: its length is checksummed, so a short one is damage."""
         try:
-            return self.decode_item(payload, index, mode)
+            return self._item(payload, index, mode)
         except TruncatedCodeError as e:
             raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
@@ -239,6 +253,9 @@ class Decoded:
     # int64 (N,): the step index each header named (binary layout-2 payloads name their latent's own
     # step inside the range code, relative to it; ``steps`` holds that one)
     step_indices: np.ndarray | None = None
+    # residual codes: each payload's phase-1 state from :meth:`Coding.read` (range decoder after
+    # the latent, check, bound or band, own step), so the pixels are decoded on from there
+    phase1: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -254,6 +271,7 @@ class Decoded:
             names=None if self.names is None else self.names[items],
             payloads=None if self.payloads is None else self.payloads[items],
             step_indices=None if self.step_indices is None else self.step_indices[items],
+            phase1=None if self.phase1 is None else self.phase1[items],
         )
 
     @property

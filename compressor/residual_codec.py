@@ -12,6 +12,7 @@ bundle's ``residual`` section names (int8 LiteRT); the encoder loads that decode
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -177,14 +178,20 @@ def _bounds_for_psnr(table: residual.ResidualTable, pixels, levels, target: floa
     return best, best_set
 
 
-def symbols(coding, payload: bytes, index: int) -> list[int]:
-    """Phase 1 for one payload: its latent symbols (every check up to the pixels)."""
-    return _state(coding, payload, index)[0]
+def start(coding, payload: bytes, index: int) -> tuple[list[int], tuple]:
+    """Phase 1 for one payload: ``(latent symbols, state)``; :func:`finish` decodes the pixels
+    on from the state (a copy of it: the same state may be finished twice)."""
+    return _state(coding, payload, index)
 
 
-def own_step_index(coding, payload: bytes, index: int) -> int:
-    """The step index a binary layout-2 payload codes its latent at (its header named ``index``)."""
-    return _state(coding, payload, index)[1][4]
+def own_step(state: tuple) -> int:
+    """The step index a binary layout-2 payload codes its latent at, from its phase-1 state."""
+    return state[4]
+
+
+def _fresh(state: tuple) -> tuple:
+    """``state`` with a copy of its range decoder, which finishing advances."""
+    return (state[0], copy.copy(state[1]), *state[2:])
 
 
 def _state(coding, payload: bytes, index: int):
@@ -227,11 +234,12 @@ def finish(decoder, decoded) -> np.ndarray:
     if decoded.step_indices is None:
         raise ValueError("residual images need the step indices their codes named: pass what Decoder.read returned")
     headers = decoded.step_indices.tolist()
+    if decoded.phase1 is not None and len(decoded.phase1) == len(headers):
+        pending = [_fresh(state) for state in decoded.phase1]
+    else:
+        pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, headers, strict=True)]
     if decoder.coding.binary_context2 is not None:
-        states = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, headers, strict=True)]
-        return binary_residual.finish(decoder, decoded, states)
-    indices = headers
-    pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, indices)]
+        return binary_residual.finish(decoder, decoded, pending)
     binary = {p[0] == "binary" for p in pending}
     if len(binary) > 1:
         raise CorruptCodeError("a stream mixes binary and grayscale residual codes: damaged data")

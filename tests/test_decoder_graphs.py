@@ -18,7 +18,7 @@ def _random_decoder(width: float = 1.0, seed: int = 0):
     return decoder
 
 
-@pytest.mark.parametrize("graph", ["conv_d2s", "conv_phases"])
+@pytest.mark.parametrize("graph", ["conv_d2s", "conv_phases", "conv_phases_dw"])
 @pytest.mark.parametrize("width", [0.5, 1.0])
 def test_rewritten_graphs_equal_transposed_convolutions_in_float(width, graph):
     from export.graphs import decoder_graph
@@ -76,7 +76,7 @@ def test_phase_convolutions_drop_only_zero_taps_and_match_tensorflow(k, s):
 def test_unknown_decoder_graph_is_refused_with_the_choices():
     from export.graphs import decoder_graph
 
-    with pytest.raises(ValueError, match="transpose, conv_d2s, conv_phases"):
+    with pytest.raises(ValueError, match="transpose, conv_d2s, conv_phases, conv_phases_dw"):
         decoder_graph(_random_decoder(), "winograd")
 
 
