@@ -12,6 +12,6 @@ WIDTHS = (0.5, 1.0, 2.0)
 DECODER_GRAPH = "fixed"
 """The decoder graph option an export uses by default: a fixed rule (LiteRT conv_phases, ONNX
 Runtime conv_d2s), so exports are reproducible (export/variants.py says why these)."""
-DECODER_GRAPH_OPTIONS = ("fixed", "conv_phases", "conv_d2s", "transpose", "auto")
+DECODER_GRAPH_OPTIONS = ("fixed", "conv_phases", "conv_phases_dw", "conv_d2s", "transpose", "auto")
 """``--decoder-graph``: the fixed rule, one graph of export/graphs.py for both runtimes, or
 ``auto`` (the fastest on the exporting machine, by timing)."""

@@ -36,7 +36,7 @@ def test_the_fixed_rule_ships_the_phase_graph_with_litert_and_the_depth_to_space
     assert DEFAULT_OPTION == "fixed"
     assert _graphs_for("fixed", "tflite") == ("conv_phases",) and _graphs_for("fixed", "onnx") == ("conv_d2s",)
     assert _graphs_for("transpose", "onnx") == ("transpose",)
-    assert set(_graphs_for("auto", "tflite")) == {"transpose", "conv_d2s", "conv_phases"}
+    assert set(_graphs_for("auto", "tflite")) == {"transpose", "conv_d2s", "conv_phases", "conv_phases_dw"}
 
 
 def test_auto_follows_the_timing_and_the_default_does_not():
@@ -59,7 +59,7 @@ def test_export_command_takes_a_decoder_graph_option_whose_default_is_fixed():
 def test_an_unknown_decoder_graph_option_is_refused_with_the_choices():
     from export.variants import choose
 
-    with pytest.raises(ValueError, match="fixed, conv_phases, conv_d2s, transpose, auto"):
+    with pytest.raises(ValueError, match="fixed, conv_phases, conv_phases_dw, conv_d2s, transpose, auto"):
         choose(None, None, None, None, option="fastest")
 
 
