@@ -26,7 +26,7 @@ from compressor import wire
 from compressor.coding import binary_context2 as B2
 from compressor.coding import entropy, lossless
 from compressor.coding import residual as gray_residual
-from compressor.coding.binary_context import CUT, LOSSLESS_BAND
+from compressor.coding.binary_context import CUT, HALF, LOSSLESS_BAND
 from compressor.coding.binary_context2 import BAND_CDF
 from compressor.coding.entropy import CdfTable
 from compressor.coding.rangecoder import TOTAL, RangeEncoder
@@ -1046,7 +1046,7 @@ K_P1 = _k_p1_freq()
 K_TABLE = B2.ContextTable2(tuple(K_P1), "litert", "int8", 2)
 # one entropy table per step, each with other lo: a decoder reading the latent under the header's
 # step instead of the payload's own gets other symbols
-K_TABLES = [TABLE_0 | {"lo": [-2 + k, -(k % 2), -1 + k // 2]} for k in range(5)]
+K_TABLES = [TABLE_0 | {"lo": [-2 + k, -(k % 2), -1 + k // 2]} for k in range(16)]  # 16 steps: the most there are
 K_SHAPE = (4, 5)
 
 
@@ -1057,7 +1057,7 @@ def _packed_freqs(freqs) -> str:
 
 BUNDLES["K"] = {
     "model_id": "c3c3c3c3c3c3c3c3",
-    "steps": [0.25, 0.5, 1.0, 2.0, 4.0],
+    "steps": [0.25 * (k + 1) for k in range(16)],
     "tables": K_TABLES,
     "lossless": None,
     "binary_context2": {
@@ -1090,23 +1090,55 @@ def _k_payload(own, header, symbols, bits, levels, band=LOSSLESS_BAND, lie=0.0, 
     return payload, recon.ravel()
 
 
-def _k_coded(recon, levels, band) -> int:
-    """How many pixels the band codes, given the reconstruction (the decoder's contexts)."""
+def _k_coded(recon, levels, band) -> np.ndarray:
+    """Which pixels the band codes (bool (H*W,)), given the reconstruction (the decoder's contexts)."""
     ctx = B2.contexts(np.asarray(recon).reshape(1, *K_SHAPE), np.asarray(levels, np.int8).reshape(1, *K_SHAPE))
     f = K_TABLE.freq_array[ctx.ravel()]
-    return int(np.count_nonzero(np.minimum(f, TOTAL - f) >= CUT[band]))
+    return np.minimum(f, TOTAL - f) >= CUT[band]
 
 
-def _k_image(rng, band, *, coded=None):
+def _k_levels(rng):
+    """Random int8 levels, a quarter of them exactly 0 (whose verdict is ink: ``v >= 0``)."""
+    levels = rng.integers(-128, 128, 20)
+    levels[rng.random(20) < 0.25] = 0
+    return levels
+
+
+def _k_image(rng, band, *, coded=None, background=False):
     """Random bits and levels whose code at ``band`` codes between ``coded`` pixels (searched;
-    by default all 20 where ``CUT[band] = 0``, else some but not all)."""
+    by default all 20 where ``CUT[band] = 0``, else some but not all), and with ``background`` a
+    coded background pixel among them."""
     coded = coded or ((20, 20) if CUT[band] == 0 else (1, 19))
     for _ in range(10000):
-        bits, levels = rng.integers(0, 2, 20), rng.integers(-128, 128, 20)
+        bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
         _, recon = _k_payload(0, 0, [0, 0, 0], bits, levels, band)
-        if coded[0] <= _k_coded(recon, levels, band) <= coded[1]:
+        mask = _k_coded(recon, levels, band)
+        if coded[0] <= np.count_nonzero(mask) <= coded[1] and (not background or np.any(mask & (recon == 0))):
             return bits, levels
     raise RuntimeError("no image found")
+
+
+def _k_band_edge(rng, below: bool):
+    """``(bits, levels, band)`` of an image with a pixel on the edge of a mid band (CUT 256..2**15 - 1):
+    ``min(f, 2**16 - f) = CUT[band]``, so it is coded, and against its verdict (``below``: one
+    less, so it is not coded). A decoder with another CUT, or ``>`` for ``>=``, decodes
+    another image. Searched: the candidate band comes from the lossless contexts, and is kept
+    if the contexts at that band still put a pixel on the edge."""
+    band_of = {c - below: b for b, c in enumerate(CUT) if 256 <= c < HALF}  # mid bands
+    for _ in range(100000):
+        bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
+        f = K_TABLE.freq_array[B2.contexts(bits.reshape(1, *K_SHAPE), levels.reshape(1, *K_SHAPE).astype(np.int8))]
+        for m in np.minimum(f, TOTAL - f).ravel().tolist():
+            band = band_of.get(m)
+            if band is None:
+                continue
+            _, recon = _k_payload(0, 0, [0, 0, 0], bits, levels, band)
+            ctx = B2.contexts(recon.reshape(1, *K_SHAPE), levels.reshape(1, *K_SHAPE).astype(np.int8)).ravel()
+            fb = K_TABLE.freq_array[ctx]
+            edge = np.minimum(fb, TOTAL - fb) == CUT[band] - below
+            if below and np.any(edge) or np.any(edge & (recon != (fb >= HALF))):
+                return bits, levels, band
+    raise RuntimeError("no band edge found")
 
 
 def _sliver(enc: RangeEncoder) -> bytes:
@@ -1138,7 +1170,7 @@ def _k_carry_image(rng):
     try:
         for _ in range(20000):
             hit.clear()
-            bits, levels = rng.integers(0, 2, 20), rng.integers(-128, 128, 20)
+            bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
             payload, _ = _k_payload(1, 2, [0, 0, 0], bits, levels)
             if hit.get("ripple"):
                 return bits, levels, payload
@@ -1160,8 +1192,10 @@ def binary2_vectors():
         (0, 4, [1, 0, 2], 8, 0),  # four steps from the header; a mid band
         (4, 4, [3, -1, 1], 0, 0),  # band 0: only the coin-flip contexts are coded
         (1, 3, [-1, 0, 0], LOSSLESS_BAND, 2),  # near-lossless: the encoder lies at its two costliest pixels
+        (0, 15, [0, 1, 0], LOSSLESS_BAND, 0),  # 15 steps away: the floor frequency 16
+        (15, 4, [2, 0, 2], LOSSLESS_BAND, 0),  # 11 steps away, below a header that takes the rest
     ]
-    images = [_k_image(rng, band, coded=(1, 3) if band == 0 else None) for *_, band, _ in plan]
+    images = [_k_image(rng, band, coded=(1, 3) if band == 0 else None, background=band == 0) for *_, band, _ in plan]
     payloads, recons, levels = [], [], []
     for (head, own, syms, band, lies), (bits, lv) in zip(plan, images):
         lie_at = B2.costliest(K_TABLE, bits.reshape(K_SHAPE), np.asarray(lv, np.int8).reshape(K_SHAPE), lies)
@@ -1177,14 +1211,15 @@ def binary2_vectors():
         [msg("K", "residual", head, p) for (head, *_), p in zip(plan, payloads)],
         ok([syms for _, _, syms, _, _ in plan], [own for _, own, *_ in plan], pixels=recons),
         "binary layout-2 messages: own step = header step (lossless), own step 0 under header 2 with latent "
-        "escapes, own step 4 under header 0 at band 8, band 0, and a lossless band whose encoder lied at two "
-        "pixels (the expected pixels are the reconstruction, two off the sender's image)",
+        "escapes, own step 4 under header 0 at band 8, band 0 (a coin-flip pixel coded as background), a lossless "
+        "band whose encoder lied at two pixels (the expected pixels are the reconstruction, two off the sender's "
+        "image), and steps 15 and 4 under headers 0 and 15 (the floor frequency 16); a quarter of the levels are 0",
         levels=levels,
         tags=("residual", "binary2", "escape"),
     )
     # a stream: one header step (2), every image names its own
     stream_plan = [(0, [0, 0, 0], LOSSLESS_BAND, 0.0), (1, [2, 0, -1], 64, 0.0), (2, [-1, 1, 0], LOSSLESS_BAND, 2.0)]
-    stream_plan += [(3, [0, 0, 5], 126, 0.0), (4, [1, 0, 1], LOSSLESS_BAND, 0.0)]
+    stream_plan += [(3, [0, 0, 5], 126, 0.0), (4, [1, 0, 1], LOSSLESS_BAND, 0.0), (13, [0, 0, 0], LOSSLESS_BAND, 0.0)]
     s_payloads, s_recons, s_levels = [], [], []
     for own, syms, band, lie in stream_plan:
         bits, lv = _k_image(rng, band)
@@ -1192,16 +1227,29 @@ def binary2_vectors():
         s_payloads.append(p)
         s_recons.append(recon)
         s_levels.append(lv)
-    names = ["k0", "k1", "k2", "k3", "k4"]
+    names = ["k0", "k1", "k2", "k3", "k4", "k13"]
     add(
         "stream-residual-binary2",
         "K",
         wire.pack_stream(MID["K"], "residual", 2, s_payloads, names),
         ok([s for _, s, _, _ in stream_plan], [own for own, *_ in stream_plan], names, pixels=s_recons),
-        "a binary layout-2 stream with header step 2 whose five images name their own steps 0..4 (bands 127, "
-        "64, 127 with lying where the truth costs 2 bits more, 126 (whose CUT is already 0: every pixel coded), 127)",
+        "a binary layout-2 stream with header step 2 whose six images name their own steps 0..4 and 13 (bands "
+        "127, 64, 127 with lying where the truth costs 2 bits more, 126 (whose CUT is already 0: every pixel "
+        "coded), 127, 127)",
         levels=s_levels,
         tags=("residual", "binary2", "names"),
+    )
+    edges = [_k_band_edge(rng, below) for below in (False, True)]
+    e_payloads = [_k_payload(3, 3, [0, 0, 0], bits, lv, band) for bits, lv, band in edges]
+    add(
+        "msg-residual-binary2-band-edges",
+        "K",
+        [msg("K", "residual", 3, p) for p, _ in e_payloads],
+        ok([[0, 0, 0]] * 2, [3, 3], pixels=[r for _, r in e_payloads]),
+        f"pixels on the edge of bands {edges[0][2]} and {edges[1][2]}: min(f, 2**16 - f) = CUT[band], coded "
+        "(against the context's verdict), and CUT[band] - 1, not coded",
+        levels=[lv for _, lv, _ in edges],
+        tags=("residual", "binary2"),
     )
     bits, lv, carried = _k_carry_image(rng)
     p, recon = _k_payload(1, 2, [0, 0, 0], bits, lv)
