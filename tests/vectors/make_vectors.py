@@ -1382,6 +1382,15 @@ def binary2_vectors():
         f"a valid lossless code decoded under other int8 levels than the sender's (each {shift} higher, clipped)",
         levels=[other],
     )
+    add(
+        "K-latents-before-pixels",
+        "K",
+        [msg("K", "residual", 2, good), msg("K", "residual", 2, check + b"\xff\xff")],
+        err("CorruptCodeError", "K3"),
+        "the first message fails K7 under these levels, the second K3: every message is read up to its pixels "
+        "before any pixels are decoded, so K3 decides",
+        levels=[other, good_lv],
+    )
 
 
 CODINGS: dict = {}
