@@ -219,5 +219,10 @@ def finish(decoder, decoded, states) -> np.ndarray:
         )
     steps = np.array([decoder.coding.steps[s[4]] for s in states])
     levels = net.levels(decoded.symbols.astype(np.float64) * steps[:, None])[..., 0]
-    bits = B2.finish_many([s[1] for s in states], [s[2] for s in states], levels, t, [s[3] for s in states])
-    return bits * np.uint8(255)
+    return pixels(t, states, levels) * np.uint8(255)
+
+
+def pixels(table, states, levels: np.ndarray) -> np.ndarray:
+    """uint8 0/1 (N, H, W): the payloads' pixels (``states`` from their first phase) under the
+    int8 ``levels`` of their latents, each verified."""
+    return B2.finish_many([s[1] for s in states], [s[2] for s in states], levels, table, [s[3] for s in states])

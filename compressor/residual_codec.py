@@ -229,6 +229,14 @@ def pixels(coding, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray
     return residual.finish_decoding([dec], [check], np.asarray(levels)[None], coding.residual, e, table_set)[0]
 
 
+def binary2_pixels(coding, payloads, headers, levels: np.ndarray) -> np.ndarray:
+    """The pixels (uint8 0/1, (N, H, W)) of binary layout-2 payloads (their header step indices
+    ``headers``), given the int8 decoder's output levels for their latents (conformance vectors and
+    reference checks: no network involved), each verified as :func:`finish` does."""
+    states = [_state(coding, p, i)[1] for p, i in zip(payloads, headers, strict=True)]
+    return binary_residual.pixels(coding.binary_context2, states, levels)
+
+
 def finish(decoder, decoded) -> np.ndarray:
     """Phase 2 for a batch of residual codes: uint8 (N, H, W), each image verified."""
     if decoded.step_indices is None:

@@ -8,6 +8,8 @@ the spec over speed.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -47,6 +49,11 @@ class Bundle:
     pixels: int
     residual: dict | None = None
     width: int = 0
+    binary2: list[int] | None = None  # binary_context2.p1_freq
+
+    @property
+    def has_residual_tables(self):
+        return self.residual is not None or self.binary2 is not None
 
     @classmethod
     def from_json(cls, b):
@@ -59,7 +66,15 @@ class Bundle:
             b["image_shape"][0] * b["image_shape"][1],
             b.get("residual"),
             b["image_shape"][1],
+            None if b.get("binary_context2") is None else unpack_freqs(b["binary_context2"]["p1_freq_base64"]),
         )
+
+
+@functools.lru_cache(maxsize=4)
+def unpack_freqs(packed: str) -> list[int]:
+    """The vectors file stores the 32,768 layout-2 frequencies as base64 of big-endian uint16."""
+    raw = base64.b64decode(packed)
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
 
 
 # --- range decoder (docs/format.md, Range decoder) -----------------------------------------
@@ -288,12 +303,94 @@ def residual_pixels(bundle, state, levels):
     return rec
 
 
+# --- mode 3, binary kind layout 2 (docs/format.md, Binary kind, layout 2) -------------------
+def cumulative(freqs):
+    c = [0]
+    for f in freqs:
+        c.append(c[-1] + f)
+    return c
+
+
+def binary2_latents(bundle, payload, header, in_stream):
+    """K1-K4 and the latent symbols: ``(row, ("binary2", decoder, check, band, own step))``."""
+    if len(payload) == 0:
+        raise corrupt("K1")
+    if len(payload) < 2:
+        raise corrupt("S20") if in_stream else Refused("K2", "TruncatedCodeError")
+    dec = RangeDecoder(payload[2:])
+    n_steps = len(bundle.steps)
+    freqs = [max(2 ** max(14 - abs(s - header), 0), 16) for s in range(n_steps)]
+    freqs[header] = TOTAL - (sum(freqs) - freqs[header])
+    try:
+        s = dec.symbol(cumulative(freqs))
+    except Refused:
+        raise corrupt("K3") from None
+    try:
+        band = dec.symbol(cumulative([256] * 127 + [TOTAL - 127 * 256]))
+    except Refused:
+        raise corrupt("K4") from None
+    row = read_row(dec, bundle.tables[s])
+    return row, ("binary2", dec, payload[:2], band, s)
+
+
+def cuts():
+    cut = [1 << 15]
+    for _ in range(127):
+        cut.append((cut[-1] * 60097) >> 16)
+    cut[127] = 0
+    return cut
+
+
+def binary2_pixels(bundle, state, levels):
+    _, dec, check, band, _ = state
+    width, height = bundle.width, bundle.pixels // bundle.width
+    cut = cuts()[band]
+    rec = {}
+
+    def x(r, c):  # a reconstructed neighbour, 0 outside the image
+        return rec[r, c] if 0 <= r < height and 0 <= c < width else 0
+
+    def d(r, c):  # whether neighbour (r, c) disagrees with its own level's verdict, 0 outside
+        return x(r, c) ^ (levels[r * width + c] >= 0) if 0 <= r < height and 0 <= c < width else 0
+
+    for r in range(height):
+        for c in range(width):
+            v = levels[r * width + c]
+            nbrs = x(r, c - 1) + 2 * x(r - 1, c) + 4 * x(r - 1, c - 1) + 8 * x(r - 1, c + 1)
+            nbrs += 16 * x(r, c - 2) + 32 * x(r - 2, c)
+            errs = d(r, c - 1) + 2 * d(r - 1, c) + 4 * d(r - 1, c - 1) + 8 * d(r - 1, c + 1)
+            f = bundle.binary2[((v + 128) >> 3) * 1024 + 16 * nbrs + errs]
+            if min(f, TOTAL - f) >= cut:
+                try:
+                    rec[r, c] = 1 if dec.symbol([0, f, TOTAL]) == 0 else 0
+                except Refused:
+                    raise corrupt("K5") from None
+            else:
+                rec[r, c] = 1 if f >= 1 << 15 else 0
+    pixels = [rec[i // width, i % width] for i in range(bundle.pixels)]
+    packed = bytearray((len(pixels) + 7) // 8)
+    for i, p in enumerate(pixels):
+        packed[i // 8] |= p << (7 - i % 8)
+    matches = (zlib.crc32(bytes(packed)) & 0xFFFF).to_bytes(2, "big") == check
+    try:
+        dec.check_canonical()
+    except Refused:
+        if matches:
+            raise corrupt("K6") from None
+        raise Refused("K7", "LosslessMismatchError") from None
+    if not matches:
+        raise Refused("K7", "LosslessMismatchError")
+    return pixels
+
+
 def payload(bundle, mode, step, data, in_stream):
     table = bundle.tables[step]
     if mode == 0:
         return entropy_payload(data, table)
     if mode == 1:
         return raw_payload(data, table, in_stream)
+    if mode == 3 and bundle.binary2 is not None:
+        return binary2_latents(bundle, data, step, in_stream)
     if mode == 3:
         return residual_latents(bundle, data, table, in_stream)
     return lossless_latents(data, table, in_stream)
@@ -315,7 +412,7 @@ def message(bundle, data):
         raise corrupt("M6")
     if mode == 2 and bundle.p1_freq is None:
         raise corrupt("M7")
-    if mode == 3 and bundle.residual is None:  # no binary_context tables in this reference either
+    if mode == 3 and not bundle.has_residual_tables:  # no layout-1 binary_context tables in this reference
         raise corrupt("M8")
     row, state = payload(bundle, mode, step, data[2:], in_stream=False)
     return row, step, state
@@ -435,7 +532,7 @@ def stream(bundle, data):
         dec.check_canonical()
         items = [(r, None) for r in rows]
     else:
-        if (mode == 2 and bundle.p1_freq is None) or (mode == 3 and bundle.residual is None):
+        if (mode == 2 and bundle.p1_freq is None) or (mode == 3 and not bundle.has_residual_tables):
             raise corrupt("S19")
         items = []
         for n in lengths:
@@ -445,26 +542,36 @@ def stream(bundle, data):
 
 
 # --- entry point ---------------------------------------------------------------------------
+def own_step(header_step, state):
+    """The step index an image's latent is coded at: a layout-2 payload names its own."""
+    return state[4] if state is not None and state[0] == "binary2" else header_step
+
+
+def pixels_of(bundle, state, levels):
+    if state[0] == "gray":
+        return residual_pixels(bundle, state, levels)
+    if state[0] == "binary2":
+        return binary2_pixels(bundle, state, levels)
+    return lossless_pixels(state, levels, bundle.p1_freq)
+
+
 def decode(bundle_json: dict, vector: dict) -> dict:
     """The verdict on one vector: ``{"error", "rule"}`` or symbols, steps, names (and pixels)."""
     bundle = Bundle.from_json(bundle_json)
     try:
         if vector["kind"] == "stream":
             items, step, names = stream(bundle, bytes.fromhex(vector["hex"]))
-            steps = [step] * len(items)
+            steps = [own_step(step, state) for _, state in items]
         else:
             items, steps, names = [], [], None
             for m in vector["messages"]:
                 row, step, state = message(bundle, bytes.fromhex(m))
                 items.append((row, state))
-                steps.append(step)
+                steps.append(own_step(step, state))
         result = {"symbols": [r for r, _ in items], "step_indices": steps, "names": names}
         if any(state is not None for _, state in items):
             result["pixels"] = [
-                residual_pixels(bundle, state, levels)
-                if state[0] == "gray"
-                else lossless_pixels(state, levels, bundle.p1_freq)
-                for (_, state), levels in zip(items, vector["levels"], strict=True)
+                pixels_of(bundle, state, levels) for (_, state), levels in zip(items, vector["levels"], strict=True)
             ]
         return result
     except Refused as e:

@@ -1,19 +1,21 @@
 """Run one conformance vector of ``tests/vectors/format_vectors.json`` through the implementation.
 
 A vector is bytes (one stream, or a list of messages), the name of a bundle defined in the same
-file (model id, steps, entropy tables, optional lossless table, image shape: small enough to
-embed, so no trained model is needed), and either the expected result (symbols per image, step
-index per image, names, and for lossless codes the pixels given the int8 levels in the vector)
-or the expected error class and the rule of docs/format.md that refuses it.
+file (model id, steps, entropy tables, optional lossless, residual or binary layout-2 table, image
+shape: small enough to embed, so no trained model is needed), and either the expected result
+(symbols per image, step index per image, names, and for lossless and residual codes the pixels
+given the int8 levels in the vector) or the expected error class and the rule of docs/format.md
+that refuses it.
 
 The implementation is driven through :meth:`compressor.codec.Coding.read` -- the bytes-to-symbols
 half of ``Decoder.read``, the same code path -- with a real ``coding.json`` written to a folder,
-and :func:`compressor.coding.lossless.finish_decoding` for the pixels (the int8 levels, which a real
-decoder computes with its network, come from the vector).
+and the pixel decoders the codec's second phase uses (the int8 levels, which a real decoder
+computes with its network, come from the vector).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -38,6 +40,8 @@ def coding_for(spec: dict, folder: Path) -> Coding:
         coding["lossless"] = spec["lossless"]
     if spec.get("residual") is not None:
         coding["residual"] = spec["residual"]
+    if spec.get("binary_context2") is not None:
+        coding["binary_context2"] = binary_context2_section(spec["binary_context2"])
     raw = json.dumps(coding).encode()
     (folder / "coding.json").write_bytes(raw)
     part = B.Part(
@@ -52,7 +56,17 @@ def coding_for(spec: dict, folder: Path) -> Coding:
         coding_size=len(raw),
         manifest={},
     )
-    return Coding(part)
+    coding = Coding(part)
+    coding.image_shape = tuple(spec["image_shape"])  # for the pixel paths: the levels come flat
+    return coding
+
+
+def binary_context2_section(packed: dict) -> dict:
+    """The coding.json ``binary_context2`` section of a vectors-file bundle, whose 32,768
+    frequencies are stored as base64 of big-endian uint16 (``p1_freq_base64``)."""
+    raw = base64.b64decode(packed["p1_freq_base64"])
+    freqs = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+    return {k: v for k, v in packed.items() if k != "p1_freq_base64"} | {"p1_freq": freqs}
 
 
 def codes_of(vector: dict):
@@ -83,6 +97,8 @@ def run(vector: dict, coding: Coding) -> dict:
             and not any(p[0] & 0x80 for p in decoded.payloads)
         ):
             result["pixels"] = residual_pixels(vector, decoded, result["step_indices"], coding)
+        if decoded.mode == "residual" and coding.binary_context2 is not None:
+            result["pixels"] = binary2_pixels(vector, decoded, coding)
         return result
     except errors.CodeError as e:
         return {"error": type(e).__name__}
@@ -100,6 +116,15 @@ def residual_pixels(vector: dict, decoded, indices, coding: Coding) -> list:
         .tolist()
         for payload, index, levels in zip(decoded.payloads, indices, vector["levels"], strict=True)
     ]
+
+
+def binary2_pixels(vector: dict, decoded, coding: Coding) -> list:
+    """Binary layout-2 residual codes: each image's 0/1 pixels under the vector's levels."""
+    from compressor import residual_codec
+
+    levels = np.asarray(vector["levels"], np.int8).reshape(-1, *coding.image_shape)
+    bits = residual_codec.binary2_pixels(coding, decoded.payloads, decoded.step_indices.tolist(), levels)
+    return [b.astype(int).ravel().tolist() for b in bits]
 
 
 def verdict_matches(vector: dict, got: dict) -> bool:

@@ -13,6 +13,7 @@ decoder check. Everything is deterministic (fixed seeds), so rerunning gives the
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import tempfile
@@ -22,8 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from compressor import wire
+from compressor.coding import binary_context2 as B2
 from compressor.coding import entropy, lossless
 from compressor.coding import residual as gray_residual
+from compressor.coding.binary_context import CUT, HALF, LOSSLESS_BAND
+from compressor.coding.binary_context2 import BAND_CDF
 from compressor.coding.entropy import CdfTable
 from compressor.coding.rangecoder import TOTAL, RangeEncoder
 
@@ -1023,6 +1027,372 @@ def gray_residual_vectors():
     )
 
 
+# --- mode 3, binary kind layout 2 (bundle "K") -------------------------------------------------
+def _k_p1_freq() -> list[int]:
+    """The 32,768 context frequencies of bundle "K", from a formula: with Knuth's multiplicative
+    hash ``h = ((ctx * 2654435761) mod 2**32) >> 16``, ``f = 32768`` where ``h mod 16 = 0`` (coin
+    flips: coded even at band 0), ``1`` where it is 1 and ``65535`` where it is 2 (near-certain
+    contexts: a surprise costs 16 bits), else ``clip(h, 1, 65535)``. Unrelated to the levels on
+    purpose: neighbouring contexts get unrelated frequencies, so a decoder that builds any part of
+    the context index wrongly decodes other pixels (or fails the check)."""
+    out = []
+    for ctx in range(B2.CONTEXTS):
+        h = ((ctx * 2654435761) & 0xFFFFFFFF) >> 16
+        out.append({0: 32768, 1: 1, 2: 65535}.get(h % 16, min(max(h, 1), TOTAL - 1)))
+    return out
+
+
+K_P1 = _k_p1_freq()
+K_TABLE = B2.ContextTable2(tuple(K_P1), "litert", "int8", 2)
+# one entropy table per step, each with other lo: a decoder reading the latent under the header's
+# step instead of the payload's own gets other symbols
+K_TABLES = [TABLE_0 | {"lo": [-2 + k, -(k % 2), -1 + k // 2]} for k in range(16)]  # 16 steps: the most there are
+K_SHAPE = (4, 5)
+
+
+def _packed_freqs(freqs) -> str:
+    """base64 of the frequencies as big-endian uint16: 32,768 integers in 87,384 characters."""
+    return base64.b64encode(b"".join(f.to_bytes(2, "big") for f in freqs)).decode("ascii")
+
+
+BUNDLES["K"] = {
+    "model_id": "c3c3c3c3c3c3c3c3",
+    "steps": [0.25 * (k + 1) for k in range(16)],
+    "tables": K_TABLES,
+    "lossless": None,
+    "binary_context2": {
+        "p1_freq_base64": _packed_freqs(K_P1),
+        "runtime": "litert",
+        "precision": "int8",
+        "step_index": 2,
+    },
+    "image_shape": list(K_SHAPE),
+}
+MID["K"] = bytes.fromhex(BUNDLES["K"]["model_id"])
+T["K"] = [CdfTable.from_json(t) for t in K_TABLES]
+
+
+def _k_payload(own, header, symbols, bits, levels, band=LOSSLESS_BAND, lie=0.0, lie_at=()):
+    """``(payload, reconstruction)`` as the layout-2 encoder writes them (binary_residual.encode)."""
+    payload, recon = B2.encode_one(
+        own,
+        header,
+        len(K_TABLES),
+        symbols,
+        np.asarray(bits, bool).reshape(K_SHAPE),
+        np.asarray(levels, np.int8).reshape(K_SHAPE),
+        T["K"][own],
+        K_TABLE,
+        band,
+        lie,
+        lie_at,
+    )
+    return payload, recon.ravel()
+
+
+def _k_coded(recon, levels, band) -> np.ndarray:
+    """Which pixels the band codes (bool (H*W,)), given the reconstruction (the decoder's contexts)."""
+    ctx = B2.contexts(np.asarray(recon).reshape(1, *K_SHAPE), np.asarray(levels, np.int8).reshape(1, *K_SHAPE))
+    f = K_TABLE.freq_array[ctx.ravel()]
+    return np.minimum(f, TOTAL - f) >= CUT[band]
+
+
+def _k_levels(rng):
+    """Random int8 levels, a quarter of them exactly 0 (whose verdict is ink: ``v >= 0``)."""
+    levels = rng.integers(-128, 128, 20)
+    levels[rng.random(20) < 0.25] = 0
+    return levels
+
+
+def _k_image(rng, band, *, coded=None, background=False):
+    """Random bits and levels whose code at ``band`` codes between ``coded`` pixels (searched;
+    by default all 20 where ``CUT[band] = 0``, else some but not all), and with ``background`` a
+    coded background pixel among them."""
+    coded = coded or ((20, 20) if CUT[band] == 0 else (1, 19))
+    for _ in range(10000):
+        bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
+        _, recon = _k_payload(0, 0, [0, 0, 0], bits, levels, band)
+        mask = _k_coded(recon, levels, band)
+        if coded[0] <= np.count_nonzero(mask) <= coded[1] and (not background or np.any(mask & (recon == 0))):
+            return bits, levels
+    raise RuntimeError("no image found")
+
+
+def _k_band_edge(rng, below: bool):
+    """``(bits, levels, band)`` of an image with a pixel on the edge of a mid band (CUT 256..2**15 - 1):
+    ``min(f, 2**16 - f) = CUT[band]``, so it is coded, and against its verdict (``below``: one
+    less, so it is not coded). A decoder with another CUT, or ``>`` for ``>=``, decodes
+    another image. Searched: the candidate band comes from the lossless contexts, and is kept
+    if the contexts at that band still put a pixel on the edge."""
+    band_of = {c - below: b for b, c in enumerate(CUT) if 256 <= c < HALF}  # mid bands
+    for _ in range(100000):
+        bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
+        f = K_TABLE.freq_array[B2.contexts(bits.reshape(1, *K_SHAPE), levels.reshape(1, *K_SHAPE).astype(np.int8))]
+        for m in np.minimum(f, TOTAL - f).ravel().tolist():
+            band = band_of.get(m)
+            if band is None:
+                continue
+            _, recon = _k_payload(0, 0, [0, 0, 0], bits, levels, band)
+            ctx = B2.contexts(recon.reshape(1, *K_SHAPE), levels.reshape(1, *K_SHAPE).astype(np.int8)).ravel()
+            fb = K_TABLE.freq_array[ctx]
+            edge = np.minimum(fb, TOTAL - fb) == CUT[band] - below
+            if below and np.any(edge) or np.any(edge & (recon != (fb >= HALF))):
+                return bits, levels, band
+    raise RuntimeError("no band edge found")
+
+
+def _sliver(enc: RangeEncoder) -> bytes:
+    """A range code whose next symbol, whatever its table, decodes to ``v = 2**16``: the value
+    ``low + (range >> 16) * 2**16`` lies inside the interval coded so far but beyond every slot."""
+    low = (int.from_bytes(enc._out, "big") << 32) | enc._low
+    value = low + (enc._range >> 16) * TOTAL
+    assert value < low + enc._range, "range is a multiple of 2**16: no sliver beyond the slots"
+    return value.to_bytes(4 + len(enc._out), "big").rstrip(b"\x00")
+
+
+def _k_carry_image(rng):
+    """An image whose pixel code propagates a carry through an 0xFF byte (searched for, with the
+    pixels coded through :meth:`RangeEncoder.encode`: the same bytes as the encoder's inlined loop)."""
+    hit = {}
+    original_add, original_pixels = RangeEncoder._add, B2._encode_pixels
+
+    def spy(self, low):
+        if low >> 32 and self._out and self._out[-1] == 0xFF and hit.get("pixels"):
+            hit["ripple"] = True
+        return original_add(self, low)
+
+    def plain(enc, freqs, inks):
+        hit["pixels"] = True
+        for f, b in zip(freqs, inks):
+            enc.encode(0, f) if b else enc.encode(f, TOTAL - f)
+
+    RangeEncoder._add, B2._encode_pixels = spy, plain
+    try:
+        for _ in range(20000):
+            hit.clear()
+            bits, levels = rng.integers(0, 2, 20), _k_levels(rng)
+            payload, _ = _k_payload(1, 2, [0, 0, 0], bits, levels)
+            if hit.get("ripple"):
+                return bits, levels, payload
+    finally:
+        RangeEncoder._add, B2._encode_pixels = original_add, original_pixels
+    raise RuntimeError("no carry found")
+
+
+def binary2_vectors():
+    """Valid binary layout-2 codes (own steps other than the header's, bands 0, mid and 127,
+    lossless and lying encoders, an escape, a carry, an empty range code) and one invalid vector
+    per K-rule."""
+    rng = np.random.default_rng(2)
+    n_steps = len(K_TABLES)
+    # (header step, own step, symbols, band, pixels to lie at) per message
+    plan = [
+        (2, 2, [0, 0, 0], LOSSLESS_BAND, 0),
+        (2, 0, [40, -3, 1000], LOSSLESS_BAND, 0),  # latent escapes, under step 0's table
+        (0, 4, [1, 0, 2], 8, 0),  # four steps from the header; a mid band
+        (4, 4, [3, -1, 1], 0, 0),  # band 0: only the coin-flip contexts are coded
+        (1, 3, [-1, 0, 0], LOSSLESS_BAND, 2),  # near-lossless: the encoder lies at its two costliest pixels
+        (0, 15, [0, 1, 0], LOSSLESS_BAND, 0),  # 15 steps away: the floor frequency 16
+        (15, 4, [2, 0, 2], LOSSLESS_BAND, 0),  # 11 steps away, below a header that takes the rest
+    ]
+    images = [_k_image(rng, band, coded=(1, 3) if band == 0 else None, background=band == 0) for *_, band, _ in plan]
+    payloads, recons, levels = [], [], []
+    for (head, own, syms, band, lies), (bits, lv) in zip(plan, images):
+        lie_at = B2.costliest(K_TABLE, bits.reshape(K_SHAPE), np.asarray(lv, np.int8).reshape(K_SHAPE), lies)
+        p, recon = _k_payload(own, head, syms, bits, lv, band, lie_at=lie_at)
+        if lies:
+            assert np.count_nonzero(recon != bits) == lies
+        payloads.append(p)
+        recons.append(recon)
+        levels.append(lv)
+    add(
+        "msg-residual-binary2",
+        "K",
+        [msg("K", "residual", head, p) for (head, *_), p in zip(plan, payloads)],
+        ok([syms for _, _, syms, _, _ in plan], [own for _, own, *_ in plan], pixels=recons),
+        "binary layout-2 messages: own step = header step (lossless), own step 0 under header 2 with latent "
+        "escapes, own step 4 under header 0 at band 8, band 0 (a coin-flip pixel coded as background), a lossless "
+        "band whose encoder lied at two pixels (the expected pixels are the reconstruction, two off the sender's "
+        "image), and steps 15 and 4 under headers 0 and 15 (the floor frequency 16); a quarter of the levels are 0",
+        levels=levels,
+        tags=("residual", "binary2", "escape"),
+    )
+    # a stream: one header step (2), every image names its own
+    stream_plan = [(0, [0, 0, 0], LOSSLESS_BAND, 0.0), (1, [2, 0, -1], 64, 0.0), (2, [-1, 1, 0], LOSSLESS_BAND, 2.0)]
+    stream_plan += [(3, [0, 0, 5], 126, 0.0), (4, [1, 0, 1], LOSSLESS_BAND, 0.0), (13, [0, 0, 0], LOSSLESS_BAND, 0.0)]
+    s_payloads, s_recons, s_levels = [], [], []
+    for own, syms, band, lie in stream_plan:
+        bits, lv = _k_image(rng, band)
+        p, recon = _k_payload(own, 2, syms, bits, lv, band, lie)
+        s_payloads.append(p)
+        s_recons.append(recon)
+        s_levels.append(lv)
+    names = ["k0", "k1", "k2", "k3", "k4", "k13"]
+    add(
+        "stream-residual-binary2",
+        "K",
+        wire.pack_stream(MID["K"], "residual", 2, s_payloads, names),
+        ok([s for _, s, _, _ in stream_plan], [own for own, *_ in stream_plan], names, pixels=s_recons),
+        "a binary layout-2 stream with header step 2 whose six images name their own steps 0..4 and 13 (bands "
+        "127, 64, 127 with lying where the truth costs 2 bits more, 126 (whose CUT is already 0: every pixel "
+        "coded), 127, 127)",
+        levels=s_levels,
+        tags=("residual", "binary2", "names"),
+    )
+    edges = [_k_band_edge(rng, below) for below in (False, True)]
+    e_payloads = [_k_payload(3, 3, [0, 0, 0], bits, lv, band) for bits, lv, band in edges]
+    add(
+        "msg-residual-binary2-band-edges",
+        "K",
+        [msg("K", "residual", 3, p) for p, _ in e_payloads],
+        ok([[0, 0, 0]] * 2, [3, 3], pixels=[r for _, r in e_payloads]),
+        f"pixels on the edge of bands {edges[0][2]} and {edges[1][2]}: min(f, 2**16 - f) = CUT[band], coded "
+        "(against the context's verdict), and CUT[band] - 1, not coded",
+        levels=[lv for _, lv, _ in edges],
+        tags=("residual", "binary2"),
+    )
+    bits, lv, carried = _k_carry_image(rng)
+    p, recon = _k_payload(1, 2, [0, 0, 0], bits, lv)
+    assert p == carried
+    add(
+        "msg-residual-binary2-carry",
+        "K",
+        [msg("K", "residual", 2, p)],
+        ok([[0, 0, 0]], [1], pixels=[recon]),
+        "a lossless layout-2 code whose pixels made the encoder propagate a carry through an 0xFF byte",
+        levels=[lv],
+        tags=("residual", "binary2", "carry"),
+    )
+    # every symbol at the start of its slot keeps low = 0: own step 0 = header 0, band 0, the lowest
+    # latent symbols, and the coin-flip pixels ink; the range code is empty
+    bits, lv = _k_image(rng, 0, coded=(1, 3))
+    p, recon = _k_payload(0, 0, [-2, 0, -1], np.ones(20, int), lv, 0)
+    assert len(p) == 2
+    add(
+        "msg-residual-binary2-empty-range-code",
+        "K",
+        [msg("K", "residual", 0, p)],
+        ok([[-2, 0, -1]], [0], pixels=[recon]),
+        "a 2-byte layout-2 payload (the image check alone): step 0 under header 0, band 0, the lowest latent "
+        "symbols and ink at every coded pixel code to an empty range code",
+        levels=[lv],
+        tags=("residual", "binary2"),
+    )
+
+    # invalid codes
+    good, good_lv = payloads[0], levels[0]
+    add(
+        "K1-empty-payload",
+        "K",
+        [msg("K", "residual", 2, b"")],
+        err("CorruptCodeError", "K1"),
+        "a layout-2 payload of 0 bytes",
+        levels=[good_lv],
+    )
+    add(
+        "K1-empty-payload-in-stream",
+        "K",
+        wire.pack_stream(MID["K"], "residual", 2, [good, b""]),
+        err("CorruptCodeError", "K1"),
+        "a stream whose second payload is empty",
+        levels=[good_lv, good_lv],
+    )
+    add(
+        "K2-one-byte",
+        "K",
+        [msg("K", "residual", 2, good[:1])],
+        err("TruncatedCodeError", "K2"),
+        "a layout-2 payload of 1 byte: the image check is cut",
+        levels=[good_lv],
+    )
+    add(
+        "S20-binary2-short-in-stream",
+        "K",
+        wire.pack_stream(MID["K"], "residual", 2, [good[:1]]),
+        err("CorruptCodeError", "S20"),
+        "a 1-byte layout-2 payload in a stream: its length is checksummed, so this is damage",
+        levels=[good_lv],
+    )
+    check = b"\x12\x34"
+    enc = RangeEncoder()
+    add(
+        "K3-step-symbol",
+        "K",
+        [msg("K", "residual", 2, check + _sliver(enc))],
+        err("CorruptCodeError", "K3"),
+        "the range code starts FF FF: the step symbol decodes to v = 2**16",
+        levels=[good_lv],
+    )
+    cdf = B2.step_cdf(2, n_steps)
+    enc.encode(cdf[2], cdf[3] - cdf[2])
+    add(
+        "K4-band-symbol",
+        "K",
+        [msg("K", "residual", 2, check + _sliver(enc))],
+        err("CorruptCodeError", "K4"),
+        "step 2, then a value beyond every band slot",
+        levels=[good_lv],
+    )
+    enc.encode(BAND_CDF[LOSSLESS_BAND], TOTAL - BAND_CDF[LOSSLESS_BAND])
+    add(
+        "K-latent-E1",
+        "K",
+        [msg("K", "residual", 2, check + _sliver(enc))],
+        err("CorruptCodeError", "E1"),
+        "step 2, band 127, then the first latent symbol decodes beyond every slot",
+        levels=[good_lv],
+    )
+    entropy.encode_row(enc, entropy.as_symbols([0, 0, 0], 3), T["K"][2])
+    add(
+        "K5-pixel-value",
+        "K",
+        [msg("K", "residual", 2, check + _sliver(enc))],
+        err("CorruptCodeError", "K5"),
+        "step 2, band 127, a valid latent, then the first pixel decodes to v = 2**16",
+        levels=[good_lv],
+    )
+    add(
+        "K6-trailing-byte",
+        "K",
+        [msg("K", "residual", 2, good + b"\x01")],
+        err("CorruptCodeError", "K6"),
+        "a byte appended: the pixels and their check come out right, but the code is not the encoder's",
+        levels=[good_lv],
+    )
+    bad = bytearray(good)
+    bad[0] ^= 0x01
+    add(
+        "K7-image-check",
+        "K",
+        [msg("K", "residual", 2, bytes(bad))],
+        err("LosslessMismatchError", "K7"),
+        "the image check altered: the pixels decode, their check differs",
+        levels=[good_lv],
+    )
+    for shift in range(8, 256, 8):
+        other = np.clip(np.asarray(good_lv) + shift, -128, 127)
+        v = {"kind": "messages", "messages": [msg("K", "residual", 2, good).hex()], "levels": [other.tolist()]}
+        if run(v, CODINGS["K"]) == {"error": "LosslessMismatchError"}:
+            break
+    add(
+        "K7-other-levels",
+        "K",
+        [msg("K", "residual", 2, good)],
+        err("LosslessMismatchError", "K7"),
+        f"a valid lossless code decoded under other int8 levels than the sender's (each {shift} higher, clipped)",
+        levels=[other],
+    )
+    add(
+        "K-latents-before-pixels",
+        "K",
+        [msg("K", "residual", 2, good), msg("K", "residual", 2, check + b"\xff\xff")],
+        err("CorruptCodeError", "K3"),
+        "the first message fails K7 under these levels, the second K3: every message is read up to its pixels "
+        "before any pixels are decoded, so K3 decides",
+        levels=[other, good_lv],
+    )
+
+
 CODINGS: dict = {}
 
 
@@ -1037,6 +1407,7 @@ def main() -> int:
         lossless_vectors(payloads, levels, bits)
         stream_vectors()
         gray_residual_vectors()
+        binary2_vectors()
         bad = []
         for v in vectors:
             got = run(v, CODINGS[v["bundle"]])
