@@ -197,7 +197,8 @@ def _fresh(state: tuple) -> tuple:
 def _state(coding, payload: bytes, index: int):
     """(latent symbols, (kind, range decoder, image check, E or band)) of one payload."""
     if not payload:
-        raise CorruptCodeError("a residual payload starts with its parameter byte; got none: truncated")
+        first = "its 2-byte image check" if coding.binary_context2 is not None else "its parameter byte"
+        raise CorruptCodeError(f"a residual payload starts with {first}; got an empty payload: damaged data")
     if coding.binary_context2 is not None:
         index, band, syms, dec, check = binary_context2.start_decoding(payload, index, coding.tables)
         return syms, ("binary2", dec, check, band, index)

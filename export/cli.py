@@ -158,7 +158,7 @@ def _graph_option(p: argparse.ArgumentParser) -> None:
         "--decoder-graph",
         choices=D.DECODER_GRAPH_OPTIONS,
         default=D.DECODER_GRAPH,
-        help="decoder graph to ship: fixed = LiteRT conv_phases and ONNX conv_d2s (reproducible); one graph for "
+        help="decoder graph to ship: fixed = LiteRT conv_phases_dw and ONNX conv_d2s (reproducible); one graph for "
         "both runtimes; or auto = the fastest int8 file on this machine (two exports may differ in model id)",
     )
 

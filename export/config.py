@@ -10,7 +10,7 @@ WIDTH = 1.0
 WIDTHS = (0.5, 1.0, 2.0)
 """The model ladder: every layer's channels times this (1 = the tutorial's 32/64)."""
 DECODER_GRAPH = "fixed"
-"""The decoder graph option an export uses by default: a fixed rule (LiteRT conv_phases, ONNX
+"""The decoder graph option an export uses by default: a fixed rule (LiteRT conv_phases_dw, ONNX
 Runtime conv_d2s), so exports are reproducible (export/variants.py says why these)."""
 DECODER_GRAPH_OPTIONS = ("fixed", "conv_phases", "conv_phases_dw", "conv_d2s", "transpose", "auto")
 """``--decoder-graph``: the fixed rule, one graph of export/graphs.py for both runtimes, or

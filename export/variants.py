@@ -10,15 +10,16 @@ with per-channel or per-tensor int8 weights. Each candidate is converted for the
 2. its int8 file must meet the same quality limits as the bundle's int8 checks;
 3. the choice among those that pass is made by the export's ``decoder_graph`` option:
 
-   - ``fixed`` (the default): LiteRT ships ``conv_phases``, ONNX Runtime ``conv_d2s``
+   - ``fixed`` (the default): LiteRT ships ``conv_phases_dw``, ONNX Runtime ``conv_d2s``
      (:data:`FIXED`), with per-channel int8 weights for LiteRT and per-tensor for ONNX Runtime
      (:data:`WEIGHTS`; the other weights only if those fail the quality checks). A fixed rule,
      so two exports of one training run ship the same files and the same model id on any
-     machine. Why these: measured at width 1, batch 1, one thread on a loaded AVX-512 VNNI
-     EPYC, LiteRT ran conv_phases in 50 µs, conv_d2s in 62-66 and the trained graph in 78;
-     ONNX Runtime ran conv_d2s per-tensor in 284 µs, the trained graph in 462 and conv_phases
-     in 939 (its per-phase convolutions are small calls). On AVX2-only CPUs XNNPACK runs
-     TRANSPOSE_CONV at about half the GMAC/s of CONV_2D (issue 13), so the rewrites win there too.
+     machine. Why these: measured at width 1, batch 1, one thread (``--decoder-graph auto``'s
+     table) on the 2-core AVX2 EPYC (no VNNI) under load, LiteRT ran conv_phases_dw in 147 µs,
+     conv_phases in 167, the trained graph in 193 and conv_d2s in 239; ONNX Runtime ran conv_d2s
+     per-tensor in 230 µs, the trained graph in 235 and the phase graphs in 374-402 (their
+     per-phase convolutions are small calls). On an AVX-512 VNNI EPYC the order of the LiteRT
+     graphs was the same (conv_phases 50 µs, conv_d2s 62-66, trained 78).
    - a graph name: that graph for both runtimes, weights as above.
    - ``auto``: every graph, and the fastest int8 file at batch 1 (one thread, interleaved
      timing) wins -- within ``MARGIN`` of the fastest the trained graph with per-channel
@@ -55,7 +56,7 @@ FIXED_OPTION = "fixed"
 OPTIONS = DECODER_GRAPH_OPTIONS
 DEFAULT_OPTION = DECODER_GRAPH
 #: The fixed rule: the graph each file format ships.
-FIXED = {"tflite": "conv_phases", "onnx": "conv_d2s"}
+FIXED = {"tflite": "conv_phases_dw", "onnx": "conv_d2s"}
 #: The int8 weights per file format (True = per-channel), first choice first, for every
 #: option but AUTO.
 WEIGHTS = {"tflite": (True, False), "onnx": (False, True)}

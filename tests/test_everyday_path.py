@@ -100,7 +100,7 @@ def test_export_records_the_decoder_graph_choice_per_runtime(bundle_dir):
     assert manifest["decoder_graph_option"] == report["decoder_graphs"]["option"] == "fixed"  # the default
     trials = report["decoder_graphs"]["trials"]
     assert all(t["fp32_max_abs_diff"] < 1e-4 for t in trials)  # the rewrites are the same function
-    for fmt, runtime, graph in (("tflite", "litert", "conv_phases"), ("onnx", "onnx", "conv_d2s")):
+    for fmt, runtime, graph in (("tflite", "litert", "conv_phases_dw"), ("onnx", "onnx", "conv_d2s")):
         assert {t["graph"] for t in trials if t["runtime"] == runtime} == {graph}  # only the rule's graph
         (chosen,) = [t for t in trials if t["runtime"] == runtime and t["chosen"]]
         assert chosen["ok"] and chosen["graph"] == manifest["decoder_graphs"][fmt]["graph"] == graph

@@ -30,11 +30,11 @@ def test_the_fixed_rule_takes_the_other_weights_only_when_its_own_fail_the_quali
     assert _fixed(both_fail, (True, False)).per_channel is True  # and the bundle's validation names it
 
 
-def test_the_fixed_rule_ships_the_phase_graph_with_litert_and_the_depth_to_space_graph_with_onnx():
+def test_the_fixed_rule_ships_the_phase_graph_with_a_depthwise_output_to_litert_and_the_depth_to_space_graph_to_onnx():
     from export.variants import DEFAULT_OPTION, _graphs_for
 
     assert DEFAULT_OPTION == "fixed"
-    assert _graphs_for("fixed", "tflite") == ("conv_phases",) and _graphs_for("fixed", "onnx") == ("conv_d2s",)
+    assert _graphs_for("fixed", "tflite") == ("conv_phases_dw",) and _graphs_for("fixed", "onnx") == ("conv_d2s",)
     assert _graphs_for("transpose", "onnx") == ("transpose",)
     assert set(_graphs_for("auto", "tflite")) == {"transpose", "conv_d2s", "conv_phases", "conv_phases_dw"}
 
