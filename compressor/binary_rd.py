@@ -37,7 +37,11 @@ REFINE_STEPS = (-2, 3)
 mean error the batch's choices fall there)."""
 MAX_FLIPS = 40
 """Longest flip path per image and step (past ~5 % wrong pixels band 0 is cheaper anyway)."""
-FINAL_POINTS = 4
+REFIT = True
+"""After a first allocation, refine each step's latent once more against the image its flip
+path settles on at the allocation's price (the wrong pixels make the image easier to predict
+than the truth), and add those paths too."""
+FINAL_POINTS = 16
 """Points per image range coded for the final choice: those nearest the ideal-bits choice."""
 
 
@@ -68,8 +72,13 @@ def allocate(costs: list[np.ndarray], errors: list[np.ndarray], budget: float | 
     """Index of the point each image keeps: its cheapest if ``budget`` is None (caps are the
     caller's filter), else the cheapest set with at most ``budget`` wrong pixels in all.
     Every image needs a point with 0 errors when ``budget`` is 0 (its lossless code)."""
+    return _allocate(costs, errors, budget)[0]
+
+
+def _allocate(costs, errors, budget) -> tuple[list[int], float]:
+    """:func:`allocate`'s choice and the price per wrong pixel it settled on (0 without a budget)."""
     if budget is None:
-        return [int(np.argmin(c)) for c in costs]
+        return [int(np.argmin(c)) for c in costs], 0.0
 
     def choose(price: float) -> list[int]:
         return [int(np.argmin(c + price * e)) for c, e in zip(costs, errors)]
@@ -108,7 +117,7 @@ def allocate(costs: list[np.ndarray], errors: list[np.ndarray], budget: float | 
         _, i, j = best
         left -= int(errors[i][j] - errors[i][choice[i]])
         choice[i] = j
-    return choice
+    return choice, hi
 
 
 def search_steps(base: int, n_steps: int) -> list[int]:
@@ -126,35 +135,57 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
     latents = encoder.latents(bits.astype(np.float32))
     net = encoder.prediction_network(table.runtime, table.precision, "residual")
     n = len(bits)
-    points = [[] for _ in range(n)]  # (ideal bits, errors, step, band, path, k)
-    refined = {}
-    for c in steps:
-        head = base if stream else c
-        symbols, levels, _ = refine_symbols(
-            net, table, coding.tables[c], coding.steps[c], bits, encoder.quantize(latents, c)
-        )
-        refined[c] = (symbols, levels)
+    points = [[] for _ in range(n)]  # (ideal bits, errors, variant, band, path, k)
+    variants = []  # (step index, symbols (N, D), levels (N, H, W))
+
+    def add(c: int, symbols: np.ndarray, levels: np.ndarray) -> tuple:
+        """Points of every image at step ``c`` with these latents: its flip path and band 0."""
+        v = len(variants)
+        variants.append((c, symbols, levels))
         latent = binary_residual.latent_bits(symbols, coding.tables[c])
         for band, flips in ((LOSSLESS_BAND, MAX_FLIPS), (0, 0)):
             path = binary_flips.flip_path(table, bits, levels, band, flips)
-            total = path.bits + (latent + B2.header_bits(c, head, n_steps, band))[:, None]
+            total = path.bits + (latent + B2.header_bits(c, base if stream else c, n_steps, band))[:, None]
             for i in range(n):
                 for k in np.flatnonzero(np.isfinite(total[i])):
-                    points[i].append((total[i, k], path.errors[i, k], c, band, path, k))
-    if cap is not None:
-        points = [[p for p in ps if p[1] <= cap] for ps in points]
-    pick = allocate(
-        [np.array([p[0] for p in ps]) for ps in points], [np.array([p[1] for p in ps]) for ps in points], budget
-    )
+                    if cap is None or path.errors[i, k] <= cap:
+                        points[i].append((total[i, k], path.errors[i, k], v, band, path, k))
+            if band == LOSSLESS_BAND:
+                kept = (total, path)
+        return kept
+
+    def allocation():
+        return _allocate(
+            [np.array([p[0] for p in ps]) for ps in points], [np.array([p[1] for p in ps]) for ps in points], budget
+        )
+
+    firsts = {}
+    for c in steps:
+        symbols, levels, _ = refine_symbols(
+            net, table, coding.tables[c], coding.steps[c], bits, encoder.quantize(latents, c)
+        )
+        firsts[c] = (symbols, add(c, symbols, levels))
+    _, price = allocation()
+    for c in steps if REFIT else ():  # refit the latent to the image each step's path settles on at that price
+        symbols, (total, path) = firsts[c]
+        errors = np.where(np.isfinite(total), path.errors, np.iinfo(np.int64).max // 2)
+        score = np.where(
+            np.isfinite(total) & ((errors <= cap) if cap is not None else True), total + price * errors, np.inf
+        )
+        k = np.argmin(score, axis=1)
+        target = np.stack([path.recon(i, k[i]) for i in range(n)])
+        symbols, levels, _ = refine_symbols(net, table, coding.tables[c], coding.steps[c], target, symbols, passes=1)
+        add(c, symbols, levels)
+    pick, price = allocation()
     # range code the points near each image's choice, then choose again on real bytes
     finals, real, wrong = [], [], []
     for i, ps in enumerate(points):
-        keep = _near(ps, pick[i], lossless=budget is not None)
+        keep = _near(ps, pick[i], price, lossless=budget is not None)
         codes = []
         for j in keep:
-            _, err, c, band, path, k = ps[j]
+            _, err, v, band, path, k = ps[j]
+            c, symbols, levels = variants[v]
             head = base if stream else c
-            symbols, levels = refined[c]
             payload, recon = B2.encode_one(
                 c, head, n_steps, symbols[i], path.recon(i, k), levels[i], coding.tables[c], table, band
             )
@@ -166,12 +197,11 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
     return [codes[k][:2] for codes, k in zip(finals, pick)]
 
 
-def _near(points, chosen: int, lossless: bool) -> list[int]:
-    """Indices of the points range coded for one image: the chosen one and the nearest others in
-    (wrong pixels, bytes), :data:`FINAL_POINTS` in all, plus its lossless point when a shared
-    budget needs one to stay feasible on real bytes."""
-    err, bits = points[chosen][1], points[chosen][0]
-    order = sorted(range(len(points)), key=lambda j: abs(points[j][1] - err) + abs(points[j][0] - bits) / 8)
+def _near(points, chosen: int, price: float, lossless: bool) -> list[int]:
+    """Indices of the points range coded for one image: the chosen one and those next cheapest
+    at the allocation's price per wrong pixel, :data:`FINAL_POINTS` in all, plus its lossless
+    point when a shared budget needs one to stay feasible on real bytes."""
+    order = sorted(range(len(points)), key=lambda j: points[j][0] + price * points[j][1])
     keep = set(order[:FINAL_POINTS]) | {chosen}
     if lossless:
         keep.add(min(range(len(points)), key=lambda j: (points[j][1], points[j][0])))
