@@ -26,8 +26,8 @@ import numpy as np
 
 from compressor import Decoder, Encoder
 
-TARGETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03)
-MEAN_TARGETS = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04)
+TARGETS = (0.005, 0.01, 0.02)
+MEAN_TARGETS = (0.0, 0.0025, 0.005, 0.01, 0.0125, 0.015, 0.02, 0.03)
 BANDS = (0, 16, 32)
 
 
