@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor import binary_residual  # latent_bits (it imports this module: the names are read at call time)
 from compressor.coding import binary_context2 as B2
 from compressor.coding import binary_flips
 from compressor.coding.binary_context import LOSSLESS_BAND
+from compressor.coding.latent_cost import latent_bits
 
 REFINE_PASSES = 2
 """Coordinate-descent passes over the latent dimensions (two got 1.21 of the 1.23 B/image that
@@ -54,7 +54,7 @@ def refine_symbols(net, table, latent_table, step: float, bits: np.ndarray, symb
 
     def cost(s):
         levels = net.levels(s * step)[..., 0]
-        return binary_residual.latent_bits(s, latent_table) + B2.pixel_bits_given(table, bits, nbrs, levels), levels
+        return latent_bits(s, latent_table) + B2.pixel_bits_given(table, bits, nbrs, levels), levels
 
     best, levels = cost(symbols)
     for _ in range(passes):
@@ -142,7 +142,7 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
         """Points of every image at step ``c`` with these latents: its flip path and band 0."""
         v = len(variants)
         variants.append((c, symbols, levels))
-        latent = binary_residual.latent_bits(symbols, coding.tables[c])
+        latent = latent_bits(symbols, coding.tables[c])
         for band, flips in ((LOSSLESS_BAND, MAX_FLIPS), (0, 0)):
             path = binary_flips.flip_path(table, bits, levels, band, flips)
             total = path.bits + (latent + B2.header_bits(c, base if stream else c, n_steps, band))[:, None]
