@@ -31,7 +31,9 @@ from compressor.coding.latent_cost import latent_bits
 
 REFINE_PASSES = 2
 """Coordinate-descent passes over the latent dimensions (two got 1.21 of the 1.23 B/image that
-three get at the table's step, 150 test digits)."""
+three get at the table's step, 150 test digits). A pass after the first tries only the images
+that moved in the one before: the others are at a local optimum already (same result, fewer
+decoder runs)."""
 REFINE_STEPS = (-2, 3)
 """Steps refined and searched, relative to the table's step: ``base - 1 .. base + 2`` (at 1 %
 mean error the batch's choices fall there)."""
@@ -52,19 +54,28 @@ def refine_symbols(net, table, latent_table, step: float, bits: np.ndarray, symb
     nbrs = B2.neighbour_part(bits)
     symbols = symbols.copy()
 
-    def cost(s):
+    def cost(s, rows):
         levels = net.levels(s * step)[..., 0]
-        return latent_bits(s, latent_table) + B2.pixel_bits_given(table, bits, nbrs, levels), levels
+        return latent_bits(s, latent_table) + B2.pixel_bits_given(table, bits[rows], nbrs[rows], levels), levels
 
-    best, levels = cost(symbols)
+    best, levels = cost(symbols, slice(None))
+    rows = np.arange(len(bits))  # images that moved in the last pass (the others are at a local optimum)
     for _ in range(passes):
+        moved = np.zeros(len(bits), bool)
         for d in range(symbols.shape[1]):
-            for move in (-1, 1):
-                trial = symbols.copy()
-                trial[:, d] += move
-                got, lv = cost(trial)
-                better = got < best - 1e-9
-                symbols[better], best[better], levels[better] = trial[better], got[better], lv[better]
+            trying = rows
+            for step_move in (-1, 1):
+                if not len(trying):
+                    break
+                trial = symbols[trying]
+                trial[:, d] += step_move
+                got, lv = cost(trial, trying)
+                better = got < best[trying] - 1e-9
+                at = trying[better]
+                symbols[at], best[at], levels[at] = trial[better], got[better], lv[better]
+                moved[at] = True
+                trying = trying[~better]  # +1 after a kept -1 is where the image came from
+        rows = np.flatnonzero(moved)
     return symbols, levels, best
 
 
