@@ -6,21 +6,22 @@ The encoder's choices live here; the decoder only reads what the payload says
 - **step per image**: unless ``step``/``quality`` is given, steps within :data:`STEP_WINDOW`
   of the table's step are tried and each image keeps the one whose whole code is shortest
   (lossless codes: ideal bits, estimated in numpy for the steps :data:`SEARCH_SLACK` lets
-  through, and only the winner is range coded; otherwise real bytes at every step);
-- **target_error**: per image, the shortest code over steps x :data:`CHOICES` (band and
-  ``lie``, the encoder's rate-distortion choice) and "lie at the costliest pixels the error
-  budget allows" (:func:`~compressor.coding.binary_context2.costliest`) with at most that
-  fraction of wrong pixels.
-  Lossless is always among the choices, so every image gets a code.
+  through, and only the winner is range coded; ``band`` codes: real bytes at every step);
+- **target_error / mean_error** (near-lossless, :mod:`compressor.binary_rd`): refined latents,
+  greedy wrong pixels, and per image the shortest code with at most ``target_error`` wrong
+  pixels, or for the whole call at most ``mean_error`` of all pixels wrong (both may be
+  given: a mean over the call with a cap per image). Lossless is always among the choices,
+  so every image gets a code, and ``0`` is lossless.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from compressor import binary_rd
 from compressor.coding import binary_context2 as B2
-from compressor.coding import entropy
 from compressor.coding.binary_context import LOSSLESS_BAND
+from compressor.coding.latent_cost import latent_bits
 from compressor.errors import LosslessMismatchError, RateError
 from compressor.io.arrays import as_batch
 
@@ -30,8 +31,7 @@ candidates tried) the winners lean to coarser steps (-3: 13 images, -2: 27, -1: 
 +1: 117, +2: 71, +3: 35), so dropping -3 gives up 0.012 B/image against +-3 (which gets ~93 %
 of what trying all 16 saves; +-1 ~60 %); each step tried costs one decoder run per image."""
 NEAR_WINDOW = (3, 3)
-"""Steps tried below and above the table's step for ``band``/``target_error`` codes (real
-bytes at every step and choice)."""
+"""Steps tried below and above the table's step for ``band`` codes (real bytes at every step)."""
 SEARCH_SLACK = 12.0
 """The lossless step search tries the table's step and its two neighbours for every image,
 and the rest of a side only where that neighbour's whole code is within this many bits of
@@ -40,18 +40,21 @@ more). On the mnist5k test split (500 images, bench/binary_targets.py): 5.3 step
 image for 18.71 B/message and 17.98 B/image in a stream; all 6 steps: 18.70 and 17.96; slack
 8: 4.9 steps, 18.75 and 18.00; slack 0: 4.0 steps, 18.81 and 18.03 (+-3, all 7: 18.68 and
 17.95). Each step tried is one decoder invoke (~0.06-0.09 ms), the search's main cost."""
-CHOICES = ((0, 0.0), (LOSSLESS_BAND, 2.0), (LOSSLESS_BAND, 3.0), (LOSSLESS_BAND, 4.0), (LOSSLESS_BAND, 6.0))
-"""(band, lie) tried for ``target_error``, besides lossless: the lossy floor, and lossless
-contexts with lying where the truth costs 2, 3, 4 or 6 bits more than the likely value."""
 
 
-def encode(encoder, images, step, quality, max_error, target_psnr, band, target_error, stream):
+def encode(encoder, images, step, quality, max_error, target_psnr, band, target_error, stream, mean_error=None):
     """``[(header step index, payload)]``; in a stream every header index is the same."""
     table = encoder.coding.binary_context2
     if target_psnr is not None:
-        raise RateError("target_psnr= is for grayscale models; binary models take band=, target_error= or max_error=0")
-    if sum(x is not None for x in (max_error, band, target_error)) > 1:
-        raise RateError("give one of max_error=0 (lossless), band= or target_error=")
+        raise RateError(
+            "target_psnr= is for grayscale models; binary models take band=, target_error=, mean_error= or max_error=0"
+        )
+    near = target_error is not None or mean_error is not None
+    if sum(x is not None for x in (max_error, band)) + near > 1:
+        raise RateError(
+            "give one of max_error=0 (lossless), band= or target_error=/mean_error= (those two may go together: "
+            "a mean over the call with a cap per image)"
+        )
     if max_error is not None and (isinstance(max_error, bool) or max_error != 0):
         raise RateError(
             f"binary models have no grey levels to bound: max_error must be 0 (lossless), got {max_error!r}; "
@@ -61,6 +64,10 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
         isinstance(target_error, bool) or not isinstance(target_error, (int, float)) or not 0 <= target_error <= 1
     ):
         raise RateError(f"target_error must be a fraction of wrong pixels in 0..1, got {target_error!r}")
+    if mean_error is not None and (
+        isinstance(mean_error, bool) or not isinstance(mean_error, (int, float)) or not 0 <= mean_error <= 1
+    ):
+        raise RateError(f"mean_error must be a fraction of all pixels in 0..1, got {mean_error!r}")
     band = LOSSLESS_BAND if band is None else band
     if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 0 <= band <= LOSSLESS_BAND:
         raise RateError(f"band must be an integer 0..127 (127 = lossless), got {band!r}")
@@ -70,17 +77,23 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     n_steps = len(coding.steps)
     if step is None and quality is None:
         base = table.step_index
-        below, above = STEP_WINDOW if target_error is None and band == LOSSLESS_BAND else NEAR_WINDOW
+        below, above = STEP_WINDOW if band == LOSSLESS_BAND else NEAR_WINDOW
         candidates = list(range(max(0, base - below), min(n_steps, base + above + 1)))
     else:
         base = coding.step_index(step, quality)
         candidates = [base]
+    if near:
+        pixels = bits[0].size
+        cap = None if target_error is None else int(target_error * pixels)
+        budget = None if mean_error is None else mean_error * pixels * len(bits)
+        steps = binary_rd.search_steps(base, n_steps) if step is None and quality is None else [base]
+        return binary_rd.encode(encoder, bits, steps, base, stream, cap, budget)
     latents = encoder.latents(bits.astype(np.float32))
     net = encoder.prediction_network(table.runtime, table.precision, "residual")
     header = base  # a stream's one header step (lossless streams choose it below)
     n = len(bits)
     symbols = {c: encoder.quantize(latents, c) for c in candidates}
-    if target_error is None and band == LOSSLESS_BAND:
+    if band == LOSSLESS_BAND:
         if len(candidates) == 1:  # nothing to choose: the levels only
             cost = np.zeros((1, n))
             levels = {base: net.levels(symbols[base] * coding.steps[base])[..., 0]}
@@ -111,26 +124,30 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
         return out
     levels = {c: net.levels(symbols[c] * coding.steps[c])[..., 0] for c in candidates}
 
-    def one(i: int, c: int, b: int, lie: float, lie_at=()) -> tuple[int, bytes, int]:
-        """(header index, payload, wrong pixels) of image ``i`` at step ``c``, band ``b``."""
-        head = header if stream else c
-        payload, recon = B2.encode_one(
-            c, head, n_steps, symbols[c][i], bits[i], levels[c][i], coding.tables[c], table, int(b), lie, lie_at
+    return [
+        min(
+            (_band_code(encoder, i, c, header if stream else c, symbols, bits, levels, band) for c in candidates),
+            key=lambda x: len(x[1]),
         )
-        return head, payload, int(np.count_nonzero(recon != bits[i]))
+        for i in range(n)
+    ]
 
-    if target_error is None:
-        return [min((one(i, c, band, 0.0) for c in candidates), key=lambda x: len(x[1]))[:2] for i in range(n)]
-    allowed = int(target_error * bits[0].size)
-    out = []
-    for i in range(n):
-        codes = [one(i, c, LOSSLESS_BAND, 0.0) for c in candidates]
-        codes += [one(i, c, b, lie) for c in candidates for b, lie in CHOICES]
-        if allowed:
-            for c in candidates:
-                codes.append(one(i, c, LOSSLESS_BAND, 0.0, B2.costliest(table, bits[i], levels[c][i], allowed)))
-        out.append(min((x for x in codes if x[2] <= allowed), key=lambda x: len(x[1]))[:2])
-    return out
+
+def _band_code(encoder, i, c, head, symbols, bits, levels, band) -> tuple[int, bytes]:
+    """(header index, payload) of image ``i`` at step ``c`` and ``band``."""
+    coding = encoder.coding
+    payload, _ = B2.encode_one(
+        c,
+        head,
+        len(coding.steps),
+        symbols[c][i],
+        bits[i],
+        levels[c][i],
+        coding.tables[c],
+        coding.binary_context2,
+        int(band),
+    )
+    return head, payload
 
 
 def _searched_costs(table, coding, net, bits, symbols, candidates, start, slack=None):
@@ -172,36 +189,6 @@ def _searched_costs(table, coding, net, bits, symbols, candidates, start, slack=
     if groups:
         evaluate(groups)
     return cost, levels
-
-
-_LATENT_BITS: dict[int, tuple] = {}
-_VECTOR_ROWS = 8
-
-
-def latent_bits(symbols: np.ndarray, table: entropy.CdfTable) -> np.ndarray:
-    """:func:`entropy.ideal_bits` of every row of ``symbols`` (M, D) at once (float64 (M,));
-    row by row below :data:`_VECTOR_ROWS` rows, where numpy's per-call cost is the larger."""
-    if len(symbols) < _VECTOR_ROWS:
-        return np.asarray([entropy.ideal_bits(s, table) for s in symbols], np.float64)
-    got = _LATENT_BITS.get(id(table))
-    if got is None or got[0] is not table:
-        if len(_LATENT_BITS) > 64:
-            _LATENT_BITS.clear()
-        width = max(len(f) for f in table.freqs)
-        freqs = np.ones((len(table.lo), width))
-        for d, row in enumerate(table.freqs):
-            freqs[d, : len(row)] = row
-        sizes = np.asarray([len(row) - 1 for row in table.freqs])
-        cost = entropy.PRECISION - np.log2(freqs)  # the last in-table slot of each row is ESCAPE
-        got = _LATENT_BITS[id(table)] = (table, np.asarray(table.lo), sizes, cost)
-    _, lo, sizes, cost = got
-    i = np.asarray(symbols, np.int64) - lo
-    inside = (i >= 0) & (i < sizes)
-    dims = np.arange(len(lo))
-    bits = cost[dims, np.where(inside, i, sizes)]  # ESCAPE's cost outside
-    dist = np.where(i < 0, -i, i - (sizes - 1))
-    bits = bits + np.where(inside, 0.0, 2.0 * np.frexp(np.maximum(dist, 1).astype(np.float64))[1])
-    return bits.sum(axis=1)
 
 
 def _step_bits(index: int, head: int, n_steps: int) -> float:

@@ -400,6 +400,7 @@ class Encoder(_Half):
         target_psnr: float | None = None,
         band: int | None = None,
         target_error: float | None = None,
+        mean_error: float | None = None,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
@@ -410,12 +411,15 @@ class Encoder(_Half):
         largest ``E`` that meets it. Binary models: ``max_error=0`` is lossless with causal
         context, ``band=B`` (0..127) codes only the pixels whose decoder level lies within
         ``B`` of the threshold (near-lossless); ``target_error=F`` (bundles with layout 2) the
-        shortest code per image with at most a fraction ``F`` of wrong pixels.
+        shortest code per image with at most a fraction ``F`` of wrong pixels; ``mean_error=F``
+        the shortest codes with at most a fraction ``F`` of all the call's pixels wrong (images
+        share the budget: the hard ones spend it where it saves most; with ``target_error`` too,
+        each image also keeps its own cap). 0 is lossless.
         """
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         mid = self.coding.model_id
-        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error)):
+        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error, mean_error)):
             _check_residual_request(mode, target_bytes)
             items = residual_codec.encode(
                 self,
@@ -426,6 +430,7 @@ class Encoder(_Half):
                 target_psnr=target_psnr,
                 band=band,
                 target_error=target_error,
+                mean_error=mean_error,
             )
             return [wire.pack_message(mid, "residual", i, p) for i, p in items]
         if mode == "lossless":
@@ -519,6 +524,7 @@ class Encoder(_Half):
         target_psnr: float | None = None,
         band: int | None = None,
         target_error: float | None = None,
+        mean_error: float | None = None,
     ) -> wire.PackedStream:
         """One container for a batch (one step for all; docs/format.md): bytes that also say
         their ``count`` and ``payload_bytes`` (:class:`~compressor.wire.PackedStream`).
@@ -538,7 +544,7 @@ class Encoder(_Half):
                 name_rules.encode(name)
             name_rules.check_unique(names)
         mid = self.coding.model_id
-        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error)):
+        if mode == "residual" or any(x is not None for x in (max_error, target_psnr, band, target_error, mean_error)):
             _check_residual_request(mode, target_bytes, joint)
             items = residual_codec.encode(
                 self,
@@ -549,6 +555,7 @@ class Encoder(_Half):
                 target_psnr=target_psnr,
                 band=band,
                 target_error=target_error,
+                mean_error=mean_error,
                 stream=True,
             )
             return wire.pack_stream(mid, "residual", items[0][0], [p for _, p in items], names)

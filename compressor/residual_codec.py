@@ -74,21 +74,25 @@ def encode(
     band=None,
     target_error=None,
     stream=False,
+    mean_error=None,
 ) -> list[tuple[int, bytes]]:
     """(step index, payload) per image, each within its bound ``E`` of the uint8 image
-    (binary models: exact, or exact where the decoder is unsure, ``band``; ``target_error``:
-    the cheapest code per image with at most that fraction of wrong pixels). ``stream``: the
-    payloads share one header step (binary layout 2 names each image's own step inside)."""
+        (binary models: exact, or exact where the decoder is unsure, ``band``; ``target_error``:
+        the cheapest code per image with at most that fraction of wrong pixels; ``mean_error``: at
+    most that fraction of all the call's pixels wrong). ``stream``: the
+        payloads share one header step (binary layout 2 names each image's own step inside)."""
     if encoder.part.binarize:
         if encoder.coding.binary_context2 is not None:
             return binary_residual.encode(
-                encoder, images, step, quality, max_error, target_psnr, band, target_error, stream
+                encoder, images, step, quality, max_error, target_psnr, band, target_error, stream, mean_error
             )
-        if target_error is not None:
-            raise RateError("target_error= needs a bundle exported by this version (binary_context2 table)")
+        if target_error is not None or mean_error is not None:
+            raise RateError("target_error=/mean_error= need a bundle exported by this version (binary_context2 table)")
         return _encode_binary(encoder, images, step, quality, max_error, target_psnr, band)
-    if target_error is not None:
-        raise RateError("target_error= is the near-lossless knob of binary models; grayscale models take max_error=")
+    if target_error is not None or mean_error is not None:
+        raise RateError(
+            "target_error=/mean_error= are the near-lossless knobs of binary models; grayscale models take max_error="
+        )
     if band is not None:
         raise RateError("band= is the near-lossless knob of binary models; grayscale models take max_error=")
     table = table_for(encoder)

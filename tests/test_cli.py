@@ -240,3 +240,23 @@ def test_max_error_on_a_binary_model_names_band(bundle_dir, digits, tmp_path, ca
         main(["encode", str(digits), "-o", str(tmp_path / "c"), "--bundle", str(bundle_dir), "--max-error", "3"]) == 1
     )
     assert "band" in capsys.readouterr().err
+
+
+def test_a_mean_error_stream_decodes_with_at_most_that_fraction_of_all_pixels_wrong(bundle_dir, digits, tmp_path):
+    codes, out = tmp_path / "m.lzc", tmp_path / "out"
+    flags = ["--mean-error", "0.01", "--target-error", "0.02"]
+    assert main(["encode", str(digits), "-o", str(codes), "--bundle", str(bundle_dir), *flags]) == 0
+    assert main(["decode", str(codes), "-o", str(out), "--bundle", str(bundle_dir)]) == 0
+    wrong = [
+        int(((read_image(out / f"digit{i}.png") > 127) != (read_image(digits / f"digit{i}.png") > 127)).sum())
+        for i in range(6)
+    ]
+    assert sum(wrong) <= 0.01 * 6 * 784 and max(wrong) <= int(0.02 * 784)
+
+
+@pytest.mark.slow
+def test_a_mean_error_with_a_band_is_one_clear_error(bundle_dir, digits, tmp_path, capsys):
+    flags = ["--mean-error", "0.01", "--band", "20"]
+    assert main(["encode", str(digits), "-o", str(tmp_path / "c"), "--bundle", str(bundle_dir), *flags]) == 1
+    err = capsys.readouterr().err
+    assert "mean_error" in err and len(err.strip().splitlines()) == 1

@@ -56,7 +56,14 @@ def add_commands(sub) -> None:
     residual.add_argument(
         "--target-error",
         type=float,
-        help="binary models: per image, the shortest code with at most this fraction of wrong pixels (e.g. 0.01)",
+        help="binary models: per image, the shortest code with at most this fraction of wrong pixels (e.g. 0.01); "
+        "with --mean-error, each image's cap",
+    )
+    c.add_argument(
+        "--mean-error",
+        type=float,
+        help="binary models: the shortest codes with at most this fraction of all the batch's pixels wrong "
+        "(the images share it; e.g. 0.01)",
     )
     c.add_argument(
         "--joint", action="store_true", help="one code for the whole batch: ~1.3 B/image smaller, no random access"
@@ -127,6 +134,7 @@ def _encode(args) -> int:
         target_psnr=args.target_psnr,
         band=args.band,
         target_error=args.target_error,
+        mean_error=args.mean_error,
     )
     atomic_write_bytes(args.out, data)
     n = len(images)
