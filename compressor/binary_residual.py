@@ -42,6 +42,13 @@ image for 18.71 B/message and 17.98 B/image in a stream; all 6 steps: 18.70 and 
 17.95). Each step tried is one decoder invoke (~0.06-0.09 ms), the search's main cost."""
 
 
+NEAR_CHUNK = 256
+"""Images per near-lossless search: the search keeps a few hundred candidate codes per image
+(:mod:`compressor.binary_rd`), so a big call runs in chunks of this many, each within its share
+of a ``mean_error`` budget (so the call's mean is within it too; across chunks the budget is
+not traded, which costs little at this size) and memory stays bounded whatever the call."""
+
+
 def encode(encoder, images, step, quality, max_error, target_psnr, band, target_error, stream, mean_error=None):
     """``[(header step index, payload)]``; in a stream every header index is the same."""
     table = encoder.coding.binary_context2
@@ -85,9 +92,13 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
     if near:
         pixels = bits[0].size
         cap = None if target_error is None else int(target_error * pixels)
-        budget = None if mean_error is None else mean_error * pixels * len(bits)
         steps = binary_rd.search_steps(base, n_steps) if step is None and quality is None else [base]
-        return binary_rd.encode(encoder, bits, steps, base, stream, cap, budget)
+        out = []
+        for at in range(0, len(bits), NEAR_CHUNK):  # each chunk within its share: the call's mean holds too
+            part = bits[at : at + NEAR_CHUNK]
+            budget = None if mean_error is None else mean_error * pixels * len(part)
+            out += binary_rd.encode(encoder, part, steps, base, stream, cap, budget)
+        return out
     latents = encoder.latents(bits.astype(np.float32))
     net = encoder.prediction_network(table.runtime, table.precision, "residual")
     header = base  # a stream's one header step (lossless streams choose it below)
