@@ -242,9 +242,9 @@ def finish(decoder, decoded) -> np.ndarray:
             f"residual codes are predicted with the {t.precision} {t.runtime} decoder; this decoder runs "
             f"{net.precision} {net.runtime}: load it with runtime={t.runtime!r}, precision={t.precision!r}"
         )
-    levels = net.levels(decoded.latents)[..., 0]
-    out = np.empty(levels.shape, np.uint8)
     if isinstance(t, binary_context.ContextTable):
+        levels = net.levels(decoded.latents)[..., 0]
+        out = np.empty(levels.shape, np.uint8)
         for i, (_, dec, check, band) in enumerate(pending):
             try:
                 out[i] = binary_context.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
@@ -252,6 +252,8 @@ def finish(decoder, decoded) -> np.ndarray:
                 raise type(err)(f"image {i}: {err}") from err
         return out
     keys = np.array([p[3] for p in pending])  # E * 2 + table set
+    levels = _network_levels(net, decoded.latents, keys % 2 == residual.NETWORK, decoder.part.image_shape)
+    out = np.empty(levels.shape, np.uint8)
     for key in np.unique(keys):
         idx = np.flatnonzero(keys == key)
         e, table_set = divmod(int(key), 2)
@@ -262,6 +264,25 @@ def finish(decoder, decoded) -> np.ndarray:
         except CodeError as err:
             raise type(err)(f"{err} (among the images coded with max_error={e}, table set {table_set})") from err
     return out
+
+
+def _network_levels(net, latents: np.ndarray, wanted: np.ndarray, shape) -> np.ndarray:
+    """int8 levels (N, H, W) for the images where ``wanted``, zeros elsewhere.
+
+    Table set 1 predicts from the reconstructed neighbours alone (docs/format.md), so its
+    images need no network run: on photo crops, and on the digits the network predicts
+    poorly, that is most of a batch, and one batch-1 invoke per image (``levels`` is
+    canonical per image, so running a subset gives the same levels) is the decoder's
+    largest cost after the pixel coder."""
+    if wanted.all():
+        return net.levels(latents)[..., 0]
+    idx = np.flatnonzero(wanted)
+    if not len(idx):
+        return np.zeros((len(latents), *shape), np.int8)
+    some = net.levels(latents[idx])[..., 0]
+    levels = np.zeros((len(latents), *some.shape[1:]), some.dtype)
+    levels[idx] = some
+    return levels
 
 
 def describe_layout2(coding, payloads, index: int) -> dict:
