@@ -36,7 +36,7 @@ from compressor.coding import residual
 
 def _captured(enc: Encoder, dec: Decoder, batches: list[np.ndarray]):
     """The coder calls the codec makes for ``batches``: per batch, ``(encode calls, decode calls)``
-    (a batch whose images take both table sets decodes in one call per set)."""
+    (one decode call per error bound: a batch that mixes the table sets decodes them together)."""
     calls = {"enc": [], "dec": []}
     encode, finish = residual.encode_choosing_set, residual.finish_decoding
 

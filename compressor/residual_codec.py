@@ -254,15 +254,17 @@ def finish(decoder, decoded) -> np.ndarray:
     keys = np.array([p[3] for p in pending])  # E * 2 + table set
     levels = _network_levels(net, decoded.latents, keys % 2 == residual.NETWORK, decoder.part.image_shape)
     out = np.empty(levels.shape, np.uint8)
-    for key in np.unique(keys):
-        idx = np.flatnonzero(keys == key)
-        e, table_set = divmod(int(key), 2)
+    bounds, sets = keys // 2, keys % 2
+    for e in np.unique(bounds).tolist():  # one pass per bound, both table sets together
+        idx = np.flatnonzero(bounds == e)
         decs = [pending[i][1] for i in idx]
         checks = [pending[i][2] for i in idx]
         try:
-            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, table_set)
+            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, sets[idx])
         except CodeError as err:
-            raise type(err)(f"{err} (among the images coded with max_error={e}, table set {table_set})") from err
+            named = " and ".join(str(s) for s in np.unique(sets[idx]).tolist())
+            plural = "s" if " and " in named else ""
+            raise type(err)(f"{err} (among the images coded with max_error={e}, table set{plural} {named})") from err
     return out
 
 
