@@ -575,12 +575,7 @@ def finish_decoding(
     t = {int(ts): table.table(e, int(ts)) for ts in np.unique(sets)}  # CorruptCodeError for a missing table
     if len(levels) < LANE_THRESHOLD:
         out = np.stack(
-            [
-                _decode_one_spatial(d, v.shape, table.spatial, t[SPATIAL])
-                if ts == SPATIAL
-                else _decode_one(d, v, table, t[NETWORK])
-                for d, v, ts in zip(decoders, levels, sets.tolist(), strict=True)
-            ]
+            [_decode_image(i, d, v, ts, table, t) for i, (d, v, ts) in enumerate(zip(decoders, levels, sets))]
         )
         canonical = [d.is_canonical() for d in decoders]
     else:
@@ -601,6 +596,16 @@ def finish_decoding(
                 "build), or the data is damaged"
             )
     return out
+
+
+def _decode_image(i: int, dec: RangeDecoder, levels: np.ndarray, table_set, table: ResidualTable, t: dict):
+    """Image ``i`` of a batch in plain Python; damage names the image, as the lanes do."""
+    try:
+        if table_set == SPATIAL:
+            return _decode_one_spatial(dec, levels.shape, table.spatial, t[SPATIAL])
+        return _decode_one(dec, levels, table, t[NETWORK])
+    except CorruptCodeError as err:
+        raise CorruptCodeError(f"image {i}: {err}") from err
 
 
 def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: dict, sets: np.ndarray, e: int):
