@@ -193,10 +193,13 @@ class PixelLanes:
         k = len(decoders)
         # every slice reads at most 2 bytes, so the input never runs past this width
         width = max(max(len(d._data), d._pos) for d in decoders) + 2 * slices + 8
-        buf = np.zeros((k, width + 1), np.int64)
+        buf = np.zeros((k, width + 1), np.uint8)
         for i, d in enumerate(decoders):
             buf[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
-        self.window = ((buf[:, :-1] << 8) | buf[:, 1:]).ravel()  # the 2 bytes at each position
+        window = buf[:, :-1].astype(np.int64)  # the 2 bytes at each position, built in place:
+        window <<= 8  # the width is mostly slack for damaged lanes, and int64 temporaries of it
+        window |= buf[:, 1:]  # took ~1.5 ms a 64-image batch
+        self.window = window.ravel()
         self.base = np.arange(k, dtype=np.int64) * width
         self.decoders = decoders
         self.images = list(range(k)) if images is None else [int(i) for i in images]
