@@ -36,8 +36,9 @@ crops); bit 6 of the parameter byte names the set, and the encoder picks per ima
 with the shorter code (:func:`encode_choosing_set`).
 
 Speed: a batch runs the pixels of all its images in lock-step (:mod:`compressor.coding.residual_lanes`,
-one numpy step per pixel position); a single image runs a plain Python loop, which is faster
-than numpy on one-element arrays. Both are the same arithmetic and give the same bytes.
+one numpy step per pixel position; decoding both table sets in one pass,
+:mod:`compressor.coding.residual_lockstep`); a single image runs a plain Python loop, which is
+faster than numpy on one-element arrays. Both are the same arithmetic and give the same bytes.
 """
 
 from __future__ import annotations
