@@ -572,8 +572,14 @@ def finish_decoding(
     Raises ``CorruptCodeError`` for bytes the encoder cannot have written and
     ``LosslessMismatchError`` for an image that fails its check.
     """
-    sets = np.broadcast_to(np.asarray(table_set, np.int64), (len(levels),))
-    t = {int(ts): table.table(e, int(ts)) for ts in np.unique(sets)}  # CorruptCodeError for a missing table
+    if np.ndim(table_set) == 0:  # one set for all: the everyday single image
+        sets = np.full(len(levels), int(table_set), np.int64)
+        t = {int(table_set): table.table(e, int(table_set))}  # CorruptCodeError for a missing table
+    else:
+        sets = np.asarray(table_set, np.int64)
+        if sets.shape != (len(levels),):
+            raise ValueError(f"table_set: one per image ({len(levels)}), got shape {sets.shape}")
+        t = {ts: table.table(e, ts) for ts in set(sets.tolist())}
     if len(levels) < LANE_THRESHOLD:
         out = np.stack(
             [_decode_image(i, d, v, ts, table, t) for i, (d, v, ts) in enumerate(zip(decoders, levels, sets))]
