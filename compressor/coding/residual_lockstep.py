@@ -164,7 +164,7 @@ def _far(pred, far, ew, en, enw, pd):
     a, b = ew[idx], en[idx]
     med = np.minimum(np.maximum(a + b - enw[idx], np.minimum(a, b)), np.maximum(a, b))
     pred = pred.copy()
-    pred[idx] = np.minimum(np.maximum(pd[idx] + med, 0), 255)
+    pred[idx] = np.minimum(np.maximum(pd[idx] + med, _Z), _MASK)
     return pred
 
 
