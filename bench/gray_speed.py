@@ -1,6 +1,7 @@
 """Grayscale lossless speed (issue 12, item 7): the whole codec and the residual coder alone.
 
     python -m bench.gray_speed BUNDLE IMAGES.npy [--rounds 20]
+    python -m bench.gray_speed BUNDLE --natural [--rounds 20]
 
 Prints ms per image at batch 1 (16 images, each its own call) and at batch 64:
 
@@ -10,6 +11,10 @@ Prints ms per image at batch 1 (16 images, each its own call) and at batch 64:
 - ``coder``: only :func:`~compressor.coding.residual.encode_choosing_set` and
   :func:`~compressor.coding.residual.finish_decoding`, replayed on the arguments the codec
   passed them, to see the coder's share without the networks.
+
+``--natural``: 28x28 crops of a photo (:func:`bench.residual_curve.natural_crops`) instead of
+``IMAGES.npy``: the content table set 1 is for (every crop takes it), where the digits take
+set 0 for some images and set 1 for others.
 
 Every figure is the best of ``--rounds`` rounds, everything timed in turns, so a loaded
 machine slows all figures alike.
@@ -24,13 +29,14 @@ import json
 import numpy as np
 
 from bench.ladder import best_us_interleaved
+from bench.residual_curve import natural_crops
 from compressor import Decoder, Encoder
 from compressor.coding import residual
 
 
 def _captured(enc: Encoder, dec: Decoder, batches: list[np.ndarray]):
     """The coder calls the codec makes for ``batches``: per batch, ``(encode calls, decode calls)``
-    (a batch whose images take both table sets decodes in one call per set)."""
+    (one decode call per error bound: a batch that mixes the table sets decodes them together)."""
     calls = {"enc": [], "dec": []}
     encode, finish = residual.encode_choosing_set, residual.finish_decoding
 
@@ -94,11 +100,14 @@ def measure(bundle: str, images: np.ndarray, rounds: int = 20, runtime: str = "l
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
-    ap.add_argument("images")
+    ap.add_argument("images", nargs="?", help="uint8 (N, H, W) .npy; omit with --natural")
+    ap.add_argument("--natural", action="store_true", help="28x28 crops of a photo instead")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--runtime", default="litert")
     args = ap.parse_args(argv)
-    images = np.load(args.images)
+    if args.natural == (args.images is not None):
+        ap.error("give IMAGES.npy or --natural (one of them)")
+    images = natural_crops() if args.natural else np.load(args.images)
     if len(images) < 64:
         raise SystemExit("gray_speed needs at least 64 images (one batch of 64)")
     print(json.dumps({"ms_per_image": measure(args.bundle, images, args.rounds, args.runtime)}, indent=1))

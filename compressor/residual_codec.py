@@ -263,9 +263,9 @@ def finish(decoder, decoded) -> np.ndarray:
             f"residual codes are predicted with the {t.precision} {t.runtime} decoder; this decoder runs "
             f"{net.precision} {net.runtime}: load it with runtime={t.runtime!r}, precision={t.precision!r}"
         )
-    levels = net.levels(decoded.latents)[..., 0]
-    out = np.empty(levels.shape, np.uint8)
     if isinstance(t, binary_context.ContextTable):
+        levels = net.levels(decoded.latents)[..., 0]
+        out = np.empty(levels.shape, np.uint8)
         for i, (_, dec, check, band) in enumerate(pending):
             try:
                 out[i] = binary_context.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
@@ -273,16 +273,39 @@ def finish(decoder, decoded) -> np.ndarray:
                 raise type(err)(f"image {i}: {err}") from err
         return out
     keys = np.array([p[3] for p in pending])  # E * 2 + table set
-    for key in np.unique(keys):
-        idx = np.flatnonzero(keys == key)
-        e, table_set = divmod(int(key), 2)
+    levels = _network_levels(net, decoded.latents, keys % 2 == residual.NETWORK, decoder.part.image_shape)
+    out = np.empty(levels.shape, np.uint8)
+    bounds, sets = keys // 2, keys % 2
+    for e in np.unique(bounds).tolist():  # one pass per bound, both table sets together
+        idx = np.flatnonzero(bounds == e)
         decs = [pending[i][1] for i in idx]
         checks = [pending[i][2] for i in idx]
         try:
-            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, table_set)
+            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, sets[idx])
         except CodeError as err:
-            raise type(err)(f"{err} (among the images coded with max_error={e}, table set {table_set})") from err
+            named = " and ".join(str(s) for s in np.unique(sets[idx]).tolist())
+            plural = "s" if " and " in named else ""
+            raise type(err)(f"{err} (among the images coded with max_error={e}, table set{plural} {named})") from err
     return out
+
+
+def _network_levels(net, latents: np.ndarray, wanted: np.ndarray, shape) -> np.ndarray:
+    """int8 levels (N, H, W) for the images where ``wanted``, zeros elsewhere.
+
+    Table set 1 predicts from the reconstructed neighbours alone (docs/format.md), so its
+    images need no network run: on photo crops, and on the digits the network predicts
+    poorly, that is most of a batch, and one batch-1 invoke per image (``levels`` is
+    canonical per image, so running a subset gives the same levels) is the decoder's
+    largest cost after the pixel coder."""
+    if wanted.all():
+        return net.levels(latents)[..., 0]
+    idx = np.flatnonzero(wanted)
+    if not len(idx):
+        return np.zeros((len(latents), *shape), np.int8)
+    some = net.levels(latents[idx])[..., 0]
+    levels = np.zeros((len(latents), *some.shape[1:]), some.dtype)
+    levels[idx] = some
+    return levels
 
 
 def describe_layout2(coding, payloads, index: int) -> dict:

@@ -338,3 +338,48 @@ def test_the_encoder_picks_per_image_the_set_with_the_shorter_code(tables, monke
             started = [R.start_decoding(payloads[i], latent) for i in idx]
             out = R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels[idx], table, e, ts)
             assert np.abs(out.astype(int) - pixels[idx].astype(int)).max() <= e
+
+
+def _mixed_batch(table, latent, e):
+    """Payloads of both table sets interleaved (set 0 at even positions, set 1 at odd), their
+    sets, levels and pixels."""
+    levels, pixels = _synthetic(15, n=12)
+    pixels[1::2] = _smooth(16, n=6)
+    symbols = np.random.RandomState(17).randint(-3, 4, size=(12, 4))
+    sets = np.arange(12) % 2
+    payloads = [None] * 12
+    for ts in (R.NETWORK, R.SPATIAL):
+        idx = np.flatnonzero(sets == ts)
+        for i, p in zip(idx, R.encode_batch(symbols[idx], pixels[idx], levels[idx], latent, table, e, ts)):
+            payloads[i] = p
+    return payloads, sets, levels, pixels
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+@pytest.mark.parametrize("e", [0, 2, 4])
+def test_a_batch_mixing_both_table_sets_decodes_in_one_call_without_set_1_levels(tables, monkeypatch, lanes, e):
+    table, latent = tables
+    payloads, sets, levels, pixels = _mixed_batch(table, latent, e)
+    monkeypatch.setattr(R, "LANE_THRESHOLD", 1 if lanes else 10**9)
+    started = [R.start_decoding(p, latent) for p in payloads]
+    blind = np.where((sets == R.SPATIAL)[:, None, None], np.int8(0), levels)  # set 1 never reads its levels
+    out = R.finish_decoding([s[0] for s in started], [s[2] for s in started], blind, table, e, sets)
+    assert np.abs(out.astype(int) - pixels.astype(int)).max() <= e
+    for ts in (R.NETWORK, R.SPATIAL):
+        idx = np.flatnonzero(sets == ts)
+        again = [R.start_decoding(payloads[i], latent) for i in idx]
+        alone = R.finish_decoding([s[0] for s in again], [s[2] for s in again], levels[idx], table, e, ts)
+        assert np.array_equal(out[idx], alone)
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+def test_a_damaged_image_in_a_mixed_batch_is_named_by_its_own_position(tables, monkeypatch, lanes):
+    table, latent = tables
+    payloads, sets, levels, _ = _mixed_batch(table, latent, 0)
+    # an odd position: a set-1 image, decoded in a lane after the set-0 images; 0xFF bytes put its
+    # code outside every interval (the lanes' own damage report), or at least fail its check
+    payloads[5] = payloads[5][:9] + b"\xff" * (len(payloads[5]) - 9)
+    monkeypatch.setattr(R, "LANE_THRESHOLD", 1 if lanes else 10**9)
+    started = [R.start_decoding(p, latent) for p in payloads]
+    with pytest.raises(CodeError, match="image 5:"):
+        R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, 0, sets)

@@ -36,8 +36,9 @@ crops); bit 6 of the parameter byte names the set, and the encoder picks per ima
 with the shorter code (:func:`encode_choosing_set`).
 
 Speed: a batch runs the pixels of all its images in lock-step (:mod:`compressor.coding.residual_lanes`,
-one numpy step per pixel position); a single image runs a plain Python loop, which is faster
-than numpy on one-element arrays. Both are the same arithmetic and give the same bytes.
+one numpy step per pixel position; decoding both table sets in one pass,
+:mod:`compressor.coding.residual_lockstep`); a single image runs a plain Python loop, which is
+faster than numpy on one-element arrays. Both are the same arithmetic and give the same bytes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compressor.coding import residual_lanes
+from compressor.coding import residual_lanes, residual_lockstep
 from compressor.coding.entropy import CdfTable, as_symbols, decode_row, encode_row, quantize_pmf
 from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder
 from compressor.coding.residual_spatial import SMOOTH_FROM, SpatialSet
@@ -564,21 +565,28 @@ def finish_decoding(
 ) -> np.ndarray:
     """Phase 2: every image's pixels under the receiver's own int8 ``levels`` (N, H, W) -> uint8.
 
+    ``table_set``: every image's, or one per image; a batch that mixes the sets decodes in one
+    lock-step pass (:mod:`~compressor.coding.residual_lockstep`), and table-set-1 images'
+    levels are never read (zeros will do).
+
     Raises ``CorruptCodeError`` for bytes the encoder cannot have written and
     ``LosslessMismatchError`` for an image that fails its check.
     """
-    t = table.table(e, table_set)
-    if table_set == SPATIAL:
-        if len(levels) < LANE_THRESHOLD:
-            out = np.stack([_decode_one_spatial(d, v.shape, table.spatial, t) for d, v in zip(decoders, levels)])
-            canonical = [d.is_canonical() for d in decoders]
-        else:
-            out, canonical = _decode_lanes_spatial(decoders, levels.shape, table.spatial, t)
-    elif len(levels) < LANE_THRESHOLD:
-        out = np.stack([_decode_one(d, v, table, t) for d, v in zip(decoders, levels, strict=True)])
+    if np.ndim(table_set) == 0:  # one set for all: the everyday single image
+        sets = np.full(len(levels), int(table_set), np.int64)
+        t = {int(table_set): table.table(e, int(table_set))}  # CorruptCodeError for a missing table
+    else:
+        sets = np.asarray(table_set, np.int64)
+        if sets.shape != (len(levels),):
+            raise ValueError(f"table_set: one per image ({len(levels)}), got shape {sets.shape}")
+        t = {ts: table.table(e, ts) for ts in set(sets.tolist())}
+    if len(levels) < LANE_THRESHOLD:
+        out = np.stack(
+            [_decode_image(i, d, v, ts, table, t) for i, (d, v, ts) in enumerate(zip(decoders, levels, sets))]
+        )
         canonical = [d.is_canonical() for d in decoders]
     else:
-        out, canonical = _decode_lanes(decoders, levels, table, t)
+        out, canonical = _decode_lanes(decoders, levels, table, t, sets, e)
     for i, (img, check, ok) in enumerate(zip(out, checks, canonical, strict=True)):
         # as in mode 2: bytes the encoder would not write are damage when the image itself
         # checks out; when it does not, other int8 levels are as likely a cause as damage
@@ -597,8 +605,34 @@ def finish_decoding(
     return out
 
 
+def _decode_image(i: int, dec: RangeDecoder, levels: np.ndarray, table_set, table: ResidualTable, t: dict):
+    """Image ``i`` of a batch in plain Python; damage names the image, as the lanes do."""
+    try:
+        if table_set == SPATIAL:
+            return _decode_one_spatial(dec, levels.shape, table.spatial, t[SPATIAL])
+        return _decode_one(dec, levels, table, t[NETWORK])
+    except CorruptCodeError as err:
+        raise CorruptCodeError(f"image {i}: {err}") from err
+
+
+def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: dict, sets: np.ndarray, e: int):
+    """All images in lock-step, table-set-0 lanes first (:func:`residual_lockstep.decode`); the
+    results come back in the caller's order."""
+    order = np.argsort(sets, kind="stable")
+    k0 = int(np.count_nonzero(sets == NETWORK))
+    if (order == np.arange(len(order))).all():
+        return residual_lockstep.decode(decoders, levels, table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e))
+    ordered = [decoders[i] for i in order]
+    out, canonical = residual_lockstep.decode(
+        ordered, levels[order], table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e), order
+    )
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return out[back], [canonical[i] for i in back]
+
+
 def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: ErrorTable) -> np.ndarray:
-    """One image in plain Python: the same arithmetic as :func:`_decode_lanes`."""
+    """One image in plain Python: the same arithmetic as :func:`residual_lockstep.decode`'s set-0 lanes."""
     h, w = levels.shape
     delta, m, half = geometry(t.e)
     e = t.e
@@ -672,88 +706,8 @@ def _decode_one(dec: RangeDecoder, levels: np.ndarray, table: ResidualTable, t: 
     return np.asarray(out, np.uint8).reshape(h, w)
 
 
-def _lanes_for(decoders, t: ErrorTable, pixels: int) -> residual_lanes.PixelLanes:
-    _, m, half = geometry(t.e)
-    raw_shift = PRECISION - max(1, (m - 1).bit_length())
-    return residual_lanes.PixelLanes(decoders, t, m, half, raw_shift, 2 * pixels)
-
-
-def _reconstruct_lanes(pred, s, e: int):
-    return (pred + s) & 255 if e == 0 else reconstruct(pred, s, e)
-
-
-def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: ErrorTable):
-    """All images in lock-step, one :meth:`PixelLanes.decode` per pixel position (arrays are
-    pixel-major, so each step reads contiguous length-N vectors)."""
-    n, h, w = levels.shape
-    lv = levels.reshape(n, h * w).T.astype(np.int64) + 128
-    pd = np.ascontiguousarray(np.asarray(table.predict, np.int64)[lv])  # (H*W, N)
-    base17 = np.ascontiguousarray(table.level_lut[lv] << 17)
-    nlut17 = table.neighbour_lut << 17
-    threshold = table.spatial_threshold
-    spatial = threshold <= MAX_THRESHOLD - 1
-    lanes = _lanes_for(decoders, t, h * w)
-    e = t.e
-    err = np.zeros((h + 1, w + 2, n), np.int64)  # error field x̂ - pd, 0 outside the image
-    rec = np.empty((h * w, n), np.int64)
-    i = 0
-    for r in range(h):
-        up = err[r]
-        up_key = up[1:-1] + MAX_NEIGHBOUR  # eN + 510 for every column
-        near = threshold - np.abs(up[1:-1])  # MED where |eW| >= this
-        north = up[1:-1]
-        n_minus_nw = up[1:-1] - up[:-2]
-        ew = err[r + 1, 0]
-        for c in range(w):
-            pred = pd[i]
-            if spatial:
-                far = np.abs(ew) >= near[c]
-                if np.count_nonzero(far):
-                    en = north[c]  # MED(eW, eN, eNW) = clip(eW + eN - eNW, min(eW, eN), max(eW, eN))
-                    med = np.minimum(np.maximum(ew + n_minus_nw[c], np.minimum(ew, en)), np.maximum(ew, en))
-                    pred = _clip255(pred + med * far)
-            s = lanes.decode(base17[i] + nlut17[ew + up_key[c]])
-            x = rec[i]
-            if e == 0:
-                np.bitwise_and(pred + s, 255, out=x)
-            else:
-                x[:] = reconstruct(pred, s, e)
-            ew = x - pd[i]
-            i += 1
-        err[r + 1, 1:-1] = rec[i - w : i] - pd[i - w : i]
-    return rec.T.reshape(n, h, w).astype(np.uint8), lanes.finish()
-
-
-def _decode_lanes_spatial(decoders, shape, spatial: SpatialSet, t: ErrorTable):
-    """Table set 1 in lock-step: MED and activity of the reconstructed neighbours."""
-    n, h, w = shape
-    act17 = spatial.activity_lut << 17
-    lanes = _lanes_for(decoders, t, h * w)
-    e = t.e
-    smooth = e >= SMOOTH_FROM
-    rec = np.zeros((h + 1, w + 2, n), np.int64)  # reconstruction, 0 outside the image
-    for r in range(h):
-        up = rec[r]
-        north, northwest = up[1:-1], up[:-2]
-        n_minus_nw = north - northwest
-        up_act = np.abs(n_minus_nw) + np.abs(up[2:] - north)  # |N - NW| + |NE - N|
-        row = rec[r + 1]
-        west = row[0]
-        for c in range(w):
-            nc = north[c]
-            lo = np.minimum(west, nc)
-            hi = np.maximum(west, nc)
-            pred = np.minimum(np.maximum(west + n_minus_nw[c], lo), hi)
-            if smooth:
-                pred = (2 * pred + west + nc + 2) >> 2
-            s = lanes.decode(act17[np.abs(west - northwest[c]) + up_act[c]])
-            west = _reconstruct_lanes(pred, s, e)
-            row[c + 1] = west
-    return np.ascontiguousarray(rec[1:, 1:-1].transpose(2, 0, 1)).astype(np.uint8), lanes.finish()
-
-
 def _decode_one_spatial(dec: RangeDecoder, shape, spatial: SpatialSet, t: ErrorTable) -> np.ndarray:
-    """Table set 1, one image in plain Python: the same arithmetic as :func:`_decode_lanes_spatial`."""
+    """Table set 1, one image in plain Python: the same arithmetic as :func:`residual_lockstep.decode`'s set-1 lanes."""
     h, w = shape
     delta, m, half = geometry(t.e)
     e = t.e

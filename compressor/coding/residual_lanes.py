@@ -44,6 +44,10 @@ _DOWN = PRECISION - _SHIFT
 """``((x << shift) >> 16) == x >> (16 - shift)``, by ``x >> 16``: the next step's range unit."""
 _RSHIFT = 16 - np.arange(17, dtype=np.int64)  # 16 - shift: the input bits a shift takes in
 _MASK32 = (1 << 32) - 1
+_P = np.array(PRECISION, np.int64)
+"""Constants of the hot loop as 0-d arrays: numpy handles an array operand in about half the
+time of a Python int or a numpy scalar (~0.5 against ~1.1 µs on 64 lanes), and a step is
+nothing but such calls."""
 
 
 def encode_slices(
@@ -75,8 +79,10 @@ def encode_slices(
     esc_shifts = np.zeros((p, k), np.int64)
     table, down = _SHIFT, _DOWN
     next_escape = escaping.pop(0) if escaping else -1
-    for j in range(p):
-        t = units[j] * fr[j]
+    unit = units[0]
+    for j, (f, following) in enumerate(zip(fr, units[1:])):  # row views, no indexing per step
+        t = unit * f
+        unit = following
         if j == next_escape:
             rng = t << table[t >> PRECISION]
             idx = np.flatnonzero(esc_t[j])
@@ -89,7 +95,7 @@ def encode_slices(
             np.right_shift(rng, PRECISION, out=units[j + 1])
             next_escape = escaping.pop(0) if escaping else -1
         else:
-            np.right_shift(t, down[t >> PRECISION], out=units[j + 1])
+            np.right_shift(t, down[t >> _P], out=following)
     if p and not esc_t[p - 1].any():  # the final range, for the termination
         rng = t << table[t >> PRECISION]
     units = units[:p]
@@ -121,63 +127,89 @@ def encode_slices(
 
 
 class _Rows:
-    """Lookup arrays of one :class:`~compressor.coding.residual.ErrorTable` for lane decoding.
+    """Lookup arrays of one or more :class:`~compressor.coding.residual.ErrorTable` for lane
+    decoding, their context rows numbered on from one table to the next (table set 1's rows
+    after set 0's when a batch mixes them).
 
     Indexed by ``searchsorted(search, (context << 17) + target, "right")``, i.e. one past the
     slot's global position. A target >= 2**16 (damaged input: before the first damage,
     ``code < range`` keeps targets below 2**16 + 256) lands one past its row's closing
-    ``TOTAL``; that position decodes as an ESCAPE too, so the one rare-path check per step
+    ``TOTAL``; that position is flagged like an ESCAPE, so the one rare-path check per step
     finds both, and :meth:`PixelLanes._escapes` tells them apart.
     """
 
-    def __init__(self, t):
-        contexts, width = t.cdf.shape  # width = 2T + 3 cumulative entries per row
-        flat = t.cdf.ravel()
-        self.search = (t.cdf + (np.arange(contexts, dtype=np.int64) << 17)[:, None]).ravel()
-        slot = np.tile(np.arange(width, dtype=np.int64), contexts)
-        freq = np.append(flat[1:] - flat[:-1], 1)
-        closing = slot == width - 1
-        freq[closing] = 1
-        self.escape = t.tail + 1  # the ESCAPE slot as a symbol
-        symbol = np.where(closing, self.escape, slot - t.tail)
-        self.start = np.concatenate(([0], flat))
-        self.freq = np.concatenate(([1], freq))
-        self.symbol = np.concatenate(([0], symbol))
-        self.damaged = np.concatenate(([True], closing))
+    def __init__(self, tables):
+        search, start, freq, symbol, escape, damaged = [], [[0]], [[1]], [[0]], [[False]], [[True]]
+        first = 0
+        for t in tables:
+            contexts, width = t.cdf.shape  # width = 2T + 3 cumulative entries per row
+            flat = t.cdf.ravel()
+            search.append((t.cdf + (np.arange(first, first + contexts, dtype=np.int64) << 17)[:, None]).ravel())
+            slot = np.tile(np.arange(width, dtype=np.int64), contexts)
+            f = np.append(flat[1:] - flat[:-1], 1)
+            closing = slot == width - 1
+            f[closing] = 1
+            start.append(flat)
+            freq.append(f)
+            symbol.append(np.where(closing, 0, slot - t.tail))
+            escape.append(slot == width - 2)
+            damaged.append(closing)
+            first += contexts
+        self.search = np.concatenate(search)
+        self.start = np.concatenate(start).astype(np.int64)
+        self.freq = np.concatenate(freq).astype(np.int64)
+        self.symbol = np.concatenate(symbol).astype(np.int64)
+        self.escape = np.concatenate(escape)
+        self.damaged = np.concatenate(damaged)
+        self.rare = self.escape | self.damaged  # what the per-step check looks for
 
 
-def rows_of(t) -> _Rows:
-    """The lane lookup arrays of an error table, built once per table."""
-    rows = t.__dict__.get("_lane_rows")
-    if rows is None:
-        rows = _Rows(t)
-        object.__setattr__(t, "_lane_rows", rows)
-    return rows
-
-
-_P = np.int64(PRECISION)
+def rows_of(*tables) -> _Rows:
+    """The lane lookup arrays of one error table (or of several, rows numbered on), built
+    once and kept on the first table."""
+    cache = tables[0].__dict__.get("_lane_rows")
+    if cache is None:
+        cache = {}
+        object.__setattr__(tables[0], "_lane_rows", cache)
+    key = tuple(id(t) for t in tables[1:])
+    hit = cache.get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], tables[1:])):
+        hit = (tables[1:], _Rows(tables))
+        cache[key] = hit
+    return hit[1]
 
 
 class PixelLanes:
-    """K range decoders (one per image) decoding residual symbols in lock-step."""
+    """K range decoders (one per image) decoding residual symbols in lock-step.
 
-    def __init__(self, decoders: list[RangeDecoder], t, m: int, half: int, raw_shift: int, slices: int):
+    ``tables``: one :class:`~compressor.coding.residual.ErrorTable`, or a list whose context
+    rows are numbered on (see :class:`_Rows`); every table shares the error bound, hence
+    ``m``, ``half`` and ``raw_shift``. ``images``: each lane's image number for error messages
+    (default: the lane number)."""
+
+    def __init__(
+        self, decoders: list[RangeDecoder], tables, m: int, half: int, raw_shift: int, slices: int, images=None
+    ):
         k = len(decoders)
         # every slice reads at most 2 bytes, so the input never runs past this width
         width = max(max(len(d._data), d._pos) for d in decoders) + 2 * slices + 8
-        buf = np.zeros((k, width + 1), np.int64)
+        buf = np.zeros((k, width + 1), np.uint8)
         for i, d in enumerate(decoders):
             buf[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
-        self.window = ((buf[:, :-1] << 8) | buf[:, 1:]).ravel()  # the 2 bytes at each position
+        window = buf[:, :-1].astype(np.int64)  # the 2 bytes at each position, built in place:
+        window <<= 8  # the width is mostly slack for damaged lanes, and int64 temporaries of it
+        window |= buf[:, 1:]  # took ~1.5 ms a 64-image batch
+        self.window = window.ravel()
         self.base = np.arange(k, dtype=np.int64) * width
         self.decoders = decoders
+        self.images = list(range(k)) if images is None else [int(i) for i in images]
         self.code = np.array([d._code for d in decoders], np.int64)
         self.rng = np.array([d._range for d in decoders], np.int64)
         self.at = self.base + np.array([d._pos for d in decoders], np.int64)  # next input byte, in window
         self.bad = np.zeros(k, bool)
-        self.rows = rows = rows_of(t)
+        self.rows = rows = rows_of(*tables) if isinstance(tables, (list, tuple)) else rows_of(tables)
         self._search, self._freq, self._start = rows.search.searchsorted, rows.freq, rows.start
-        self._symbol, self._escape = rows.symbol, rows.escape
+        self._symbol, self._rare = rows.symbol, rows.rare
         self.m, self.half, self.raw_shift = m, half, raw_shift
 
     def decode(self, context17: np.ndarray) -> np.ndarray:
@@ -190,7 +222,7 @@ class PixelLanes:
         self.code = ((self.code - r * self._start[g]) << sh) | (self.window[self.at] >> _RSHIFT[sh])
         self.at += _BYTES[sh]
         s = self._symbol[g]
-        if np.count_nonzero(s == self._escape):
+        if np.count_nonzero(self._rare[g]):
             self._escapes(s, g)
         return s
 
@@ -198,7 +230,7 @@ class PixelLanes:
         """Lanes whose symbol is an ESCAPE: read their uniform slot ``u`` (``s = u - M//2``);
         lanes that reached a row's end are damaged."""
         self.bad |= self.rows.damaged[g]
-        idx = np.flatnonzero((s == self.rows.escape) & ~self.rows.damaged[g])
+        idx = np.flatnonzero(self.rows.escape[g])
         r = self.rng[idx] >> _P
         u = (self.code[idx] // r) >> self.raw_shift
         self.bad[idx] |= u >= self.m
@@ -214,7 +246,7 @@ class PixelLanes:
         """Raise ``CorruptCodeError`` for a lane that was damaged; per lane, whether its input
         is exactly what the encoder writes (:meth:`RangeDecoder.is_canonical`)."""
         if np.count_nonzero(self.bad):
-            i = int(np.flatnonzero(self.bad)[0])
+            i = min(self.images[j] for j in np.flatnonzero(self.bad))
             raise CorruptCodeError(
                 f"image {i}: the code points outside every symbol's interval, or an escape names an impossible "
                 "value: damaged data"
