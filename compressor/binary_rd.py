@@ -35,8 +35,8 @@ three get at the table's step, 150 test digits). A pass after the first tries on
 that moved in the one before: the others are at a local optimum already (same result, fewer
 decoder runs)."""
 REFINE_STEPS = (-2, 3)
-"""Steps refined and searched, relative to the table's step: ``base - 1 .. base + 2`` (at 1 %
-mean error the batch's choices fall there)."""
+"""Steps refined and searched, relative to the table's step: ``base - 2 .. base + 3`` (six; at
+1 % mean error the batch's choices fall there)."""
 MAX_FLIPS = 40
 """Longest flip path per image and step (past ~5 % wrong pixels band 0 is cheaper anyway)."""
 REFIT = True
@@ -191,7 +191,7 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
     # range code the points near each image's choice, then choose again on real bytes
     finals, real, wrong = [], [], []
     for i, ps in enumerate(points):
-        keep = _near(ps, pick[i], price, lossless=budget is not None)
+        keep = _near(ps, pick[i], price, lossless=budget is not None or cap is not None)
         codes = []
         for j in keep:
             _, err, v, band, path, k = ps[j]
@@ -202,8 +202,9 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
             )
             codes.append((head, payload, int(np.count_nonzero(recon != bits[i]))))
         finals.append(codes)
-        real.append(np.array([len(p) for _, p, _ in codes], np.float64))
         wrong.append(np.array([e for _, _, e in codes], np.int64))
+        sizes = np.array([len(p) for _, p, _ in codes], np.float64)
+        real.append(sizes if cap is None else np.where(wrong[-1] <= cap, sizes, np.inf))  # the cap, on real pixels
     pick = allocate(real, wrong, budget)
     return [codes[k][:2] for codes, k in zip(finals, pick)]
 
@@ -211,7 +212,7 @@ def encode(encoder, bits, steps, base: int, stream: bool, cap: int | None, budge
 def _near(points, chosen: int, price: float, lossless: bool) -> list[int]:
     """Indices of the points range coded for one image: the chosen one and those next cheapest
     at the allocation's price per wrong pixel, :data:`FINAL_POINTS` in all, plus its lossless
-    point when a shared budget needs one to stay feasible on real bytes."""
+    point when a shared budget or a cap needs one to stay feasible on real bytes."""
     order = sorted(range(len(points)), key=lambda j: points[j][0] + price * points[j][1])
     keep = set(order[:FINAL_POINTS]) | {chosen}
     if lossless:

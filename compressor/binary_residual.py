@@ -16,6 +16,8 @@ The encoder's choices live here; the decoder only reads what the payload says
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from compressor import binary_rd
@@ -68,11 +70,11 @@ def encode(encoder, images, step, quality, max_error, target_psnr, band, target_
             "for fewer bytes with a few wrong pixels use target_error= (a fraction) or band= (0..127)"
         )
     if target_error is not None and (
-        isinstance(target_error, bool) or not isinstance(target_error, (int, float)) or not 0 <= target_error <= 1
+        isinstance(target_error, bool) or not isinstance(target_error, numbers.Real) or not 0 <= target_error <= 1
     ):
         raise RateError(f"target_error must be a fraction of wrong pixels in 0..1, got {target_error!r}")
     if mean_error is not None and (
-        isinstance(mean_error, bool) or not isinstance(mean_error, (int, float)) or not 0 <= mean_error <= 1
+        isinstance(mean_error, bool) or not isinstance(mean_error, numbers.Real) or not 0 <= mean_error <= 1
     ):
         raise RateError(f"mean_error must be a fraction of all pixels in 0..1, got {mean_error!r}")
     band = LOSSLESS_BAND if band is None else band

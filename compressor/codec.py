@@ -204,7 +204,7 @@ class Coding:
             mode,
             tuple(payloads) if mode in ("lossless", "residual") else None,
             np.asarray(indices, np.int64),
-            tuple(states) if mode == "residual" else None,
+            tuple(zip(payloads, states, strict=True)) if mode == "residual" else None,
         )
 
     def lossless_pixels(self, payload: bytes, index: int, levels: np.ndarray) -> np.ndarray:
@@ -253,8 +253,9 @@ class Decoded:
     # int64 (N,): the step index each header named (binary layout-2 payloads name their latent's own
     # step inside the range code, relative to it; ``steps`` holds that one)
     step_indices: np.ndarray | None = None
-    # residual codes: each payload's phase-1 state from :meth:`Coding.read` (range decoder after
-    # the latent, check, bound or band, own step), so the pixels are decoded on from there
+    # residual codes: (payload, its phase-1 state) from :meth:`Coding.read` (range decoder after
+    # the latent, check, bound or band, own step), so the pixels are decoded on from there; a
+    # state is used only beside the very payload it was read from
     phase1: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:

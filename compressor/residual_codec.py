@@ -76,11 +76,11 @@ def encode(
     stream=False,
     mean_error=None,
 ) -> list[tuple[int, bytes]]:
-    """(step index, payload) per image, each within its bound ``E`` of the uint8 image
-        (binary models: exact, or exact where the decoder is unsure, ``band``; ``target_error``:
-        the cheapest code per image with at most that fraction of wrong pixels; ``mean_error``: at
-    most that fraction of all the call's pixels wrong). ``stream``: the
-        payloads share one header step (binary layout 2 names each image's own step inside)."""
+    """(step index, payload) per image, each within its bound ``E`` of the uint8 image (binary
+    models: exact, or exact where the decoder is unsure, ``band``; ``target_error``: the cheapest
+    code per image with at most that fraction of wrong pixels; ``mean_error``: at most that
+    fraction of all the call's pixels wrong). ``stream``: the payloads share one header step
+    (binary layout 2 names each image's own step inside)."""
     if encoder.part.binarize:
         if encoder.coding.binary_context2 is not None:
             return binary_residual.encode(
@@ -247,8 +247,9 @@ def finish(decoder, decoded) -> np.ndarray:
     if decoded.step_indices is None:
         raise ValueError("residual images need the step indices their codes named: pass what Decoder.read returned")
     headers = decoded.step_indices.tolist()
-    if decoded.phase1 is not None and len(decoded.phase1) == len(headers):
-        pending = [_fresh(state) for state in decoded.phase1]
+    read = decoded.phase1
+    if read is not None and len(read) == len(headers) and all(p is q for (p, _), q in zip(read, decoded.payloads)):
+        pending = [_fresh(state) for _, state in read]
     else:
         pending = [_state(decoder.coding, p, i)[1] for p, i in zip(decoded.payloads, headers, strict=True)]
     if decoder.coding.binary_context2 is not None:
@@ -280,12 +281,7 @@ def finish(decoder, decoded) -> np.ndarray:
         idx = np.flatnonzero(bounds == e)
         decs = [pending[i][1] for i in idx]
         checks = [pending[i][2] for i in idx]
-        try:
-            out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, sets[idx])
-        except CodeError as err:
-            named = " and ".join(str(s) for s in np.unique(sets[idx]).tolist())
-            plural = "s" if " and " in named else ""
-            raise type(err)(f"{err} (among the images coded with max_error={e}, table set{plural} {named})") from err
+        out[idx] = residual.finish_decoding(decs, checks, levels[idx], t, e, sets[idx], images=idx)
     return out
 
 

@@ -108,12 +108,12 @@ def decoder_graph(decoder, variant: str):
         return probability_decoder(decoder)
     if variant in ("conv_d2s", "conv_phases", "conv_phases_dw"):
         return _conv_d2s_decoder(
-            decoder, split_phases=variant != "conv_d2s", depthwise_output=variant == "conv_phases_dw", name=variant
+            decoder, split_phases=variant != "conv_d2s", depthwise_output=variant == "conv_phases_dw", graph=variant
         )
     raise ValueError(f"unknown decoder graph {variant!r}; choose one of {', '.join(DECODER_GRAPHS)}")
 
 
-def _conv_d2s_decoder(decoder, *, split_phases: bool = False, depthwise_output: bool = False, name: str = "conv_d2s"):
+def _conv_d2s_decoder(decoder, *, split_phases: bool = False, depthwise_output: bool = False, graph: str = "conv_d2s"):
     """Every Conv2DTranspose of ``decoder`` rewritten as (pad +) Conv2D (+ depth-to-space); with
     ``split_phases``, a stride-s layer as s*s phase convolutions concatenated before depth-to-space;
     with ``depthwise_output``, a stride-1 layer with one output channel as depthwise + all-ones 1x1."""
@@ -153,10 +153,13 @@ def _conv_d2s_decoder(decoder, *, split_phases: bool = False, depthwise_output: 
         if not symmetric:
             x = keras.layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{layer.name}_pad")(x)
         if depthwise_output and stride == 1 and conv["kernel"].shape[-1] == 1:
-            x = keras.layers.DepthwiseConv2D((wh, ww), padding="same" if symmetric else "valid", name=f"{layer.name}_dw")(x)
-            weights.append((f"{layer.name}_dw", [conv["kernel"], np.zeros(conv["kernel"].shape[2], conv["kernel"].dtype)]))
-            x = keras.layers.Conv2D(1, 1, activation=layer.get_config()["activation"], name=f"{layer.name}_sum")(x)
-            weights.append((f"{layer.name}_sum", [np.ones((1, 1, conv["kernel"].shape[2], 1), conv["kernel"].dtype), conv["bias"]]))
+            taps, c_in = conv["kernel"], conv["kernel"].shape[2]
+            padding = "same" if symmetric else "valid"
+            x = keras.layers.DepthwiseConv2D((wh, ww), padding=padding, name=f"{layer.name}_dw")(x)
+            weights.append((f"{layer.name}_dw", [taps, np.zeros(c_in, taps.dtype)]))
+            activation = layer.get_config()["activation"]
+            x = keras.layers.Conv2D(1, 1, activation=activation, name=f"{layer.name}_sum")(x)
+            weights.append((f"{layer.name}_sum", [np.ones((1, 1, c_in, 1), taps.dtype), conv["bias"]]))
             continue
         x = keras.layers.Conv2D(
             conv["kernel"].shape[-1],
@@ -169,7 +172,7 @@ def _conv_d2s_decoder(decoder, *, split_phases: bool = False, depthwise_output: 
         if stride > 1:
             x = DepthToSpace(stride, name=f"{layer.name}_d2s")(x)
     probs = keras.layers.Activation("sigmoid", name="probs")(x)
-    model = keras.Model(latent, probs, name=f"probability_decoder_{name}")
+    model = keras.Model(latent, probs, name=f"probability_decoder_{graph}")
     for name, w in weights:
         if w:
             model.get_layer(name).set_weights(w)

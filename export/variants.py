@@ -18,8 +18,9 @@ with per-channel or per-tensor int8 weights. Each candidate is converted for the
      table) on the 2-core AVX2 EPYC (no VNNI) under load, LiteRT ran conv_phases_dw in 147 µs,
      conv_phases in 167, the trained graph in 193 and conv_d2s in 239; ONNX Runtime ran conv_d2s
      per-tensor in 230 µs, the trained graph in 235 and the phase graphs in 374-402 (their
-     per-phase convolutions are small calls). On an AVX-512 VNNI EPYC the order of the LiteRT
-     graphs was the same (conv_phases 50 µs, conv_d2s 62-66, trained 78).
+     per-phase convolutions are small calls). On an AVX-512 VNNI EPYC (an earlier session,
+     before conv_phases_dw existed) LiteRT ran conv_phases in 50 µs, conv_d2s in 62-66 and
+     the trained graph in 78.
    - a graph name: that graph for both runtimes, weights as above.
    - ``auto``: every graph, and the fastest int8 file at batch 1 (one thread, interleaved
      timing) wins -- within ``MARGIN`` of the fastest the trained graph with per-channel

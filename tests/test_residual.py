@@ -236,6 +236,25 @@ def test_real_grayscale_digits_round_trip_within_every_bound(gray_bundle, gray_d
 
 
 @pytest.mark.slow
+def test_what_read_returned_decodes_alike_twice_in_slices_and_after_its_payloads_are_replaced(gray_bundle, gray_digits):
+    from dataclasses import replace
+
+    import compressor
+
+    enc = compressor.Encoder.load(gray_bundle / "encoder", runtime="litert")
+    dec = compressor.Decoder.load(gray_bundle / "decoder", runtime="litert")
+    first, second = gray_digits[:12], gray_digits[12:24]
+    decoded = dec.read(enc.compress_stream(first, max_error=2))
+    once = dec.images(decoded)
+    assert np.abs(once.astype(int) - first.astype(int)).max() <= 2
+    assert np.array_equal(dec.images(decoded), once)  # the kept range decoders are not used up
+    assert np.array_equal(np.concatenate([dec.images(decoded[:5]), dec.images(decoded[5:])]), once)
+    other = dec.read(enc.compress_stream(second, max_error=2))
+    swapped = replace(decoded, symbols=other.symbols, steps=other.steps, payloads=other.payloads)
+    assert np.abs(dec.images(swapped).astype(int) - second.astype(int)).max() <= 2  # never the old payloads' state
+
+
+@pytest.mark.slow
 def test_photo_crops_take_the_spatial_set_and_come_back_within_every_bound(gray_bundle, gray_digits):
     import compressor
     from export.photo_crops import training_crops

@@ -22,9 +22,11 @@ then the pixels the band selects in raster order, one binary slot each: ink ``(0
 background ``(f, 2**16 - f)``, ``f = p1_freq[context]``. The band rule is layout 1's
 (``min(f, 2**16 - f) >= CUT[band]``, else the model's verdict ``f >= 2**15``).
 
-Near-lossless (``band < 127`` or ``lie > 0``): besides the band, the encoder may code a pixel
-as its likely value where the true value would cost ``lie`` bits more (a rate-distortion
-choice the unchanged decoder reproduces: the check covers the reconstruction).
+Near-lossless: besides the band, the encoder may code any image the decoder reproduces (the
+check covers the reconstruction). The codec's encoder (:mod:`compressor.binary_rd`) picks the
+latent, the step and the wrong pixels and hands the image to code to :func:`encode_one`; the
+``lie``/``lie_at`` arguments and :func:`costliest` (an earlier encoder's choice) stay for the
+conformance vectors that were made with them (tests/vectors/make_vectors.py).
 """
 
 from __future__ import annotations
@@ -455,9 +457,11 @@ def finish_many(decoders, checks, levels: np.ndarray, table: ContextTable2, band
             except CodeError as err:
                 raise type(err)(f"image {i}: {err}") from err
         return np.stack(out)
-    out = finish_lanes(decoders, levels, table, bands)
+    out, damaged = finish_lanes(decoders, levels, table, bands)
     for i, (d, c, bits) in enumerate(zip(decoders, checks, out, strict=True)):
         try:
+            if damaged[i]:  # in image order, as the one-image path would refuse it
+                raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
             verified(d, bits, c, table)
         except CodeError as err:
             raise type(err)(f"image {i}: {err}") from err
@@ -469,9 +473,12 @@ LANE_THRESHOLD = 128
 per pixel position costs ~20 numpy calls whatever the batch, so it pays only for big batches)."""
 
 
-def finish_lanes(decoders: list[RangeDecoder], levels: np.ndarray, table: ContextTable2, bands) -> np.ndarray:
+def finish_lanes(
+    decoders: list[RangeDecoder], levels: np.ndarray, table: ContextTable2, bands
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`finish_decoding`'s pixels for many images (N, H, W) at once, one numpy step per
-    pixel position (the same arithmetic; the caller verifies ends and checks). uint8 0/1."""
+    pixel position (the same arithmetic; the caller verifies ends and checks): uint8 0/1, and
+    per image whether its code pointed outside every slice (damaged; its pixels are junk)."""
     n, h, w = levels.shape
     base = _level_base(levels).reshape(n, h * w).T.copy()  # (H*W, N), pixel-major
     verdict = (levels >= 0).reshape(n, h * w).T.astype(np.int64)
@@ -479,7 +486,7 @@ def finish_lanes(decoders: list[RangeDecoder], levels: np.ndarray, table: Contex
     freq = table.freq_array
     rec = np.zeros((h + 2, w + 4, n), np.int64)
     err = np.zeros((h + 2, w + 4, n), np.int64)
-    lanes = LaneDecoder(decoders)
+    lanes = LaneDecoder(decoders, steps=h * w)
     i = 0
     for r in range(2, h + 2):
         up, up2, eup = rec[r - 1], rec[r - 2], err[r - 1]
@@ -506,4 +513,4 @@ def finish_lanes(decoders: list[RangeDecoder], levels: np.ndarray, table: Contex
             i += 1
     for j, d in enumerate(decoders):
         d._code, d._range, d._pos = int(lanes.code[j]), int(lanes.rng[j]), int(lanes.pos[j])
-    return rec[2:, 2:-2].transpose(2, 0, 1).astype(np.uint8)
+    return rec[2:, 2:-2].transpose(2, 0, 1).astype(np.uint8), lanes.bad

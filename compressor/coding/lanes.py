@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from compressor.coding.rangecoder import PRECISION, RangeDecoder, RangeEncoder
-from compressor.errors import CorruptCodeError
 
 _TOP = np.uint64(1 << 24)
 _MASK32 = np.uint64((1 << 32) - 1)
 _P = np.uint64(PRECISION)
+_P_TOTAL_MINUS_1 = np.uint64((1 << PRECISION) - 1)
 _SH8 = np.uint64(8)
 _SH24 = np.uint64(24)
 _SH32 = np.uint64(32)
@@ -125,15 +125,22 @@ def shortest_code(settled: int, shifts: int, low32: int, rng: int) -> bytes:
 class LaneDecoder:
     """K range decoders over K byte strings, stepped together; mirrors :class:`LaneEncoder`."""
 
-    def __init__(self, decoders: list[RangeDecoder]):
+    def __init__(self, decoders: list[RangeDecoder], steps: int | None = None):
+        """``steps``: the most slices any lane will decode (each reads at most 2 bytes), so
+        the buffer holds only the bytes a lane can reach: a damaged payload padded with
+        megabytes costs no memory (None: every byte of every payload)."""
         self.k = len(decoders)
-        width = max(len(d._data) for d in decoders) + 8
+        longest = max(len(d._data) for d in decoders)
+        if steps is not None:
+            longest = min(longest, max(d._pos for d in decoders) + 2 * steps)
+        width = longest + 8
         data = np.zeros((self.k, width), np.uint8)
         for i, d in enumerate(decoders):
-            data[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
+            part = d._data[:longest]
+            data[i, : len(part)] = np.frombuffer(part, np.uint8)
         self.width = width
         self.data = data.ravel().astype(np.uint64)
-        self.lengths = np.array([len(d._data) for d in decoders], np.int64)
+        self.bad = np.zeros(self.k, bool)  # lanes whose code pointed outside every slice: damaged
         self.code = np.array([d._code for d in decoders], np.uint64)
         self.rng = np.array([d._range for d in decoders], np.uint64)
         self.pos = np.array([d._pos for d in decoders], np.int64)
@@ -146,7 +153,14 @@ class LaneDecoder:
         r = rng >> _P
         target = code // r
         if np.count_nonzero(target >> _P):  # count_nonzero: ~10x cheaper than .any() on short arrays
-            raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
+            # damaged lanes are marked, not raised here, so that the caller names the first
+            # image in order; they step on with a clamped target (their pixels are discarded)
+            over = (target >> _P) != 0
+            if lanes is None:
+                self.bad |= over
+            else:
+                self.bad[lanes] |= over
+            target = np.minimum(target, _P_TOTAL_MINUS_1)
         return target, r
 
     def advance(self, r: np.ndarray, starts: np.ndarray, freqs: np.ndarray, lanes: np.ndarray | None = None) -> None:
@@ -167,15 +181,3 @@ class LaneDecoder:
             self.code, self.rng, self.pos = code, rng, pos
         else:
             self.code[lanes], self.rng[lanes], self.pos[lanes] = code, rng, pos
-
-    def canonical(self) -> np.ndarray:
-        """Per lane, :meth:`RangeDecoder.is_canonical` (bool array)."""
-        ok = np.zeros(self.k, bool)
-        for i in range(self.k):
-            d = RangeDecoder.__new__(RangeDecoder)
-            n = int(self.lengths[i])
-            start = i * self.width
-            d._data = self.data[start : start + n].astype(np.uint8).tobytes()
-            d._pos, d._code, d._range = int(self.pos[i]), int(self.code[i]), int(self.rng[i])
-            ok[i] = d.is_canonical()
-        return ok

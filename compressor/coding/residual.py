@@ -302,14 +302,6 @@ def _clip255(x):
     return np.minimum(np.maximum(x, 0), 255)
 
 
-def reconstruct(pred: np.ndarray, s: np.ndarray, e: int) -> np.ndarray:
-    """The receiver's side of :func:`quantize`: ``x̂`` from the prediction and the symbol."""
-    delta, m, _ = geometry(e)
-    rx = pred + s * delta
-    rx = rx + (rx < -e) * (m * delta) - (rx > 255 + e) * (m * delta)
-    return _clip255(rx)
-
-
 def symbols_and_contexts(
     table: ResidualTable, pixels: np.ndarray, levels: np.ndarray, e: int, table_set: int = NETWORK
 ):
@@ -562,8 +554,11 @@ def finish_decoding(
     table: ResidualTable,
     e: int,
     table_set: int = NETWORK,
+    images=None,
 ) -> np.ndarray:
     """Phase 2: every image's pixels under the receiver's own int8 ``levels`` (N, H, W) -> uint8.
+
+    ``images``: each image's number in errors (its place in the caller's batch; default 0..N-1).
 
     ``table_set``: every image's, or one per image; a batch that mixes the sets decodes in one
     lock-step pass (:mod:`~compressor.coding.residual_lockstep`), and table-set-1 images'
@@ -580,14 +575,15 @@ def finish_decoding(
         if sets.shape != (len(levels),):
             raise ValueError(f"table_set: one per image ({len(levels)}), got shape {sets.shape}")
         t = {ts: table.table(e, ts) for ts in set(sets.tolist())}
+    names = np.arange(len(levels)) if images is None else np.asarray(images, np.int64)
     if len(levels) < LANE_THRESHOLD:
         out = np.stack(
-            [_decode_image(i, d, v, ts, table, t) for i, (d, v, ts) in enumerate(zip(decoders, levels, sets))]
+            [_decode_image(int(i), d, v, ts, table, t) for i, d, v, ts in zip(names, decoders, levels, sets)]
         )
         canonical = [d.is_canonical() for d in decoders]
     else:
-        out, canonical = _decode_lanes(decoders, levels, table, t, sets, e)
-    for i, (img, check, ok) in enumerate(zip(out, checks, canonical, strict=True)):
+        out, canonical = _decode_lanes(decoders, levels, table, t, sets, e, names)
+    for i, img, check, ok in zip(names.tolist(), out, checks, canonical, strict=True):
         # as in mode 2: bytes the encoder would not write are damage when the image itself
         # checks out; when it does not, other int8 levels are as likely a cause as damage
         passes = image_check(img) == check
@@ -615,16 +611,16 @@ def _decode_image(i: int, dec: RangeDecoder, levels: np.ndarray, table_set, tabl
         raise CorruptCodeError(f"image {i}: {err}") from err
 
 
-def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: dict, sets: np.ndarray, e: int):
+def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: dict, sets: np.ndarray, e: int, names):
     """All images in lock-step, table-set-0 lanes first (:func:`residual_lockstep.decode`); the
-    results come back in the caller's order."""
+    results come back in the caller's order, errors name ``names``."""
     order = np.argsort(sets, kind="stable")
     k0 = int(np.count_nonzero(sets == NETWORK))
     if (order == np.arange(len(order))).all():
-        return residual_lockstep.decode(decoders, levels, table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e))
+        return residual_lockstep.decode(decoders, levels, table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e), names)
     ordered = [decoders[i] for i in order]
     out, canonical = residual_lockstep.decode(
-        ordered, levels[order], table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e), order
+        ordered, levels[order], table, t.get(NETWORK), t.get(SPATIAL), k0, geometry(e), names[order]
     )
     back = np.empty_like(order)
     back[order] = np.arange(len(order))

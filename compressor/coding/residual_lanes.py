@@ -191,11 +191,13 @@ class PixelLanes:
         self, decoders: list[RangeDecoder], tables, m: int, half: int, raw_shift: int, slices: int, images=None
     ):
         k = len(decoders)
-        # every slice reads at most 2 bytes, so the input never runs past this width
-        width = max(max(len(d._data), d._pos) for d in decoders) + 2 * slices + 8
+        # every slice reads at most 2 bytes, so the input never runs past this width, and
+        # bytes beyond it (a damaged payload padded with megabytes) are never copied
+        width = max(d._pos for d in decoders) + 2 * slices + 8
         buf = np.zeros((k, width + 1), np.uint8)
         for i, d in enumerate(decoders):
-            buf[i, : len(d._data)] = np.frombuffer(d._data, np.uint8)
+            part = d._data[:width]
+            buf[i, : len(part)] = np.frombuffer(part, np.uint8)
         window = buf[:, :-1].astype(np.int64)  # the 2 bytes at each position, built in place:
         window <<= 8  # the width is mostly slack for damaged lanes, and int64 temporaries of it
         window |= buf[:, 1:]  # took ~1.5 ms a 64-image batch

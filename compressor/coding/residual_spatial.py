@@ -96,11 +96,6 @@ def predictions_known(spatial: SpatialSet, x: np.ndarray, e: int = 0):
     return predictor(w, n, nw, e), spatial.activity_lut[act]
 
 
-def step_inputs(rec_row_above: np.ndarray, c: int):
-    """``(N, NW, NE)`` of column ``c`` from the reconstructed row above, padded ``(..., W + 2)``."""
-    return rec_row_above[..., c + 1], rec_row_above[..., c], rec_row_above[..., c + 2]
-
-
 def predict_step(spatial: SpatialSet, w, n, nw, ne, e: int):
     """``(pred, context)`` of one pixel position across a batch (arrays of the batch)."""
     act = np.abs(w - nw) + np.abs(n - nw) + np.abs(ne - n)
