@@ -189,3 +189,23 @@ def imported_after(statement: str) -> set[str]:
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     ).stdout.splitlines()
     return {line[7:].split(".")[0] for line in out if line.startswith("MODULE ")}
+
+
+def synthetic_binary(seed: int, n: int = 20, h: int = 8, w: int = 9):
+    """``(int8 levels, bool bits)`` (N, H, W): random levels, each pixel ink with the probability
+    its level says, for binary residual tests that need no network."""
+    rs = np.random.RandomState(seed)
+    levels = rs.randint(-128, 128, size=(n, h, w)).astype(np.int8)
+    bits = rs.rand(n, h, w) < (levels.astype(float) + 128.5) / 256
+    return levels, bits
+
+
+def synthetic_binary2_tables(steps: int):
+    """A layout-2 context table learned from :func:`synthetic_binary` images, and ``steps`` copies
+    of a small 3-dimension latent table."""
+    from compressor.coding import binary_context2
+    from compressor.coding.entropy import build_table
+
+    levels, bits = synthetic_binary(0, n=80)
+    latent = build_table(np.random.RandomState(1).randint(-3, 4, size=(200, 3)))
+    return binary_context2.build_table(levels, bits), [latent] * steps

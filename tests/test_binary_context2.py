@@ -10,25 +10,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from compressor.coding import binary_context2 as B2
-from compressor.coding.entropy import build_table as build_latent_table
 from compressor.errors import CodeError, LosslessMismatchError, ManifestError
+from tests.support import synthetic_binary, synthetic_binary2_tables
 
 STEPS = 4
 
 
-def _synthetic(seed: int, n: int = 20, h: int = 8, w: int = 9):
-    rs = np.random.RandomState(seed)
-    levels = rs.randint(-128, 128, size=(n, h, w)).astype(np.int8)
-    p = (levels.astype(float) + 128.5) / 256
-    bits = rs.rand(n, h, w) < p
-    return levels, bits
+_synthetic = synthetic_binary
 
 
 @pytest.fixture(scope="module")
 def tables():
-    levels, bits = _synthetic(0, n=80)
-    latent = build_latent_table(np.random.RandomState(1).randint(-3, 4, size=(200, 3)))
-    return B2.build_table(levels, bits), [latent] * STEPS
+    return synthetic_binary2_tables(STEPS)
 
 
 def _round_trip(tables, bits, levels, band, *, index=1, head=1, lie=0.0):

@@ -9,24 +9,18 @@ import pytest
 from compressor import binary_rd
 from compressor.coding import binary_context2 as B2
 from compressor.coding import binary_flips
-from compressor.coding.entropy import build_table as build_latent_table
 from compressor.errors import RateError
+from tests.support import synthetic_binary, synthetic_binary2_tables
 
 STEPS = 4
 
 
-def _synthetic(seed: int, n: int = 20, h: int = 8, w: int = 9):
-    rs = np.random.RandomState(seed)
-    levels = rs.randint(-128, 128, size=(n, h, w)).astype(np.int8)
-    bits = rs.rand(n, h, w) < (levels.astype(float) + 128.5) / 256
-    return levels, bits
+_synthetic = synthetic_binary
 
 
 @pytest.fixture(scope="module")
 def tables():
-    levels, bits = _synthetic(0, n=80)
-    latent = build_latent_table(np.random.RandomState(1).randint(-3, 4, size=(200, 3)))
-    return B2.build_table(levels, bits), [latent] * STEPS
+    return synthetic_binary2_tables(STEPS)
 
 
 def _ideal_bits(costs, recon, levels) -> np.ndarray:
