@@ -149,6 +149,21 @@ def read_row(dec: RangeDecoder, table: Table) -> list[int]:
     return out
 
 
+def check_ending(dec, image: bytes, check: bytes, damage, mismatch):
+    """The ending rules shared by every checked image (modes 2 and 3): an image that passes its
+    16-bit check but whose code does not end canonically is damage (rule ``damage``; None: the
+    canonical-end rule itself), a failing check is ``mismatch`` (LosslessMismatchError)."""
+    matches = (zlib.crc32(image) & 0xFFFF).to_bytes(2, "big") == check
+    try:
+        dec.check_canonical()
+    except Refused as refused:
+        if matches:
+            raise (refused if damage is None else corrupt(damage)) from None
+        raise Refused(mismatch, "LosslessMismatchError") from None
+    if not matches:
+        raise Refused(mismatch, "LosslessMismatchError")
+
+
 # --- payloads ------------------------------------------------------------------------------
 def entropy_payload(payload, table):
     dec = RangeDecoder(payload)
@@ -196,15 +211,7 @@ def lossless_pixels(state, levels, p1_freq):
     packed = bytearray((len(pixels) + 7) // 8)
     for i, p in enumerate(pixels):
         packed[i // 8] |= p << (7 - i % 8)
-    matches = (zlib.crc32(bytes(packed)) & 0xFFFF).to_bytes(2, "big") == check
-    try:
-        dec.check_canonical()
-    except Refused:
-        if matches:
-            raise
-        raise Refused("L3", "LosslessMismatchError") from None
-    if not matches:
-        raise Refused("L3", "LosslessMismatchError")
+    check_ending(dec, bytes(packed), check, None, "L3")
     return pixels
 
 
@@ -291,15 +298,7 @@ def residual_pixels(bundle, state, levels):
         if r.rule == "E1":
             raise corrupt("G5") from None
         raise
-    matches = (zlib.crc32(bytes(rec)) & 0xFFFF).to_bytes(2, "big") == check
-    try:
-        dec.check_canonical()
-    except Refused:
-        if matches:
-            raise corrupt("G6") from None
-        raise Refused("G7", "LosslessMismatchError") from None
-    if not matches:
-        raise Refused("G7", "LosslessMismatchError")
+    check_ending(dec, bytes(rec), check, "G6", "G7")
     return rec
 
 
@@ -371,15 +370,7 @@ def binary2_pixels(bundle, state, levels):
     packed = bytearray((len(pixels) + 7) // 8)
     for i, p in enumerate(pixels):
         packed[i // 8] |= p << (7 - i % 8)
-    matches = (zlib.crc32(bytes(packed)) & 0xFFFF).to_bytes(2, "big") == check
-    try:
-        dec.check_canonical()
-    except Refused:
-        if matches:
-            raise corrupt("K6") from None
-        raise Refused("K7", "LosslessMismatchError") from None
-    if not matches:
-        raise Refused("K7", "LosslessMismatchError")
+    check_ending(dec, bytes(packed), check, "K6", "K7")
     return pixels
 
 
