@@ -417,3 +417,19 @@ def test_tflite_runtime_2_14_runs_every_tflite_file_like_litert(bundle_dir, benc
             assert row["max_abs_diff"] <= 1e-5, row
         else:  # other int8 kernels: a few values differ, by a few levels
             assert row["int8_values_differing_%"] < 5, row
+
+
+def test_decoder_floor_rebuilds_every_compute_layer_of_the_shipped_decoder_with_its_shapes(bundle_dir):
+    from bench import decoder_floor
+    from compressor.bundle import load_manifest
+
+    layers = decoder_floor.decoder_layers(str(bundle_dir / "decoder" / "decoder_int8_b1.tflite"))
+    assert layers[0]["op"] == "FULLY_CONNECTED" and layers[-1]["sigmoid"]
+    assert {layer["op"] for layer in layers} <= set(decoder_floor.COMPUTE_OPS)
+    # the shipped graph is the trained one rewritten: the same MACs, plus its all-ones 1x1 layer at most
+    macs = int(load_manifest(bundle_dir)["macs"]["decoder"])
+    assert macs <= sum(layer["macs"] for layer in layers) <= 1.02 * macs
+    for layer in layers:  # each one-layer stand-in reads and writes what the decoder's op does
+        model = decoder_floor.one_layer_model(layer)
+        assert tuple(model.input_shape) == layer["input"]
+        assert tuple(model.output_shape) == layer["output"], layer
