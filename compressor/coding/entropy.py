@@ -92,6 +92,7 @@ class CdfTable:
     _cdfs: tuple[list[int], ...] = field(init=False, repr=False, compare=False)
     _slices: tuple[tuple[int, int, list[tuple[int, int]]], ...] = field(init=False, repr=False, compare=False)
     _sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _symbols: tuple[list[int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_table(self.lo, self.freqs)
@@ -113,6 +114,8 @@ class CdfTable:
         slices = tuple((low, n, [(cdf[i], cdf[i + 1] - cdf[i]) for i in range(n + 1)]) for low, n, cdf in rows)
         object.__setattr__(self, "_slices", slices)
         object.__setattr__(self, "_sizes", tuple(n for _, n, _ in rows))
+        # per dimension, the symbol of each cdf index (decode_all's values; ESCAPE's is never read)
+        object.__setattr__(self, "_symbols", tuple(list(range(low, low + n + 1)) for low, n, _ in rows))
 
     @property
     def dims(self) -> int:
@@ -394,9 +397,9 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     messages even though the range coder itself has no redundancy.
     """
     if isinstance(payload, bytes):
-        found = decode_all(payload, table._cdfs, table._sizes)
+        found = decode_all(payload, table._cdfs, table._sizes, table._symbols)
         if found is not None:  # no escape and canonical: the everyday message
-            return [lo + i for lo, i in zip(table.lo, found)]
+            return found
     dec = RangeDecoder(payload)  # escapes, and every refusal with its reason
     out = decode_row(dec, table)
     check_canonical(dec)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import repeat
 
 from compressor.errors import CorruptCodeError
 
@@ -151,45 +152,56 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     """A fresh :class:`RangeEncoder` given ``slices``, then :meth:`RangeEncoder.finish`: the
     same bytes, in one function with the state in locals (a message's whole code).
 
-    The slices come from a validated table and are not checked again.
+    Here ``low`` is one Python int, the settled bytes and the 32-bit window together, so a
+    carry needs no propagating and renormalising is a shift: the same interval, hence the same
+    bytes, with less per symbol. A symbol renormalises by at most two bytes (``range >> 16``
+    is at least ``2**8`` and ``freq`` at least 1). The slices come from a validated table and
+    are not checked again.
     """
-    low, rng, out = 0, _INITIAL_RANGE, bytearray()
-    top, mask = _TOP, _MASK32  # locals: this loop is most of a message's encoding time
+    low, rng, length = 0, _INITIAL_RANGE, 4  # length: bytes of the settled part and the window
     for start, freq in slices:
         r = rng >> 16  # PRECISION
         low += r * start
-        if low >> 32:  # carry into the settled bytes (RangeEncoder._add)
-            i = len(out) - 1
-            while out[i] == 0xFF:
-                out[i] = 0
-                i -= 1
-            out[i] += 1
-            low &= mask
         rng = r * freq
-        while rng < top:
-            out.append(low >> 24)
-            low = (low << 8) & mask
-            rng <<= 8
-    low |= int.from_bytes(out, "big") << 32
+        if rng < 16777216:  # _TOP, as a literal: this loop is most of a message's encoding time
+            if rng < 65536:
+                low <<= 16
+                rng <<= 16
+                length += 2
+            else:
+                low <<= 8
+                rng <<= 8
+                length += 1
     if low == 0:
         return b""
-    zero_bytes = (((low - 1) ^ (low + rng - 1)).bit_length() - 1) >> 3
-    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(4 + len(out) - zero_bytes, "big")
+    zero_bytes = (((low - 1) ^ (low + rng - 1)).bit_length() - 1) >> 3  # RangeEncoder.finish
+    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(length - zero_bytes, "big")
 
 
-def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int]) -> list[int] | None:
+_INDICES = range(TOTAL + 1)  # decode_all's values when the caller wants the indices themselves
+
+
+def decode_all(
+    data: bytes,
+    cdfs: Sequence[Sequence[int]],
+    escapes: Sequence[int],
+    values: Sequence[Sequence] | None = None,
+) -> list | None:
     """The indices of ``len(cdfs)`` symbols decoded from the whole of ``data``, one per cdf, when
     none of them is the caller's escape (index ``escapes[k]``) and ``data`` is canonical; else
     ``None``, and the caller decodes again with :class:`RangeDecoder`, which handles escapes and
     names what is wrong. The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the
     final test is :meth:`RangeDecoder.is_canonical`'s.
+
+    ``values[k][s]`` in place of each index ``s`` (e.g. the symbol itself, or the decoder
+    network's input level of it), so that no second pass over the list is needed.
     """
     n = len(data)
     code = int.from_bytes(data[:4].ljust(4, b"\0"), "big")
     rng, pos = _INITIAL_RANGE, 4
     found = []
     append, search, top = found.append, bisect_right, _TOP  # locals: this loop is most of decoding
-    for cdf, escape in zip(cdfs, escapes):
+    for cdf, escape, value in zip(cdfs, escapes, repeat(_INDICES) if values is None else values):
         r = rng >> 16  # PRECISION
         target = code // r
         if target >= 65536:  # TOTAL
@@ -204,7 +216,7 @@ def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int
             code = (code << 8) | (data[pos] if pos < n else 0)
             rng <<= 8
             pos += 1
-        append(s)
+        append(value[s])
     # RangeDecoder.is_canonical, with at least one symbol decoded
     if n == 0:
         return found
