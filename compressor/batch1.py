@@ -15,21 +15,37 @@ message -- makes these return None, and the general path does it, with its own e
 
 from __future__ import annotations
 
+from operator import getitem
+
 import numpy as np
 
 from compressor import wire
 from compressor.coding import entropy
-from compressor.coding.rangecoder import decode_all, encode_all
+from compressor.coding.rangecoder import decode_message, decoding_tables, encode_all
 
-_UINT8, _FLOAT32 = np.dtype(np.uint8), np.dtype(np.float32)
+_UINT8, _FLOAT32, _UINT32 = np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.uint32)
 _ONE_BITS = 0x3F800000  # float32 1.0 as uint32: the bits of +0.0 .. 1.0 are exactly 0 .. this
+#: As uint32, the float32 pixels of a binarized model's classes: [+0.0, 0.5] dark (0), (0.5, 1.0]
+#: ink (1), anything else -- NaN, inf, negatives (-0.0 too), above 1 -- class 2, for the general path.
+_INK_BOUNDS = np.array([0x3F000001, _ONE_BITS + 1], np.uint32)
 
 
 class ImageCoder:
     """One image -> one message at one step index, for an int8-output encoder with a
     one-image file (``Encoder.compress``'s shortcut)."""
 
-    __slots__ = ("_shape", "_in_shape", "_by_byte", "_by_ink", "_quantize", "_run", "_slices", "_coder", "_table", "_pack")
+    __slots__ = (
+        "_shape",
+        "_in_shape",
+        "_by_byte",
+        "_by_ink",
+        "_quantize",
+        "_run",
+        "_slices",
+        "_coder",
+        "_table",
+        "_pack",
+    )
 
     def __init__(self, encoder, index: int, pack):
         """``pack``: :func:`~compressor.wire.message_packer` of the encoder's model, entropy mode, ``index``."""
@@ -56,19 +72,27 @@ class ImageCoder:
         dtype = images.dtype
         if dtype is _UINT8:
             return self._by_byte.take(images).reshape(self._in_shape)
-        if dtype is not _FLOAT32 or images.view(np.uint32).max() > _ONE_BITS:  # NaN, inf, < 0 or > 1
+        if dtype is not _FLOAT32:
             return None
-        if self._by_ink is None:
-            return self._quantize(images.reshape(self._in_shape))
-        return self._by_ink.take((images > 0.5).view(np.uint8)).reshape(self._in_shape)
+        bits = images.view(_UINT32)  # non-negative floats order as their bits
+        if self._by_ink is not None:  # check and binarize in one pass: class 2 is out of by_ink's range
+            try:
+                return self._by_ink.take(np.searchsorted(_INK_BOUNDS, bits, side="right")).reshape(self._in_shape)
+            except IndexError:
+                return None
+        if bits.max() > _ONE_BITS:  # NaN, inf, < 0 or > 1
+            return None
+        return self._quantize(images.reshape(self._in_shape))
 
     def message(self, images) -> bytes | None:
         """The image's message (header and range code), or None for the general path."""
         x = self.network_input(images)
-        if x is None:
-            return None
-        levels = self._run(x).tobytes()  # int8 levels as unsigned bytes: the slice tables' index
-        slices = [lut[v] for lut, v in zip(self._slices, levels)]
+        return None if x is None else self.levels_message(self._run(x).tobytes())
+
+    def levels_message(self, levels: bytes) -> bytes:
+        """The message of the encoder's int8 output levels, as unsigned bytes (the slice tables'
+        index), escapes included."""
+        slices = list(map(getitem, self._slices, levels))  # lut[v] per dimension, without a Python frame
         if None in slices:  # a symbol beyond a dimension's table: escapes, by the general coder
             symbols = self._coder.symbols[np.frombuffer(levels, np.uint8)]
             return self._pack(entropy.encode_symbols(symbols, self._table))
@@ -89,7 +113,7 @@ class MessageDecoder:
         self._run = session.run
         self._in_shape = (1, *session.input.shape[1:])
         self._int8_in = net.input_spec.dtype == "int8"
-        # output level as an unsigned byte -> probability: dequantize_output's own table
+        # output level -> probability: dequantize_output's own table (a negative level wraps)
         self._out = net._out_table.take if net.output_spec.dtype == "int8" else None
 
     def probabilities(self, message) -> np.ndarray | None:
@@ -102,13 +126,13 @@ class MessageDecoder:
             entry = self._heads[head] = self._entry(head)
         if entry is None:
             return None
-        keyed, cdfs, escapes, inputs = entry
+        keyed, uppers, entries = entry
         payload = message[2:]
         check = keyed.copy()
         check.update(payload)
         if check.digest()[0] != message[1]:
             return None
-        found = decode_all(payload, cdfs, escapes, inputs)
+        found = decode_message(payload, uppers, entries)
         if found is None:
             return None
         if self._int8_in:
@@ -118,11 +142,11 @@ class MessageDecoder:
         y = self._run(x)
         if self._out is None:
             return y.astype(np.float32, copy=False)[..., 0]
-        return self._out(y.view(np.uint8))[..., 0]
+        return self._out(y)[..., 0]
 
     def _entry(self, head: int) -> tuple | None:
         """For a header byte of this format's lossy entropy-coded messages at one of the bundle's
-        steps: the keyed check, the step's cdfs and escapes, and per dimension the network input
+        steps: the keyed check and the step's decoding tables whose values are the network input
         of each symbol (an unsigned byte for int8 files, a float32 value else). None otherwise."""
         coding, net = self._decoder.coding, self._decoder.network
         index = head & 0xF
@@ -130,7 +154,7 @@ class MessageDecoder:
             return None
         table = coding.tables[index]
         inputs = []
-        for symbols in table._symbols:  # each dimension's symbols, then the escape's unused slot
-            x = net.quantize_symbols(np.asarray([symbols], np.int64), coding.steps[index])[0]
-            inputs.append(x.view(np.uint8).tolist() if self._int8_in else x.astype(np.float32).tolist())
-        return wire.keyed_check(coding.model_id, head), table._cdfs, table._sizes, inputs
+        for low, size in zip(table.lo, table.sizes):  # each dimension's in-table symbols
+            x = net.quantize_symbols(np.arange(low, low + size)[None, :], coding.steps[index])[0]
+            inputs.append(x.view(np.uint8).tolist() if self._int8_in else x.tolist())
+        return (wire.keyed_check(coding.model_id, head), *decoding_tables(table._cdfs, table.sizes, inputs))

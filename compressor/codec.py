@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor import limits, residual_codec, wire
-from compressor.batch1 import ImageCoder, MessageDecoder
 from compressor import names as name_rules
+from compressor.batch1 import ImageCoder, MessageDecoder
 from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, binary_context2, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable

@@ -35,11 +35,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import repeat
 
 from compressor.errors import CorruptCodeError
 
-PRECISION = 16  # encode_all and decode_all spell it out as a literal, for speed
+PRECISION = 16  # encode_all and decode_message spell it out as a literal, for speed
 TOTAL = 1 << PRECISION
 MAX_BITS = 16
 """Most raw bits one :meth:`RangeEncoder.encode_bits` call may carry."""
@@ -178,45 +177,68 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(length - zero_bytes, "big")
 
 
-_INDICES = range(TOTAL + 1)  # decode_all's values when the caller wants the indices themselves
+def decoding_tables(
+    cdfs: Sequence[Sequence[int]], escapes: Sequence[int], values: Sequence[Sequence] | None = None
+) -> tuple[list[list[int]], list[list[tuple[int, int, object] | None]]]:
+    """The tables :func:`decode_message` runs on, made once per distribution: per cdf, its ends
+    (``cdf[1:]``, so that ``bisect_right`` finds the symbol itself) and each symbol's
+    ``(start, freq, value)``, where ``value`` is ``values[k][s]`` (the index ``s`` itself if
+    ``values`` is None) and the escape (index ``escapes[k]``) has None.
 
-
-def decode_all(
-    data: bytes,
-    cdfs: Sequence[Sequence[int]],
-    escapes: Sequence[int],
-    values: Sequence[Sequence] | None = None,
-) -> list | None:
-    """The indices of ``len(cdfs)`` symbols decoded from the whole of ``data``, one per cdf, when
-    none of them is the caller's escape (index ``escapes[k]``) and ``data`` is canonical; else
-    ``None``, and the caller decodes again with :class:`RangeDecoder`, which handles escapes and
-    names what is wrong. The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the
-    final test is :meth:`RangeDecoder.is_canonical`'s.
-
-    ``values[k][s]`` in place of each index ``s`` (e.g. the symbol itself, or the decoder
-    network's input level of it), so that no second pass over the list is needed.
+    A value may be whatever the caller wants each symbol to become (the symbol, or the
+    decoder network's input level of it), so no second pass over the decoded list is needed.
     """
-    n = len(data)
-    code = int.from_bytes(data[:4].ljust(4, b"\0"), "big")
+    uppers, entries = [], []
+    for k, (cdf, escape) in enumerate(zip(cdfs, escapes)):
+        own = range(len(cdf) - 1) if values is None else values[k]
+        uppers.append(list(cdf[1:]))
+        entries.append([None if s == escape else (cdf[s], cdf[s + 1] - cdf[s], own[s]) for s in range(len(cdf) - 1)])
+    return uppers, entries
+
+
+def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int]) -> list[int] | None:
+    """:func:`decode_message` returning the indices, its tables made for this call (coders keep theirs)."""
+    return decode_message(data, *decoding_tables(cdfs, escapes))
+
+
+def decode_message(data: bytes, uppers: Sequence[Sequence[int]], entries: Sequence[Sequence]) -> list | None:
+    """The values of ``len(uppers)`` symbols decoded from the whole of ``data``, one per
+    distribution of :func:`decoding_tables`, when none of them is an escape and ``data`` is
+    canonical; else ``None``, and the caller decodes again with :class:`RangeDecoder`, which
+    handles escapes and names what is wrong.
+
+    The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the final test is
+    :meth:`RangeDecoder.is_canonical`'s. What that code tests per symbol is left here to the
+    tables: a code pointing past ``TOTAL`` finds no entry (``IndexError``), an escape finds None
+    (``TypeError``); and ``data`` is padded with the zeros the decoder reads past its end (at
+    most two bytes per symbol), so reading needs no test either.
+    """
+    n, reach = len(data), 4 + 2 * len(uppers)
+    if n > reach:  # bytes no symbol can read: not canonical (and not copied)
+        return None
+    padded = data + bytes(reach)
+    code = int.from_bytes(padded[:4], "big")
     rng, pos = _INITIAL_RANGE, 4
     found = []
-    append, search, top = found.append, bisect_right, _TOP  # locals: this loop is most of decoding
-    for cdf, escape, value in zip(cdfs, escapes, repeat(_INDICES) if values is None else values):
-        r = rng >> 16  # PRECISION
-        target = code // r
-        if target >= 65536:  # TOTAL
-            return None
-        s = search(cdf, target) - 1
-        if s == escape:
-            return None
-        start = cdf[s]
-        code -= r * start
-        rng = r * (cdf[s + 1] - start)
-        while rng < top:
-            code = (code << 8) | (data[pos] if pos < n else 0)
-            rng <<= 8
-            pos += 1
-        append(value[s])
+    append, search = found.append, bisect_right  # locals: this loop is most of decoding
+    try:
+        for upper, entry in zip(uppers, entries):
+            r = rng >> 16  # PRECISION
+            start, freq, value = entry[search(upper, code // r)]
+            code -= r * start
+            rng = r * freq
+            if rng < 16777216:  # _TOP
+                if rng < 65536:
+                    code = (code << 16) | (padded[pos] << 8) | padded[pos + 1]
+                    rng <<= 16
+                    pos += 2
+                else:
+                    code = (code << 8) | padded[pos]
+                    rng <<= 8
+                    pos += 1
+            append(value)
+    except (IndexError, TypeError):
+        return None
     # RangeDecoder.is_canonical, with at least one symbol decoded
     if n == 0:
         return found
