@@ -1,8 +1,9 @@
 """The everyday round trip, one image and one lossy entropy-coded message, by tables made once.
 
-Why: at batch 1 the two int8 invokes take ~40 and ~150 µs, and the general path spent ~67 µs
-more around them on checks of its own arrays, numpy calls on 16 numbers, header objects and
-look-ups repeated per call. Here everything a message's bytes or a decoded image depend on is
+Why: at batch 1 the two int8 invokes take ~33 and ~150 µs (2-core AVX2 VM), and the general path
+spent ~67 µs more around them (``bench.speed_targets``' overhead) on checks of its own arrays,
+numpy calls on 16 numbers, header objects and look-ups repeated per call; this path spends ~33.
+Here everything a message's bytes or a decoded image depend on is
 a table made at first use by the general path's own functions (``Encoder.quantize`` through
 :class:`~compressor.coding.level_coder.LevelCoder`, ``Network.quantize_symbols``,
 ``Network.dequantize_output``, :func:`~compressor.wire.message_packer`), so the bytes and the
