@@ -25,6 +25,7 @@ import numpy as np
 
 from compressor import limits, residual_codec, wire
 from compressor import names as name_rules
+from compressor.batch1 import ImageCoder, MessageDecoder
 from compressor.bundle import Part, load_part
 from compressor.coding import binary_context, binary_context2, entropy, lossless, residual
 from compressor.coding.entropy import CdfTable
@@ -321,9 +322,26 @@ class Encoder(_Half):
     _level_coders: dict[int, LevelCoder] | None = None  # per step index, made on first use
     _packers: dict | None = None  # message packers per (mode, step index)
 
+    def __init__(self, part: Part, network: Network, coding: Coding | None = None):
+        super().__init__(part, network, coding)
+        self._image_coders: dict[int | None, ImageCoder | bool] = {}  # compress's shortcut, by quality
+
     @property
     def steps(self) -> list[float]:
         return list(self.coding.steps)
+
+    def _image_coder(self, quality: int | None) -> ImageCoder | bool:
+        """The one-image shortcut of :meth:`compress` at ``quality`` (None: the default step), made
+        on first use; False where there is none (an invalid quality, whose error the general path
+        raises in its turn, a float-output file, or no one-image file)."""
+        steps = len(self.coding.steps)
+        net = self.network
+        coder: ImageCoder | bool = False
+        if (quality is None or 1 <= quality <= steps) and net.output_spec.dtype == "int8" and net.single_session():
+            index = self.coding.default_index if quality is None else steps - quality
+            coder = ImageCoder(self, index, self._packer("entropy", index))
+        self._image_coders[quality] = coder
+        return coder
 
     def latents(self, images) -> np.ndarray:
         """Posterior means, float32 (N, D). Images are binarized first if the model was trained so.
@@ -417,6 +435,23 @@ class Encoder(_Half):
         share the budget: the hard ones spend it where it saves most; with ``target_error`` too,
         each image also keeps its own cap). 0 is lossless.
         """
+        if (
+            step is None
+            and (quality is None or type(quality) is int)
+            and mode == "entropy"
+            and target_bytes is None
+            and max_error is None
+            and target_psnr is None
+            and band is None
+            and target_error is None
+            and mean_error is None
+        ):  # the everyday call; one image goes by tables, anything else on below
+            coder = self._image_coders.get(quality)
+            if coder is None:
+                coder = self._image_coder(quality)
+            message = coder.message(images) if coder else None
+            if message is not None:
+                return [message]
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         mid = self.coding.model_id
@@ -613,6 +648,7 @@ class Decoder(_Half):
     """Latent codes -> images, on the receiving device."""
 
     ROLE = "decoder"
+    _message_decoder: MessageDecoder | bool | None = None  # decompress's one-message shortcut, made on first use
 
     def read(self, codes, *, max_images: int = limits.MAX_IMAGES) -> Decoded:
         """Bytes -> symbols, every byte checked (docs/format.md). ``codes``: a stream (bytes) or a
@@ -648,29 +684,14 @@ class Decoder(_Half):
     def decompress(self, codes, *, binarize: bool = False) -> np.ndarray:
         """``read`` then ``images``: probabilities float32 (N, H, W), uint8 0/255 with
         ``binarize=True``, or exact uint8 images for lossless codes."""
-        if type(codes) is list and len(codes) == 1:  # the everyday call: one message
-            probs = self._one_message(codes[0])
+        if type(codes) is list and len(codes) == 1:  # the everyday call: one message, by tables
+            one = self._message_decoder
+            if one is None:
+                one = self._message_decoder = MessageDecoder(self) if self.network.single_session() else False
+            probs = one.probabilities(codes[0]) if one else None
             if probs is not None:
                 return np.where(probs >= 0.5, np.uint8(255), np.uint8(0)) if binarize else probs
         return self.images(self.read(codes), binarize=binarize)
-
-    def _one_message(self, message) -> np.ndarray | None:
-        """:meth:`decompress` of one lossy entropy-coded message, without the batch bookkeeping
-        of :meth:`read` and :meth:`images` but with the same unpacking, symbols and network
-        input. None for anything else, damage included: the general path then decodes it, or
-        refuses it with its own message."""
-        coding = self.coding
-        try:
-            header, payload = coding._unpack(message)
-            index = header.step_index
-            if header.mode != "entropy" or index >= len(coding.steps):
-                return None
-            symbols = entropy.decode_symbols(payload, coding.tables[index])
-        except (CodeError, TypeError):
-            return None
-        net = self.network
-        x = net.quantize_symbols(np.asarray([symbols], np.int64), coding.steps[index])
-        return net.dequantize_output(net.run_native(x))[..., 0]
 
     def _lossless_images(self, decoded: Decoded) -> np.ndarray:
         t = self.coding.lossless

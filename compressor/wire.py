@@ -56,14 +56,15 @@ def message_check(model_id: bytes, head: int, payload: bytes) -> int:
     it would accept every message of the other model. With a keyed hash each message of
     another model (or each damaged message) passes with probability 1/256 on its own.
     """
-    h = _keyed(model_id, head).copy()
+    h = keyed_check(model_id, head).copy()
     h.update(payload)
     return h.digest()[0]
 
 
 @functools.lru_cache(maxsize=256)
-def _keyed(model_id: bytes, head: int):
-    """BLAKE2s keyed with ``model_id`` that has hashed ``byte 0`` already (copied per message)."""
+def keyed_check(model_id: bytes, head: int):
+    """BLAKE2s keyed with ``model_id`` that has hashed ``byte 0`` already: copy it per message,
+    update the copy with the payload, and its digest is :func:`message_check`'s byte."""
     return hashlib.blake2s(bytes((head,)), digest_size=1, key=model_id)
 
 
@@ -124,7 +125,7 @@ def message_packer(model_id: bytes, mode: str, step_index: int) -> Callable[[byt
     model_id = _check_model_id(model_id)
     mode_code, step = _check_mode_step(mode, step_index)
     head = (FORMAT_VERSION << 6) | (mode_code << 4) | step
-    keyed, first = _keyed(model_id, head), bytes((head,))
+    keyed, first = keyed_check(model_id, head), bytes((head,))
 
     def pack(payload: bytes) -> bytes:
         h = keyed.copy()
@@ -158,7 +159,7 @@ def message_reader(model_id: bytes) -> Callable[[bytes], tuple[Header, bytes]]:
         if head >> 6 != FORMAT_VERSION:
             _check_version(head >> 6, "message")
         payload = data[2:]
-        h = _keyed(model_id, head).copy()
+        h = keyed_check(model_id, head).copy()
         h.update(payload)
         if h.digest()[0] != data[1]:
             raise ModelMismatchError(

@@ -106,3 +106,123 @@ def test_export_records_the_decoder_graph_choice_per_runtime(bundle_dir):
         assert chosen["ok"] and chosen["graph"] == manifest["decoder_graphs"][fmt]["graph"] == graph
     text = (bundle_dir / "validation.md").read_text()
     assert "**chosen**" in text and "--decoder-graph fixed, a fixed rule" in text
+
+
+@pytest.fixture(scope="module", params=["litert", "onnx"])
+def coders(request, bundle_dir):
+    """Encoder and decoder of the session's bundle in one runtime (int8 files)."""
+    import compressor
+
+    return (
+        compressor.Encoder.load(bundle_dir / "encoder", runtime=request.param),
+        compressor.Decoder.load(bundle_dir / "decoder", runtime=request.param),
+    )
+
+
+def test_one_image_shortcut_writes_the_general_paths_bytes_for_real_digits(coders, digits):
+    from compressor import wire
+
+    enc, _ = coders
+    mid = enc.coding.model_id
+    for images in (digits[:20], digits[:20] / np.float32(255)):
+        for quality in (None, 1, 9, len(enc.steps)):
+            index = enc.coding.step_index(None, quality)
+            for i in range(len(images)):
+                one = images[i : i + 1]
+                (message,) = enc.compress(one, quality=quality)  # the shortcut
+                (payload,) = wire.unpack_stream(enc.compress_stream(one, quality=quality)).payloads  # float latents
+                assert message == wire.pack_message(mid, "entropy", index, payload)
+    # int8 LiteRT files have int8 outputs, which the shortcut's tables index; ONNX int8 files
+    # (quantize/dequantize nodes) give floats, and go the general way
+    assert bool(enc._image_coders[None]) == (enc.runtime == "litert"), "the shortcut was not taken"
+
+
+def test_one_message_shortcut_decodes_the_general_paths_pixels_for_real_digits(coders, digits):
+    enc, dec = coders
+    for quality in (None, 1, 9, len(enc.steps)):
+        for image in digits[:20]:
+            messages = enc.compress(image[None], quality=quality)
+            general = dec.images(dec.read(messages))
+            shortcut = dec.decompress(messages)
+            assert shortcut.dtype == general.dtype and np.array_equal(shortcut, general)
+            assert np.array_equal(
+                dec.decompress(messages, binarize=True), dec.images(dec.read(messages), binarize=True)
+            )
+    assert dec._message_decoder, "the shortcut was not taken"
+
+
+def test_escaped_symbols_take_the_general_coder_and_decode_alike(enc, dec):
+    """Levels whose symbols lie beyond a dimension's table (escapes) in the shortcut's coder,
+    and messages with escapes in its decoder: the general path's bytes and pixels."""
+    from compressor import wire
+    from compressor.coding import entropy
+
+    coder = enc._image_coder(None)
+    index = enc.coding.default_index
+    table = enc.coding.tables[index]
+    escaped = 0
+    for v in range(-128, 128):
+        levels = np.full((1, table.dims), v, np.int8)
+        symbols = enc.quantize(enc.network.dequantize_output(levels), index)[0]
+        escaped += table.slices_of(symbols.tolist()) is None
+        message = wire.pack_message(enc.coding.model_id, "entropy", index, entropy.encode_symbols(symbols, table))
+        assert coder.levels_message(levels.tobytes()) == message
+        assert np.array_equal(dec.decompress([message]), dec.images(dec.read([message])))
+    assert escaped, "no level escapes: the general coder was not exercised"
+
+
+def test_damaged_one_message_gets_the_general_paths_pixels_or_refusal(coders, digits):
+    from compressor.errors import CodeError
+
+    enc, dec = coders
+    (message,) = enc.compress(digits[:1])
+    variants = [message[:k] for k in range(len(message))] + [
+        message + b"\x01",
+        message + b"\x00",
+        b"",
+        bytearray(message),
+    ]
+    variants += [
+        message[:k] + bytes([message[k] ^ flip]) + message[k + 1 :]
+        for k in range(len(message))
+        for flip in (1, 0x40, 0x80)
+    ]
+    for bad in variants:
+        try:
+            general = dec.images(dec.read([bad]))
+        except (CodeError, TypeError) as e:
+            with pytest.raises(type(e)) as got:
+                dec.decompress([bad])
+            assert str(got.value) == str(e)
+        else:
+            assert np.array_equal(dec.decompress([bad]), general)
+
+
+def test_hostile_single_images_get_the_general_paths_refusal(coders):
+    from compressor.errors import InvalidImageError
+    from compressor.io.arrays import checked_batch
+
+    enc, _ = coders
+    for bad in (np.nan, np.inf, -0.25, 1.5):
+        image = np.zeros((1, 28, 28), np.float32)
+        image[0, 3, 4] = bad
+        with pytest.raises(InvalidImageError) as want:
+            checked_batch(image, shape=enc.part.image_shape)
+        with pytest.raises(InvalidImageError) as got:
+            enc.compress(image)
+        assert str(got.value) == str(want.value)
+    negative_zero = np.zeros((1, 28, 28), np.float32)
+    negative_zero[0, 5, 5] = -0.0  # valid, but not in the shortcut's one-reduction check
+    assert enc.compress(negative_zero) == enc.compress(np.zeros((1, 28, 28), np.uint8))
+
+
+def test_float_pixels_at_the_ink_threshold_code_as_the_general_path(coders):
+    from compressor import wire
+
+    enc, _ = coders
+    edges = np.array([0.0, 1e-45, 0.25, 0.5, np.nextafter(0.5, 1), 0.75, np.nextafter(1, 0), 1.0], np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        one = rng.choice(edges, size=(1, 28, 28)).astype(np.float32)
+        (payload,) = wire.unpack_stream(enc.compress_stream(one)).payloads
+        assert enc.compress(one)[0][2:] == payload

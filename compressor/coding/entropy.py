@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEncoder, decode_all, encode_all
+from compressor.coding.rangecoder import (
+    PRECISION,
+    TOTAL,
+    RangeDecoder,
+    RangeEncoder,
+    decode_message,
+    decoding_tables,
+    encode_all,
+)
 from compressor.errors import CorruptCodeError, ManifestError, RateError, TruncatedCodeError
 
 MAX_ABS_SYMBOL = 1 << 15
@@ -92,6 +100,7 @@ class CdfTable:
     _cdfs: tuple[list[int], ...] = field(init=False, repr=False, compare=False)
     _slices: tuple[tuple[int, int, list[tuple[int, int]]], ...] = field(init=False, repr=False, compare=False)
     _sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _decoding: tuple[list[list[int]], list[list]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_table(self.lo, self.freqs)
@@ -113,6 +122,8 @@ class CdfTable:
         slices = tuple((low, n, [(cdf[i], cdf[i + 1] - cdf[i]) for i in range(n + 1)]) for low, n, cdf in rows)
         object.__setattr__(self, "_slices", slices)
         object.__setattr__(self, "_sizes", tuple(n for _, n, _ in rows))
+        symbols = [range(low, low + n) for low, n, _ in rows]  # ESCAPE (index n) has no value
+        object.__setattr__(self, "_decoding", decoding_tables(self._cdfs, self._sizes, symbols))
 
     @property
     def dims(self) -> int:
@@ -394,9 +405,9 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     messages even though the range coder itself has no redundancy.
     """
     if isinstance(payload, bytes):
-        found = decode_all(payload, table._cdfs, table._sizes)
+        found = decode_message(payload, *table._decoding)
         if found is not None:  # no escape and canonical: the everyday message
-            return [lo + i for lo, i in zip(table.lo, found)]
+            return found
     dec = RangeDecoder(payload)  # escapes, and every refusal with its reason
     out = decode_row(dec, table)
     check_canonical(dec)

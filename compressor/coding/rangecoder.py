@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from compressor.errors import CorruptCodeError
 
-PRECISION = 16  # encode_all and decode_all spell it out as a literal, for speed
+PRECISION = 16  # encode_all and decode_message spell it out as a literal, for speed
 TOTAL = 1 << PRECISION
 MAX_BITS = 16
 """Most raw bits one :meth:`RangeEncoder.encode_bits` call may carry."""
@@ -151,60 +151,94 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     """A fresh :class:`RangeEncoder` given ``slices``, then :meth:`RangeEncoder.finish`: the
     same bytes, in one function with the state in locals (a message's whole code).
 
-    The slices come from a validated table and are not checked again.
+    Here ``low`` is one Python int, the settled bytes and the 32-bit window together, so a
+    carry needs no propagating and renormalising is a shift: the same interval, hence the same
+    bytes, with less per symbol. A symbol renormalises by at most two bytes (``range >> 16``
+    is at least ``2**8`` and ``freq`` at least 1). The slices come from a validated table and
+    are not checked again.
     """
-    low, rng, out = 0, _INITIAL_RANGE, bytearray()
-    top, mask = _TOP, _MASK32  # locals: this loop is most of a message's encoding time
+    low, rng, length = 0, _INITIAL_RANGE, 4  # length: bytes of the settled part and the window
     for start, freq in slices:
         r = rng >> 16  # PRECISION
         low += r * start
-        if low >> 32:  # carry into the settled bytes (RangeEncoder._add)
-            i = len(out) - 1
-            while out[i] == 0xFF:
-                out[i] = 0
-                i -= 1
-            out[i] += 1
-            low &= mask
         rng = r * freq
-        while rng < top:
-            out.append(low >> 24)
-            low = (low << 8) & mask
-            rng <<= 8
-    low |= int.from_bytes(out, "big") << 32
+        if rng < 16777216:  # _TOP, as a literal: this loop is most of a message's encoding time
+            if rng < 65536:
+                low <<= 16
+                rng <<= 16
+                length += 2
+            else:
+                low <<= 8
+                rng <<= 8
+                length += 1
     if low == 0:
         return b""
-    zero_bytes = (((low - 1) ^ (low + rng - 1)).bit_length() - 1) >> 3
-    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(4 + len(out) - zero_bytes, "big")
+    zero_bytes = (((low - 1) ^ (low + rng - 1)).bit_length() - 1) >> 3  # RangeEncoder.finish
+    return (((low - 1) >> (8 * zero_bytes)) + 1).to_bytes(length - zero_bytes, "big")
+
+
+def decoding_tables(
+    cdfs: Sequence[Sequence[int]], escapes: Sequence[int], values: Sequence[Sequence] | None = None
+) -> tuple[list[list[int]], list[list[tuple[int, int, object] | None]]]:
+    """The tables :func:`decode_message` runs on, made once per distribution: per cdf, its ends
+    (``cdf[1:]``, so that ``bisect_right`` finds the symbol itself) and each symbol's
+    ``(start, freq, value)``, where ``value`` is ``values[k][s]`` (the index ``s`` itself if
+    ``values`` is None) and the escape (index ``escapes[k]``) has None.
+
+    A value may be whatever the caller wants each symbol to become (the symbol, or the
+    decoder network's input level of it), so no second pass over the decoded list is needed.
+    """
+    uppers, entries = [], []
+    for k, (cdf, escape) in enumerate(zip(cdfs, escapes)):
+        own = range(len(cdf) - 1) if values is None else values[k]
+        uppers.append(list(cdf[1:]))
+        entries.append([None if s == escape else (cdf[s], cdf[s + 1] - cdf[s], own[s]) for s in range(len(cdf) - 1)])
+    return uppers, entries
 
 
 def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int]) -> list[int] | None:
-    """The indices of ``len(cdfs)`` symbols decoded from the whole of ``data``, one per cdf, when
-    none of them is the caller's escape (index ``escapes[k]``) and ``data`` is canonical; else
-    ``None``, and the caller decodes again with :class:`RangeDecoder`, which handles escapes and
-    names what is wrong. The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the
-    final test is :meth:`RangeDecoder.is_canonical`'s.
+    """:func:`decode_message` returning the indices, its tables made for this call (coders keep theirs)."""
+    return decode_message(data, *decoding_tables(cdfs, escapes))
+
+
+def decode_message(data: bytes, uppers: Sequence[Sequence[int]], entries: Sequence[Sequence]) -> list | None:
+    """The values of ``len(uppers)`` symbols decoded from the whole of ``data``, one per
+    distribution of :func:`decoding_tables`, when none of them is an escape and ``data`` is
+    canonical; else ``None``, and the caller decodes again with :class:`RangeDecoder`, which
+    handles escapes and names what is wrong.
+
+    The arithmetic is :meth:`RangeDecoder.decode`'s, step for step, and the final test is
+    :meth:`RangeDecoder.is_canonical`'s. What that code tests per symbol is left here to the
+    tables: a code pointing past ``TOTAL`` finds no entry (``IndexError``), an escape finds None
+    (``TypeError``); and ``data`` is padded with the zeros the decoder reads past its end (at
+    most two bytes per symbol), so reading needs no test either.
     """
-    n = len(data)
-    code = int.from_bytes(data[:4].ljust(4, b"\0"), "big")
+    n, reach = len(data), 4 + 2 * len(uppers)
+    if n > reach:  # bytes no symbol can read: not canonical (and not copied)
+        return None
+    padded = data + bytes(reach)
+    code = int.from_bytes(padded[:4], "big")
     rng, pos = _INITIAL_RANGE, 4
     found = []
-    append, search, top = found.append, bisect_right, _TOP  # locals: this loop is most of decoding
-    for cdf, escape in zip(cdfs, escapes):
-        r = rng >> 16  # PRECISION
-        target = code // r
-        if target >= 65536:  # TOTAL
-            return None
-        s = search(cdf, target) - 1
-        if s == escape:
-            return None
-        start = cdf[s]
-        code -= r * start
-        rng = r * (cdf[s + 1] - start)
-        while rng < top:
-            code = (code << 8) | (data[pos] if pos < n else 0)
-            rng <<= 8
-            pos += 1
-        append(s)
+    append, search = found.append, bisect_right  # locals: this loop is most of decoding
+    try:
+        for upper, entry in zip(uppers, entries):
+            r = rng >> 16  # PRECISION
+            start, freq, value = entry[search(upper, code // r)]
+            code -= r * start
+            rng = r * freq
+            if rng < 16777216:  # _TOP
+                if rng < 65536:
+                    code = (code << 16) | (padded[pos] << 8) | padded[pos + 1]
+                    rng <<= 16
+                    pos += 2
+                else:
+                    code = (code << 8) | padded[pos]
+                    rng <<= 8
+                    pos += 1
+            append(value)
+    except (IndexError, TypeError):
+        return None
     # RangeDecoder.is_canonical, with at least one symbol decoded
     if n == 0:
         return found

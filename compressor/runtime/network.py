@@ -129,10 +129,7 @@ class Network:
         """Input already in the file's dtype; output in the file's dtype (int8 stays int8)."""
         n = len(x)
         if n == 1 and self._single is not None:  # the everyday path: no planning, padding or copies
-            sess = self._single_session
-            if sess is None:
-                sess = self._single_session = self.session(self._single)
-            return sess.run(np.ascontiguousarray(x))
+            return (self._single_session or self.single_session()).run(np.ascontiguousarray(x))
         if n == 0:
             raise ValueError("empty batch")
         plan = self._plan(n)
@@ -153,6 +150,12 @@ class Network:
                 outs.append(out if real == b else out[:real])
                 pos += real
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def single_session(self) -> runtimes.Session | None:
+        """The session that runs one image as it is (a batch-1 or dynamic-batch file), or None."""
+        if self._single_session is None and self._single is not None:
+            self._single_session = self.session(self._single)
+        return self._single_session
 
     def levels(self, latents: np.ndarray) -> np.ndarray:
         """The int8 output levels for ``latents``, always from the smallest-batch file, one image
