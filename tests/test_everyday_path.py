@@ -226,3 +226,16 @@ def test_float_pixels_at_the_ink_threshold_code_as_the_general_path(coders):
         one = rng.choice(edges, size=(1, 28, 28)).astype(np.float32)
         (payload,) = wire.unpack_stream(enc.compress_stream(one)).payloads
         assert enc.compress(one)[0][2:] == payload
+
+
+def test_refused_qualities_leave_no_shortcut_behind(enc):
+    """Each refused quality raises RateError and is not remembered: a caller looping over
+    untrusted quality values must not grow the encoder's per-quality shortcut cache."""
+    from compressor.errors import RateError
+
+    image = np.zeros((1, 28, 28), np.uint8)
+    steps = len(enc.steps)
+    for quality in [0, -1, steps + 1, *range(10**6, 10**6 + 200)]:
+        with pytest.raises(RateError):
+            enc.compress(image, quality=quality)
+    assert len(enc._image_coders) <= steps + 1  # None and 1..steps at most
