@@ -234,3 +234,20 @@ def test_whole_message_functions_match_the_coder_classes_on_any_distributions(ta
         except CorruptCodeError:
             decoded, canonical = None, False
         assert decode_message(damaged, *decoding_tables(models, no_escapes)) == (decoded if canonical else None)
+
+
+def test_whole_message_encoder_writes_the_coder_classes_bytes_for_long_slice_lists():
+    """encode_all on lists far longer than a message (its one-int ``low`` would make each shift
+    cost the whole code so far) still writes RangeEncoder's bytes, carries and two-byte
+    renormalisations included."""
+    from compressor.coding.rangecoder import encode_all
+
+    rnd = random.Random(7)
+    for length in (255, 256, 257, 3000):
+        slices = []
+        for _ in range(length):
+            freq = rnd.choice([1, 2, 3, 255, 256, 4096, 65535])
+            slices.append((rnd.randrange(0, TOTAL - freq + 1), freq))
+        enc = RangeEncoder()
+        enc.encode_slices(slices)
+        assert encode_all(slices) == enc.finish()
