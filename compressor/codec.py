@@ -333,11 +333,14 @@ class Encoder(_Half):
     def _image_coder(self, quality: int | None) -> ImageCoder | bool:
         """The one-image shortcut of :meth:`compress` at ``quality`` (None: the default step), made
         on first use; False where there is none (an invalid quality, whose error the general path
-        raises in its turn, a float-output file, or no one-image file)."""
+        raises in its turn, a float-output file, or no one-image file). Only valid qualities are
+        remembered, so refused ones (a caller's untrusted values) cannot grow the cache."""
         steps = len(self.coding.steps)
+        if quality is not None and not 1 <= quality <= steps:
+            return False
         net = self.network
         coder: ImageCoder | bool = False
-        if (quality is None or 1 <= quality <= steps) and net.output_spec.dtype == "int8" and net.single_session():
+        if net.output_spec.dtype == "int8" and net.single_session():
             index = self.coding.default_index if quality is None else steps - quality
             coder = ImageCoder(self, index, self._packer("entropy", index))
         self._image_coders[quality] = coder
