@@ -147,6 +147,10 @@ class RangeEncoder:
         return value.to_bytes(4 + shifts - zero_bytes, "big")
 
 
+#: Beyond this many slices :func:`encode_all` keeps a 32-bit ``low`` (see there).
+_LONG_SLICES = 256
+
+
 def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     """A fresh :class:`RangeEncoder` given ``slices``, then :meth:`RangeEncoder.finish`: the
     same bytes, in one function with the state in locals (a message's whole code).
@@ -156,7 +160,15 @@ def encode_all(slices: Sequence[tuple[int, int]]) -> bytes:
     bytes, with less per symbol. A symbol renormalises by at most two bytes (``range >> 16``
     is at least ``2**8`` and ``freq`` at least 1). The slices come from a validated table and
     are not checked again.
+
+    That one int grows with the code, so each shift costs the code so far: fine for a message's
+    few dozen symbols, quadratic on long lists (100,000 slices: seconds), which therefore go
+    through :meth:`RangeEncoder.encode_slices` (32-bit ``low``, the same bytes).
     """
+    if len(slices) > _LONG_SLICES:
+        enc = RangeEncoder()
+        enc.encode_slices(slices)
+        return enc.finish()
     low, rng, length = 0, _INITIAL_RANGE, 4  # length: bytes of the settled part and the window
     for start, freq in slices:
         r = rng >> 16  # PRECISION
