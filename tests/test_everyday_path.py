@@ -239,3 +239,26 @@ def test_refused_qualities_leave_no_shortcut_behind(enc):
         with pytest.raises(RateError):
             enc.compress(image, quality=quality)
     assert len(enc._image_coders) <= steps + 1  # None and 1..steps at most
+
+
+def test_two_threads_sharing_one_encoder_and_decoder_get_each_images_own_bytes_and_pixels(enc, dec, digits):
+    import threading
+
+    images = digits[:40]
+    want = [enc.compress(images[i : i + 1])[0] for i in range(len(images))]
+    pixels = [dec.decompress([m]) for m in want]
+    wrong = []
+
+    def work(first: int) -> None:
+        for _ in range(50):
+            for i in range(first, len(images), 2):
+                message = enc.compress(images[i : i + 1])[0]
+                if message != want[i] or not np.array_equal(dec.decompress([message]), pixels[i]):
+                    wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, f"{len(wrong)} of {50 * len(images)} round trips read another thread's output"
