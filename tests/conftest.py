@@ -1,5 +1,9 @@
 """Shared fixtures: one small real model, trained and exported once per test session.
 
+The grayscale model is the one ``python -m export demo`` trains and exports in the demo fixture
+(which reuses the session's binary run): the slowest fixture, shared so that no second grayscale
+model is trained and exported for the tests.
+
 The model is the real CVAE trained for a few epochs on the embedded MNIST digits and
 exported to real TFLite/ONNX files; tests run them in the real runtimes.
 

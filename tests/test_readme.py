@@ -136,7 +136,8 @@ def test_bash_blocks_have_no_placeholder_syntax():
 
 # --- the scratch checkout -------------------------------------------------------------------
 # ``demo`` (the scratch checkout in which ``python -m export demo`` ran) is a session fixture in
-# conftest.py: tests/test_reproducible_export.py compares the bundle it exported with the session's.
+# conftest.py: its grayscale bundle is the session's ``gray_bundle_dir``, and
+# tests/test_reproducible_export.py compares the bundle it exported with the session's.
 
 
 @pytest.mark.slow
