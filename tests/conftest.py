@@ -1,5 +1,9 @@
 """Shared fixtures: one small real model, trained and exported once per test session.
 
+The grayscale model is the one ``python -m export demo`` trains and exports in the demo fixture
+(which reuses the session's binary run): the slowest fixture, shared so that no second grayscale
+model is trained and exported for the tests.
+
 The model is the real CVAE trained for a few epochs on the embedded MNIST digits and
 exported to real TFLite/ONNX files; tests run them in the real runtimes.
 
@@ -12,6 +16,11 @@ examples) and without per-example deadlines (a loaded machine is not a failure).
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +38,9 @@ settings.register_profile("project", max_examples=200, derandomize=True, deadlin
 settings.load_profile("project")
 
 #: Fixtures that train, export, measure or pip-install: a test that uses any of them is slow.
-SLOW_FIXTURES = frozenset({"trained_run", "bundle_dir", "gray_bundle_dir", "enc", "dec", "bench_result", "tflite_site"})
+SLOW_FIXTURES = frozenset(
+    {"trained_run", "bundle_dir", "gray_bundle_dir", "enc", "dec", "bench_result", "tflite_site", "demo"}
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -57,16 +68,17 @@ def bundle_dir(trained_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def gray_bundle_dir(tmp_path_factory):
-    """A grayscale model (3 epochs: enough for residual tables and a real curve), trained and exported once."""
-    from export.pipeline import export_run
-    from export.train import TrainConfig, train
+def gray_bundle_dir(demo):
+    """The grayscale model of the demo (:func:`demo`): trained with the session's settings but
+    ``--grayscale``, and exported with its residual tables, by ``python -m export demo`` itself.
 
-    run = tmp_path_factory.mktemp("gray-run")
-    train(TrainConfig(epochs=3, binarize=False), run, progress=False)
-    out = tmp_path_factory.mktemp("gray-bundle") / "bundle"
-    export_run(run, out, log=lambda m: None)
-    return out
+    The demo trains and exports this model anyway; a second grayscale model of the session's own
+    would cost a training and an export (about two minutes) and prove nothing more.
+    """
+    repo, proc, _ = demo
+    if proc.returncode != 0:
+        pytest.fail("the demo failed, so it made no grayscale bundle: see test_the_demo_runs_every_step")
+    return repo / "out" / "bundle-gray"
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +129,38 @@ def bench_result(bench_result_file) -> dict:
 def tflite_site():
     """tflite-runtime 2.14 + numpy<2 (+ onnxruntime), pip-installed into .cache/sites once."""
     return support.pip_site("tflite-2.14", support.TFLITE_SITE_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def demo(trained_run, tmp_path_factory):
+    """A scratch copy of the checkout in which ``python -m export demo --no-ladder`` ran.
+
+    The session's trained run is put where the demo looks for it, with the settings it is
+    given (``--epochs TEST_EPOCHS``), so it reuses it instead of training: every other step runs. The
+    ladder is left out: it trains a second model, and a width-0.5 model of 10 epochs does not
+    pass the int8 ONNX validation (30 epochs do). Used by tests/test_readme.py (the documents'
+    commands run in this checkout) and tests/test_reproducible_export.py (the demo's export of
+    the copied run is a second export of the session's run, made in another process).
+    """
+    repo = tmp_path_factory.mktemp("scratch") / "checkout"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / ".venv").symlink_to(Path(sys.prefix))
+    shutil.copytree(trained_run[0], repo / "out" / "run")
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [".venv/bin/python", "-m", "export", "demo", "--epochs", str(TEST_EPOCHS), "--no-ladder"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return repo, proc, time.monotonic() - t0

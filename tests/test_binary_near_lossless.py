@@ -115,7 +115,9 @@ def test_without_a_shared_budget_each_image_keeps_its_cheapest_option():
 def test_a_mean_error_keeps_every_decoded_wrong_pixel_of_the_batch_within_the_budget(enc, dec):
     from tests.support import mnist5k_test
 
-    bits = mnist5k_test(16) > 0.5
+    # 8 digits: the budget is shared by the batch at any count (31 wrong pixels at 0.5 %), and each
+    # search costs seconds whatever the count; the stream path runs the same search, so once is enough.
+    bits = mnist5k_test(8) > 0.5
     x = bits.astype(np.float32)
     sizes = []
     for f in (0.0, 0.005, 0.01, 0.02):
@@ -124,8 +126,9 @@ def test_a_mean_error_keeps_every_decoded_wrong_pixel_of_the_batch_within_the_bu
         assert (out != bits).sum() <= f * bits.size
         if f == 0:
             assert np.array_equal(out, bits)
-        stream = dec.decompress(enc.compress_stream(x, mean_error=f)) > 127
-        assert (stream != bits).sum() <= f * bits.size
+        if f == 0.01:
+            stream = dec.decompress(enc.compress_stream(x, mean_error=f)) > 127
+            assert (stream != bits).sum() <= f * bits.size
         sizes.append(sum(len(m) for m in messages))
     assert sizes == sorted(sizes, reverse=True)  # the curve falls as the budget grows
     capped = dec.decompress(enc.compress(x, mean_error=0.01, target_error=0.012)) > 127

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +51,6 @@ GIVEN = {
     "gray_images": "gray_images = np.load('digits.npy')  # grey levels, not binarized",
 }
 PORTS = {7467: "tcp", 1883: "mqtt"}
-#: The demo's training settings that make it reuse the session's trained run instead of training.
-DEMO_EPOCHS = 10
 
 
 @dataclass
@@ -138,37 +135,9 @@ def test_bash_blocks_have_no_placeholder_syntax():
 
 
 # --- the scratch checkout -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo(trained_run, tmp_path_factory):
-    """A scratch copy of the checkout in which ``python -m export demo --no-ladder`` ran.
-
-    The session's trained run is put where the demo looks for it, with the settings it is
-    given (``--epochs 10``), so it reuses it instead of training: every other step runs. The
-    ladder is left out: it trains a second model, and a width-0.5 model of 10 epochs does not
-    pass the int8 ONNX validation (30 epochs do).
-    """
-    repo = tmp_path_factory.mktemp("scratch") / "checkout"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (f.decode() for f in files)):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    (repo / ".venv").symlink_to(Path(sys.prefix))
-    shutil.copytree(trained_run[0], repo / "out" / "run")
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [".venv/bin/python", "-m", "export", "demo", "--epochs", str(DEMO_EPOCHS), "--no-ladder"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    return repo, proc, time.monotonic() - t0
+# ``demo`` (the scratch checkout in which ``python -m export demo`` ran) is a session fixture in
+# conftest.py: its grayscale bundle is the session's ``gray_bundle_dir``, and
+# tests/test_reproducible_export.py compares the bundle it exported with the session's.
 
 
 @pytest.mark.slow

@@ -125,9 +125,10 @@ class Gateway:
     """``serve`` on 127.0.0.1 from a thread, recording events."""
 
     def __init__(self, out, codes, *, key=None, timeout=10.0, once=True, **kw):
-        self.events, self.ready, self.out = [], threading.Event(), out
+        self.events, self.ready, self.out, self.stopped = [], threading.Event(), out, threading.Event()
         self.receiver = Receiver(out, codes["model_id"], image_decoder(codes["decoder"]), self.events.append, key=key)
         args = {"once": once, "timeout": timeout, "max_idle": 20, "on_listening": self._listening, **kw}
+        args["stop"] = self.stopped  # a once=False gateway would otherwise serve on until 20 s idle
         self.thread = threading.Thread(target=serve, args=(self.receiver, "127.0.0.1", 0), kwargs=args, daemon=True)
         self.thread.start()
         assert self.ready.wait(10)
@@ -137,8 +138,9 @@ class Gateway:
         self.ready.set()
 
     def stop(self):
-        self.receiver.completed.set()
+        self.stopped.set()
         self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the gateway did not stop"
 
     def reasons(self) -> list[str]:
         return [e["reason"] for e in self.events if e["event"] in ("refused", "disconnected")]

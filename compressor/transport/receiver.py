@@ -311,6 +311,7 @@ def serve(
     max_idle: float | None = None,
     max_connections: int = MAX_CONNECTIONS,
     on_listening: Callable[[tuple], None] = lambda address: None,
+    stop: threading.Event | None = None,
 ) -> bool:
     """Accept cameras until stopped; with ``once``, until one session is complete.
 
@@ -318,7 +319,9 @@ def serve(
     ``HELLO_TIMEOUT`` seconds for its HELLO). ``max_connections``: connections served at once;
     one more is answered with a retryable ERROR and closed, so idle or hostile peers cost
     bounded threads and memory. ``max_idle``: stop when no connection has been open for this
-    long (None: never). Returns whether a session completed.
+    long (None: never). ``stop``: set by a caller that runs the gateway in a thread (an application,
+    the tests) to end it within one poll (0.2 s) instead of waiting for ``max_idle``. Returns
+    whether a session completed.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     activity = {"last": time.monotonic(), "open": 0}
@@ -362,7 +365,7 @@ def serve(
     with server:
         server.timeout = 0.2
         on_listening(server.server_address)
-        while not (once and receiver.completed.is_set()):
+        while not (once and receiver.completed.is_set()) and not (stop is not None and stop.is_set()):
             with lock:
                 idle = activity["open"] == 0 and time.monotonic() - activity["last"] > (max_idle or 0)
             if max_idle is not None and idle:
