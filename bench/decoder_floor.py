@@ -150,9 +150,8 @@ def main(argv=None) -> int:
         name += " +sigmoid" if layer["sigmoid"] else ""
         print(f"{name:34s} {layer['us']:7.1f} {layer['macs'] / 1e6:6.2f} {layer['gmac_s']:7.1f}")
     print(f"{'sum of the layers alone':34s} {res['layers_sum_us']:7.1f}")
-    print(
-        f"{'the decoder file':34s} {res['decoder_us']:7.1f} {res['decoder_macs'] / 1e6:6.2f} {res['decoder_gmac_s']:7.1f}"
-    )
+    mmac = res["decoder_macs"] / 1e6
+    print(f"{'the decoder file':34s} {res['decoder_us']:7.1f} {mmac:6.2f} {res['decoder_gmac_s']:7.1f}")
     return 0
 
 
