@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.processes import interruptible
 from compressor import limits, wire
 from compressor.codec import Decoder
 
@@ -229,7 +230,12 @@ def idle_connections(bundle: str, folder: Path, count: int = 300) -> dict:
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "compressor.cli", "receive", "-o", str(folder / "gw"), "--bundle", bundle]
     proc = subprocess.Popen(
-        [*cmd, "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        [*cmd, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=interruptible,  # stopped with SIGINT, even when this bench runs in the background
     )
     try:
         assert "listening" in proc.stdout.readline()

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.mosquitto import Mosquitto
+from bench.processes import interruptible
 from compressor import Encoder
 from compressor.mqtt.client import Broker
 from compressor.mqtt.publisher import Publisher, encode_payloads
@@ -83,7 +84,7 @@ class _Events:
 def _gateway(bundle: str, broker: Mosquitto, out: Path, log: Path, runtime: str) -> subprocess.Popen:
     cmd = [sys.executable, "-c", CLI, "subscribe", "--broker", broker.address, "--topic", "bench/+", "-o", str(out)]
     cmd += ["--bundle", str(Path(bundle) / "decoder"), "--runtime", runtime, "--idle-timeout", "600"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.DEVNULL, preexec_fn=interruptible)
     if not _Events(log).wait(lambda ev: ev.count("subscribed") >= 1, proc, 120):
         raise RuntimeError(f"gateway did not subscribe: {log.read_text()[-2000:]}")
     return proc

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from bench.mosquitto import Mosquitto, MosquittoUnavailable
+from bench.processes import interruptible
 from compressor import Decoder, Encoder, wire
 from compressor.io.files import read_image
 from compressor.mqtt import uplinks
@@ -201,7 +202,8 @@ def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(tmp_path, code
 def _gateway_process(out: Path, codec, broker, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-c", CLI, "subscribe", "--broker", broker.address, "--topic", "cams/+", "-o", str(out)]
     cmd += ["--bundle", str(codec["bundle"] / "decoder"), "--runtime", "litert", "--idle-timeout", str(DEADLINE)]
-    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    # stopped with SIGINT below, which a suite started in the background would pass on as ignored
+    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, preexec_fn=interruptible)
     assert _wait_file(log, lambda events: any(e["event"] == "subscribed" for e in events), proc), log.read_text()
     return proc
 
