@@ -102,14 +102,16 @@ class ImageCoder:
 
 class MessageDecoder:
     """One message -> one image's probabilities, for a decoder with a one-image file
-    (``Decoder.decompress``'s shortcut). Its tables are made per header byte on first sight."""
+    (``Decoder.decompress``'s shortcut). Its tables are made per step on the first message of it."""
 
-    __slots__ = ("_decoder", "_heads", "_run", "_in_shape", "_int8_in", "_out")
+    __slots__ = ("_decoder", "_steps", "_heads", "_run", "_in_shape", "_int8_in", "_out")
 
     def __init__(self, decoder):
         net = decoder.network
         self._decoder = decoder
-        self._heads: dict[int, tuple | None] = {}
+        # the header byte of each step's lossy entropy-coded messages (wire knows the layout)
+        self._steps = {wire.message_head("entropy", i): i for i in range(len(decoder.coding.steps))}
+        self._heads: dict[int, tuple] = {}
         session = net.single_session()
         self._run = session.run
         self._in_shape = (1, *session.input.shape[1:])
@@ -122,11 +124,12 @@ class MessageDecoder:
         if type(message) is not bytes or len(message) < 2:
             return None
         head = message[0]
-        entry = self._heads.get(head, False)
-        if entry is False:
-            entry = self._heads[head] = self._entry(head)
+        entry = self._heads.get(head)
         if entry is None:
-            return None
+            index = self._steps.get(head)
+            if index is None:  # another version, mode or step: the general path
+                return None
+            entry = self._heads[head] = self._entry(head, index)
         keyed, uppers, entries = entry
         payload = message[2:]
         check = keyed.copy()
@@ -145,14 +148,11 @@ class MessageDecoder:
             return y.astype(np.float32, copy=False)[..., 0]
         return self._out(y)[..., 0]
 
-    def _entry(self, head: int) -> tuple | None:
-        """For a header byte of this format's lossy entropy-coded messages at one of the bundle's
-        steps: the keyed check and the step's decoding tables whose values are the network input
-        of each symbol (an unsigned byte for int8 files, a float32 value else). None otherwise."""
+    def _entry(self, head: int, index: int) -> tuple:
+        """For the header byte of step ``index``'s lossy entropy-coded messages: the keyed check and
+        the step's decoding tables whose values are the network input of each symbol (an unsigned
+        byte for int8 files, a float32 value else)."""
         coding, net = self._decoder.coding, self._decoder.network
-        index = head & 0xF
-        if head >> 6 != wire.FORMAT_VERSION or (head >> 4) & 0x3 != wire.MODES["entropy"] or index >= len(coding.steps):
-            return None
         table = coding.tables[index]
         inputs = []
         for low, size in zip(table.lo, table.sizes):  # each dimension's in-table symbols

@@ -119,12 +119,17 @@ def pack_message(model_id: bytes, mode: str, step_index: int, payload: bytes) ->
     return message_packer(model_id, mode, step_index)(_as_bytes(payload, "payload"))
 
 
+def message_head(mode: str, step_index: int) -> int:
+    """A message's first byte: this format's version, ``mode`` and ``step_index`` (docs/format.md)."""
+    mode_code, step = _check_mode_step(mode, step_index)
+    return (FORMAT_VERSION << 6) | (mode_code << 4) | step
+
+
 def message_packer(model_id: bytes, mode: str, step_index: int) -> Callable[[bytes], bytes]:
     """:func:`pack_message` for many payloads of one model, mode and step: the arguments are
     checked once, and the returned function takes ``bytes`` payloads only."""
     model_id = _check_model_id(model_id)
-    mode_code, step = _check_mode_step(mode, step_index)
-    head = (FORMAT_VERSION << 6) | (mode_code << 4) | step
+    head = message_head(mode, step_index)
     keyed, first = keyed_check(model_id, head), bytes((head,))
 
     def pack(payload: bytes) -> bytes:

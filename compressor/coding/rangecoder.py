@@ -208,11 +208,6 @@ def decoding_tables(
     return uppers, entries
 
 
-def decode_all(data: bytes, cdfs: Sequence[Sequence[int]], escapes: Sequence[int]) -> list[int] | None:
-    """:func:`decode_message` returning the indices, its tables made for this call (coders keep theirs)."""
-    return decode_message(data, *decoding_tables(cdfs, escapes))
-
-
 def decode_message(data: bytes, uppers: Sequence[Sequence[int]], entries: Sequence[Sequence]) -> list | None:
     """The values of ``len(uppers)`` symbols decoded from the whole of ``data``, one per
     distribution of :func:`decoding_tables`, when none of them is an escape and ``data`` is
