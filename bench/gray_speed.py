@@ -1,6 +1,6 @@
 """Grayscale lossless speed (issue 12, item 7): the whole codec and the residual coder alone.
 
-    python -m bench.gray_speed BUNDLE IMAGES.npy [--rounds 20]
+    python -m bench.gray_speed BUNDLE GREY_IMAGES.npy [--rounds 20]   # e.g. out/test_images_gray.npy
     python -m bench.gray_speed BUNDLE --natural [--rounds 20]
 
 Prints ms per image at batch 1 (16 images, each its own call) and at batch 64:
@@ -13,8 +13,13 @@ Prints ms per image at batch 1 (16 images, each its own call) and at batch 64:
   passed them, to see the coder's share without the networks.
 
 ``--natural``: 28x28 crops of a photo (:func:`bench.residual_curve.natural_crops`) instead of
-``IMAGES.npy``: the content table set 1 is for (every crop takes it), where the digits take
-set 0 for some images and set 1 for others.
+``IMAGES.npy``: the content table set 1 is for (every crop takes it), where grey digits take
+set 0 (the decoder's prediction; every test digit of the demo's model does).
+
+Images with two values only (binarized digits such as the demo's ``out/test_images.npy``) are
+refused: on them the spatial predictor is nearly free and the coder has a fraction of a grey
+image's work, so their figures flattered the grayscale targets (0.65 against 0.95 ms per grey
+digit at batch 64 in the session that found it).
 
 Every figure is the best of ``--rounds`` rounds, everything timed in turns, so a loaded
 machine slows all figures alike.
@@ -108,6 +113,11 @@ def main(argv=None) -> None:
     if args.natural == (args.images is not None):
         ap.error("give IMAGES.npy or --natural (one of them)")
     images = natural_crops() if args.natural else np.load(args.images)
+    if len(np.unique(images)) <= 2:
+        raise SystemExit(
+            f"{args.images} holds two values only (binarized images): the grayscale targets are on grey "
+            "images; give out/test_images_gray.npy (the demo writes it) or --natural"
+        )
     if len(images) < 64:
         raise SystemExit("gray_speed needs at least 64 images (one batch of 64)")
     print(json.dumps({"ms_per_image": measure(args.bundle, images, args.rounds, args.runtime)}, indent=1))

@@ -433,3 +433,13 @@ def test_decoder_floor_rebuilds_every_compute_layer_of_the_shipped_decoder_with_
         model = decoder_floor.one_layer_model(layer)
         assert tuple(model.input_shape) == layer["input"]
         assert tuple(model.output_shape) == layer["output"], layer
+
+
+def test_grayscale_speed_bench_refuses_binarized_images(tmp_path):
+    """Binarized digits made the grayscale figures look a third faster than grey ones."""
+    from bench import gray_speed
+
+    path = tmp_path / "binary.npy"
+    np.save(path, np.where(np.arange(64 * 28 * 28).reshape(64, 28, 28) % 3, 255, 0).astype(np.uint8))
+    with pytest.raises(SystemExit, match="two values only.*test_images_gray.npy"):
+        gray_speed.main([str(tmp_path / "no-bundle"), str(path)])
