@@ -222,6 +222,27 @@ class Coding:
             raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
 
+def _everyday(step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error) -> bool:
+    """Whether an :meth:`Encoder.compress` call is the everyday one, which may take the one-image
+    shortcut: every keyword knob at its default, except ``quality``, which may be an exact int.
+
+    Its parameters are ``compress``'s keyword-only ones, in their order (a test holds them to it),
+    so a new knob that is not checked here fails that test instead of being silently ignored by
+    the shortcut. Plain ``is`` tests, no ``locals()``: the call costs a fraction of a µs.
+    """
+    return (
+        step is None
+        and (quality is None or type(quality) is int)
+        and mode == "entropy"
+        and target_bytes is None
+        and max_error is None
+        and target_psnr is None
+        and band is None
+        and target_error is None
+        and mean_error is None
+    )
+
+
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
         raise RateError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -438,17 +459,9 @@ class Encoder(_Half):
         share the budget: the hard ones spend it where it saves most; with ``target_error`` too,
         each image also keeps its own cap). 0 is lossless.
         """
-        if (
-            step is None
-            and (quality is None or type(quality) is int)
-            and mode == "entropy"
-            and target_bytes is None
-            and max_error is None
-            and target_psnr is None
-            and band is None
-            and target_error is None
-            and mean_error is None
-        ):  # the everyday call; one image goes by tables, anything else on below
+        if _everyday(
+            step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error
+        ):  # one image goes by tables, anything else on below
             coder = self._image_coders.get(quality)
             if coder is None:
                 coder = self._image_coder(quality)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import numpy as np
@@ -226,6 +227,21 @@ def test_float_pixels_at_the_ink_threshold_code_as_the_general_path(coders):
         one = rng.choice(edges, size=(1, 28, 28)).astype(np.float32)
         (payload,) = wire.unpack_stream(enc.compress_stream(one)).payloads
         assert enc.compress(one)[0][2:] == payload
+
+
+def test_every_keyword_knob_of_compress_set_otherwise_leaves_the_one_image_shortcut():
+    """The shortcut's predicate takes compress's keyword-only knobs, in their order (compress
+    passes them by position), and any value other than a knob's default turns it down (an exact
+    int quality aside): a knob added to compress but not to the predicate fails here."""
+    from compressor.codec import Encoder, _everyday
+
+    knobs = [p for p in inspect.signature(Encoder.compress).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert list(inspect.signature(_everyday).parameters) == [p.name for p in knobs]
+    defaults = {p.name: p.default for p in knobs}
+    assert _everyday(**defaults)
+    assert _everyday(**{**defaults, "quality": 3})
+    for name in defaults:
+        assert not _everyday(**{**defaults, name: object()}), name
 
 
 def test_refused_qualities_leave_no_shortcut_behind(enc):
