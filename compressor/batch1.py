@@ -117,7 +117,7 @@ class MessageDecoder:
         self._in_shape = (1, *session.input.shape[1:])
         self._int8_in = net.input_spec.dtype == "int8"
         # output level -> probability: dequantize_output's own table (a negative level wraps)
-        self._out = net._out_table.take if net.output_spec.dtype == "int8" else None
+        self._out = net.output_level_values.take if net.output_spec.dtype == "int8" else None
 
     def probabilities(self, message) -> np.ndarray | None:
         """float32 ``(1, H, W)`` for an intact lossy entropy-coded message without escapes, else None."""
@@ -158,4 +158,4 @@ class MessageDecoder:
         for low, size in zip(table.lo, table.sizes):  # each dimension's in-table symbols
             x = net.quantize_symbols(np.arange(low, low + size)[None, :], coding.steps[index])[0]
             inputs.append(x.view(np.uint8).tolist() if self._int8_in else x.tolist())
-        return (wire.keyed_check(coding.model_id, head), *decoding_tables(table._cdfs, table.sizes, inputs))
+        return (wire.keyed_check(coding.model_id, head), *decoding_tables(table.cdfs, table.sizes, inputs))

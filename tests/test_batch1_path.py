@@ -38,7 +38,7 @@ def test_whole_message_encoding_writes_the_range_encoders_bytes(symbols):
 @given(symbol_rows)
 def test_whole_message_decoding_returns_the_symbols_or_hands_escapes_to_the_general_path(symbols):
     data = _general_encode(symbols, TABLE)
-    found = rangecoder.decode_message(data, *TABLE._decoding)
+    found = rangecoder.decode_message(data, *TABLE.decoding_tables)
     escapes = TABLE.slices_of(symbols) is None
     assert (found is None) == escapes
     if found is not None:
@@ -48,7 +48,7 @@ def test_whole_message_decoding_returns_the_symbols_or_hands_escapes_to_the_gene
 
 @given(st.binary(max_size=12))
 def test_damaged_payloads_get_the_general_paths_verdict(data):
-    found = rangecoder.decode_message(data, *TABLE._decoding)
+    found = rangecoder.decode_message(data, *TABLE.decoding_tables)
     dec = RangeDecoder(data)
     try:
         general = decode_row(dec, TABLE)

@@ -139,6 +139,20 @@ class CdfTable:
         """Number of in-table symbols per dimension (ESCAPE not counted)."""
         return self._sizes
 
+    @property
+    def cdfs(self) -> tuple[list[int], ...]:
+        """Each dimension's cumulative starts (ESCAPE last), the table's own lists: shared, not
+        copied (unlike :meth:`cdf`), because the batch-1 decoder builds its per-step decoding
+        tables from them once. Read only; do not modify."""
+        return self._cdfs
+
+    @property
+    def decoding_tables(self) -> tuple[list[list[int]], list[list]]:
+        """:func:`~compressor.coding.rangecoder.decode_message`'s tables for this table's
+        symbols, made once at construction: shared so that every whole-message decode
+        (:func:`decode_symbols`, the tests) uses the very tables built here. Read only."""
+        return self._decoding
+
     def slices_of(self, symbols: list[int]) -> list[tuple[int, int]] | None:
         """Each symbol's ``(start, freq)`` slice, or None if one of them needs an escape."""
         out = []
@@ -364,7 +378,7 @@ def encode_row(enc: RangeEncoder, syms: list[int], table: CdfTable) -> None:
 
 
 def decode_row(dec: RangeDecoder, table: CdfTable) -> list[int]:
-    rows, cdfs, sizes = table._rows, table._cdfs, table._sizes
+    rows, cdfs, sizes = table._rows, table.cdfs, table.sizes
     out: list[int] = []
     d, dims = 0, len(rows)
     while d < dims:
@@ -405,7 +419,7 @@ def decode_symbols(payload: bytes, table: CdfTable) -> list[int]:
     messages even though the range coder itself has no redundancy.
     """
     if isinstance(payload, bytes):
-        found = decode_message(payload, *table._decoding)
+        found = decode_message(payload, *table.decoding_tables)
         if found is not None:  # no escape and canonical: the everyday message
             return found
     dec = RangeDecoder(payload)  # escapes, and every refusal with its reason

@@ -77,6 +77,14 @@ class Network:
     def output_spec(self) -> runtimes.TensorSpec:
         return self.files[0].output
 
+    @property
+    def output_level_values(self) -> np.ndarray:
+        """float32 (256,): the dequantized value of each int8 output level, indexed by the level
+        itself (a negative level wraps), computed once at load. Shared so that the batch-1
+        decoder turns levels into probabilities with :meth:`dequantize_output`'s very table.
+        Read only; do not modify."""
+        return self._out_table
+
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input -> the file's input dtype (int8 via the manifest's scale/zero-point)."""
         if not self._in_int8:
