@@ -338,14 +338,15 @@ class Encoder(_Half):
     """Images -> latent codes, on the sending device."""
 
     ROLE = "encoder"
-    _predictors: dict[tuple[str, str], Network] | None = None  # decoders beside us, by (runtime, precision)
-    _binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
-    _level_coders: dict[int, LevelCoder] | None = None  # per step index, made on first use
-    _packers: dict | None = None  # message packers per (mode, step index)
 
     def __init__(self, part: Part, network: Network, coding: Coding | None = None):
         super().__init__(part, network, coding)
+        # Lazy caches, filled on first use (every constructor path, load included, comes here)
+        self._predictors: dict[tuple[str, str], Network] = {}  # decoders beside us, by (runtime, precision)
+        self._level_coders: dict[int, LevelCoder] = {}  # per step index
+        self._packers: dict[tuple[str, int], Callable[[bytes], bytes]] = {}  # message packers per (mode, step index)
         self._image_coders: dict[int | None, ImageCoder | bool] = {}  # compress's shortcut, by quality
+        self._binary_levels: tuple[np.ndarray, np.ndarray] | None = None  # network input of dark/ink pixels, by value
 
     @property
     def steps(self) -> list[float]:
@@ -393,8 +394,6 @@ class Encoder(_Half):
 
     def _packer(self, mode: str, index: int):
         """:func:`wire.message_packer` for this model, made once per (mode, step index)."""
-        if self._packers is None:
-            self._packers = {}
         pack = self._packers.get((mode, index))
         if pack is None:
             pack = self._packers[mode, index] = wire.message_packer(self.coding.model_id, mode, index)
@@ -403,8 +402,6 @@ class Encoder(_Half):
     def _level_coder(self, index: int) -> LevelCoder:
         """Step ``index``'s tables from output level to symbol and coder slice, made on first use
         by :meth:`quantize` itself (so the same symbols as the general path)."""
-        if self._level_coders is None:
-            self._level_coders = {}
         coder = self._level_coders.get(index)
         if coder is None:
             symbols = self.quantize(self.network.dequantize_output(LEVELS), index)
@@ -548,8 +545,6 @@ class Encoder(_Half):
         """The decoder network found beside this encoder's part, loaded once per (runtime,
         precision): lossless and residual codes predict their pixels with it, as the receiver
         will. A missing decoder/ is :class:`BundleNotFoundError` naming ``purpose``."""
-        if self._predictors is None:
-            self._predictors = {}
         key = (runtime, precision)
         if key not in self._predictors:
             root = self.part.root.parent / "decoder"
