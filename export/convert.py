@@ -39,11 +39,15 @@ def with_fixed_batch(model, batch: int | None, input_name: str, output_name: str
     return keras.Model(inp, out, name=f"{model.name}_b{batch or 'dyn'}")
 
 
-def to_tflite(model, representative: np.ndarray | None = None, *, per_channel: bool = True) -> bytes:
+def to_tflite(
+    model, representative: np.ndarray | None = None, *, per_channel: bool = True, min_bytes: int = 1024
+) -> bytes:
     """float32 TFLite, or full-integer int8 when ``representative`` inputs are given.
 
     ``per_channel=False`` quantizes each weight tensor with one scale instead of one per
-    output channel (coarser, sometimes faster kernels).
+    output channel (coarser, sometimes faster kernels). A file under ``min_bytes`` is refused
+    as weightless (what a silent converter failure writes); a caller converting models that
+    small on purpose (``bench.decoder_floor``'s one-layer files) lowers it.
     """
     import tensorflow as tf
 
@@ -65,7 +69,7 @@ def to_tflite(model, representative: np.ndarray | None = None, *, per_channel: b
             conv._experimental_disable_per_channel = True
     with quiet():  # keras prints its SavedModel signature, the converter its settings
         blob = conv.convert()
-    if len(blob) < 1024:
+    if len(blob) < min_bytes:
         raise RuntimeError(f"TFLite conversion produced only {len(blob)} bytes: the weights are missing")
     return blob
 

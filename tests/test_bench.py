@@ -443,3 +443,18 @@ def test_grayscale_speed_bench_refuses_binarized_images(tmp_path):
     np.save(path, np.where(np.arange(64 * 28 * 28).reshape(64, 28, 28) % 3, 255, 0).astype(np.uint8))
     with pytest.raises(SystemExit, match="two values only.*test_images_gray.npy"):
         gray_speed.main([str(tmp_path / "no-bundle"), str(path)])
+
+
+def test_decoder_floor_converts_one_layer_files_by_the_export_converter_without_its_size_floor():
+    from ai_edge_litert import interpreter as litert
+
+    from bench import decoder_floor
+    from export.convert import to_tflite
+
+    layer = {"op": "FULLY_CONNECTED", "input": (1, 4), "kernel": (2, 4), "output": (1, 2), "sigmoid": False}
+    model = decoder_floor.one_layer_model(layer)
+    blob = decoder_floor.to_int8(model, layer["input"])
+    it = litert.Interpreter(model_content=blob)
+    assert it.get_input_details()[0]["dtype"] == it.get_output_details()[0]["dtype"] == np.int8
+    with pytest.raises(RuntimeError, match="weights are missing"):  # the export keeps its floor
+        to_tflite(model, np.zeros((4, 4), np.float32), min_bytes=len(blob) + 1)
