@@ -260,6 +260,8 @@ def _parse_part(root: Path, m: dict) -> Part:
         raise ManifestError(f"{where}: a file is listed twice")
     if any(f.role != role for f in files):
         raise ManifestError(f"{where}: a file of another role is listed in the {role} sub-bundle")
+    for f in files:
+        _check_tensor_shapes(f, role, (shape[0], shape[1]), latent, where)
     return Part(
         root=root,
         role=role,
@@ -299,6 +301,18 @@ def parse_file(e, where: str) -> FileEntry:
         sha256=_sha(e, where),
         size=_size(e, where),
     )
+
+
+def _check_tensor_shapes(f: FileEntry, role: str, image_shape: tuple[int, int], latent: int, where: str) -> None:
+    """A model file's tensors must be the part's: (batch, latent) on one side and (batch, H, W, 1) on
+    the other, with the batch the entry names; the network feeds them arrays of exactly these shapes."""
+    image, code = (f.batch, *image_shape, 1), (f.batch, latent)
+    expected = (image, code) if role == "encoder" else (code, image)
+    for what, spec, want in (("input", f.input, expected[0]), ("output", f.output, expected[1])):
+        if tuple(spec.shape) != want:
+            shown = "x".join("?" if s is None else str(s) for s in want)
+            got = list(spec.shape)
+            raise ManifestError(f"{where}: {f.path} {what} shape must be {shown} for this {role}, got {got}")
 
 
 def _spec(d: dict, where: str) -> TensorSpec:

@@ -122,6 +122,9 @@ def _edit(path: str, value):
         (_edit("latent_dim", 1e9), "'latent_dim' must be int"),
         (_edit("binarize", "yes"), "'binarize' must be bool"),
         (lambda m: m["files"].append(copy.deepcopy(m["files"][0])), "listed twice"),
+        (_edit("files.0.input.shape", [1, 8]), "input shape must be 1x16 for this decoder"),
+        (_edit("files.0.output.shape", [1, 28, 28, 3]), "output shape must be 1x28x28x1"),
+        (_edit("files.0.batch", 64), "input shape must be 64x16"),
     ],
 )
 def test_an_oddly_typed_manifest_is_a_manifest_error_naming_the_key(tmp_path, edit, message):
@@ -335,6 +338,17 @@ def test_a_modified_encoder_with_a_rehashed_sub_manifest_is_refused_from_the_top
     _rehash_part(bundle_copy, "encoder")
     with pytest.raises(IntegrityError, match="the encoder was modified after export"):
         load_part(bundle_copy, "encoder")
+
+
+@pytest.mark.slow
+def test_a_model_file_swapped_for_another_with_every_hash_fixed_is_refused_at_load(bundle_copy):
+    import compressor
+
+    part = bundle_copy / "decoder"
+    shutil.copy(part / "decoder_int8_b64.tflite", part / "decoder_int8_b1.tflite")
+    _rehash_part(bundle_copy, "decoder", recompute_id=True)
+    with pytest.raises(ManifestError, match="decoder_int8_b1.tflite: the model's input is int8 64x16"):
+        compressor.Decoder.load(part)
 
 
 @pytest.mark.slow

@@ -13,9 +13,35 @@ import math
 import numpy as np
 
 from compressor.bundle import FileEntry, Part
+from compressor.errors import ManifestError
 from compressor.runtime import sessions as runtimes
 
 _MAX_LEVEL_TABLE = 1 << 16  # symbols per step table; a finer step falls back to arithmetic
+
+
+def check_tensors(part: Part, entry: FileEntry, session: runtimes.Session) -> None:
+    """Refuse a model file whose tensors differ from what its manifest entry says.
+
+    Everything here (batching, int8 scale and zero point) trusts the manifest, and a
+    self-consistent bundle (every hash and the model id recomputed) may still hold a model
+    file of another bundle or role: run, it raises deep in the runtime (a traceback), or, with
+    equal shapes but other quantization, decodes wrong pixels without an error.
+    """
+    for what, listed, actual in (("input", entry.input, session.input), ("output", entry.output, session.output)):
+        same = listed.shape == actual.shape and listed.dtype == actual.dtype
+        if same and listed.dtype in ("int8", "uint8"):
+            same = listed.zero_point == actual.zero_point and math.isclose(listed.scale, actual.scale, rel_tol=1e-6)
+        if not same:
+            raise ManifestError(
+                f"{part.root}/{entry.path}: the model's {what} is {_describe(actual)}, but the manifest says "
+                f"{_describe(listed)}: a model file from another bundle or role; re-export or re-copy the bundle"
+            )
+
+
+def _describe(spec: runtimes.TensorSpec) -> str:
+    shape = "x".join("?" if s is None else str(s) for s in spec.shape)
+    quant = f" (scale {spec.scale:g}, zero point {spec.zero_point})" if spec.dtype in ("int8", "uint8") else ""
+    return f"{spec.dtype} {shape}{quant}"
 
 
 class Network:
@@ -60,9 +86,11 @@ class Network:
 
     def session(self, entry: FileEntry) -> runtimes.Session:
         if entry.batch not in self._sessions:
-            self._sessions[entry.batch] = runtimes.open_session(
+            session = runtimes.open_session(
                 self.part.read(entry), entry.format, self.runtime, threads=self._threads, providers=self._providers
             )
+            check_tensors(self.part, entry, session)
+            self._sessions[entry.batch] = session
         return self._sessions[entry.batch]
 
     @property
