@@ -264,6 +264,20 @@ def test_a_fifo_given_as_input_is_refused_at_once_not_read_forever(tmp_path):
     assert "is not a regular file" in done.stderr
 
 
+@pytest.mark.parametrize("make", [os.mkfifo, lambda path: os.symlink("/dev/zero", path)], ids=["fifo", "dev-zero"])
+def test_a_fifo_or_device_named_like_an_array_file_is_refused_at_once(tmp_path, make):
+    path = tmp_path / "digits.npz"
+    make(path)
+    # In a child with 1 GB of address space: unchecked, the FIFO waits forever for a writer
+    # and zipfile reads /dev/zero until memory runs out.
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        f"from compressor.io.files import read_images\nread_images([{str(path)!r}])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "digits.npz is not a regular file (a device or pipe?)" in done.stderr.splitlines()[-1]
+
+
 def test_a_device_is_refused_as_a_stream_file():
     with pytest.raises(InvalidImageError, match="/dev/zero is not a regular file"):
         read_bytes_limited("/dev/zero", what="stream file")

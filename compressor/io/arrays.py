@@ -13,6 +13,8 @@ Contracts:
 
 from __future__ import annotations
 
+import os
+import stat
 import tokenize
 import zipfile
 import zlib
@@ -261,7 +263,7 @@ def read_array_file(
     """
     try:
         # Our own handle: np.load(path) leaks its file when a damaged .npz fails to open.
-        with open(path, "rb") as f:
+        with open_regular_file(path, "NumPy array file") as f:
             if f.read(6) == b"\x93NUMPY":
                 f.seek(0)
                 _check_npy_header(f, str(path), max_images, max_pixels, max_bytes)
@@ -286,6 +288,27 @@ def read_array_file(
     batch = _as_nhw(arr, what)
     _check_values(batch, what, BATCH_AXES)
     return batch if batch.dtype == np.uint8 else _float_to_uint8(batch)
+
+
+def open_regular_file(path, what: str):
+    """``path`` opened for binary reading, or an ``InvalidImageError`` if it is not a regular file.
+
+    A FIFO would block the open (and the read) until a writer comes, and a device such as
+    ``/dev/zero`` never ends: zipfile looking for an archive's end in it grows without bound.
+    O_NONBLOCK lets the FIFO open return at once; regular files ignore the flag.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except IsADirectoryError:
+        raise InvalidImageError(f"{name} is a folder, not a {what}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise InvalidImageError(f"{name} is a folder, not a {what}")
+        raise InvalidImageError(f"{name} is not a regular file (a device or pipe?); save the {what} first")
+    return os.fdopen(fd, "rb")
 
 
 def _check_npy_header(f, what: str, max_images: int, max_pixels: int, max_bytes: int) -> None:

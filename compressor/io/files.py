@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import struct
 import zlib
 from collections.abc import Iterable
@@ -27,7 +26,7 @@ import numpy as np
 from compressor import limits
 from compressor import names as name_rules
 from compressor.errors import InvalidImageError
-from compressor.io.arrays import ARRAY_SUFFIXES, as_uint8_image, hw, read_array_file
+from compressor.io.arrays import ARRAY_SUFFIXES, as_uint8_image, hw, open_regular_file, read_array_file
 from compressor.io.atomic import atomic_write_bytes
 
 __all__ = [
@@ -54,20 +53,13 @@ def read_bytes_limited(path: StrPath, *, max_bytes: int = limits.MAX_INPUT_BYTES
     """
     name = os.fspath(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore the flag.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        with open_regular_file(path, what) as f:
             st = os.fstat(f.fileno())
-            if stat.S_ISDIR(st.st_mode):
-                raise InvalidImageError(f"{name} is a folder, not a {what}")
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidImageError(f"{name} is not a regular file (a device or pipe?); save the {what} first")
             if st.st_size > max_bytes:
                 raise InvalidImageError(
                     f"{name} is {st.st_size} bytes; the limit for a {what} is {max_bytes} (--max-input-bytes)"
                 )
             data = f.read(max_bytes + 1)
-    except IsADirectoryError:
-        raise InvalidImageError(f"{name} is a folder, not a {what}") from None
     except OSError as e:
         raise InvalidImageError(f"cannot read {what} {name}: {e.strerror or e}") from e
     if len(data) > max_bytes:
