@@ -451,6 +451,30 @@ def test_read_image_keeps_the_high_byte_of_16_bit_samples(tmp_path):
     np.testing.assert_array_equal(read_image(path), [[0, 0, 1, 127, 255]])
 
 
+def test_read_image_reads_a_float_tiff_in_0_to_1_like_a_float_array(tmp_path, pil):
+    path = tmp_path / "float.tif"
+    pil.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)).save(path)
+    np.testing.assert_array_equal(read_image(path), [[0, 128, 255]])  # not clipped unscaled to 0/1
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [(np.nan, "784 NaN"), (np.inf, "784 inf"), (-2.0, "must be in \\[0, 1\\]"), (200.0, "divide by 255")],
+)
+def test_read_image_refuses_a_float_tiff_of_nan_inf_or_outside_0_to_1(tmp_path, pil, value, message):
+    path = tmp_path / "bad.tif"
+    pil.fromarray(np.full((28, 28), value, np.float32)).save(path)
+    with pytest.raises(InvalidImageError, match=f"bad.tif: .*{message}"):
+        read_image(path)
+
+
+def test_read_image_refuses_32_bit_integer_samples_outside_16_bit_grey(tmp_path, pil):
+    path = tmp_path / "int32.tif"
+    pil.fromarray(np.array([[-5, 70000]], np.int32), "I").save(path)
+    with pytest.raises(InvalidImageError, match="int32.tif: 32-bit integer samples from -5 to 70000"):
+        read_image(path)
+
+
 def test_read_image_ignores_alpha(tmp_path):
     rgba = np.array([[[200, 100, 50, 0], [200, 100, 50, 255]]])
     path = write_bytes(tmp_path, "a.png", make_png(rgba.reshape(1, -1), 8, 6, 2))

@@ -7,7 +7,8 @@ header must declare at most ``max_pixels`` pixels (:mod:`compressor.limits`), so
 file that declares a huge image costs a header read, not gigabytes.
 
 Colour is reduced to grey as Pillow's ``convert("L")`` does (ITU-R BT.601 luma); alpha is
-ignored; 16-bit samples keep their high byte; JPEG/WebP/TIFF EXIF orientation is applied.
+ignored; 16-bit samples keep their high byte; float samples (32-bit TIFF) follow the rules of
+float arrays (finite, 0..1); JPEG/WebP/TIFF EXIF orientation is applied.
 Every refusal is an :class:`~compressor.errors.InvalidImageError` naming the file.
 """
 
@@ -95,7 +96,7 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
                 )
             im.load()
             im = ImageOps.exif_transpose(im)
-            return _to_gray(im)
+            return _to_gray(im, name)
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as e:  # Pillow's own guard fires in open() for absurd sizes
@@ -105,11 +106,21 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
         raise InvalidImageError(f"{name} is not a readable image: {e}") from e
 
 
-def _to_gray(im: Any) -> np.ndarray:
+def _to_gray(im: Any, name: str) -> np.ndarray:
     if im.mode.startswith("I;16"):
         return (np.array(im).astype(np.uint16) >> 8).astype(np.uint8)
     if im.mode == "I":  # 16-bit grey opened as 32-bit ints; values are 0..65535
-        return (np.clip(np.array(im), 0, 65535) >> 8).astype(np.uint8)
+        pixels = np.array(im)
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise InvalidImageError(
+                f"{name}: 32-bit integer samples from {pixels.min()} to {pixels.max()}; expected 16-bit grey "
+                "(0..65535): save it as an 8- or 16-bit image"
+            )
+        return (pixels >> 8).astype(np.uint8)
+    if im.mode == "F":
+        # Float samples (a 32-bit TIFF) follow the rules of float arrays: 0..1, finite. Pillow's
+        # convert("L") would clip them to 0..255 unscaled: a 0..1 image all black, NaN black.
+        return as_uint8_image(np.array(im, dtype=np.float32), name)
     return np.array(im.convert("L"), dtype=np.uint8)
 
 
