@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(command: str, message) -> int:
-    print(f"compressor {command}: error: {message}", file=sys.stderr)
+    # One line whatever the message: a library's text (numpy, a runtime) may span several.
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"compressor {command}: error: {text}", file=sys.stderr)
     return EXIT_ERROR
 
 

@@ -260,3 +260,14 @@ def test_a_mean_error_with_a_band_is_one_clear_error(bundle_dir, digits, tmp_pat
     assert main(["encode", str(digits), "-o", str(tmp_path / "c"), "--bundle", str(bundle_dir), *flags]) == 1
     err = capsys.readouterr().err
     assert "mean_error" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_error_message_of_several_lines_is_printed_as_one(tmp_path, capsys, monkeypatch):
+    import compressor.io.files as files
+
+    def refuse(*args, **kwargs):  # a library's own message, as numpy or a runtime writes them
+        raise compressor.InvalidImageError("first line\n  second line\n")
+
+    monkeypatch.setattr(files, "read_images", refuse)
+    assert main(["encode", str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.lzc")]) == 1
+    assert capsys.readouterr().err == "compressor encode: error: first line second line\n"

@@ -585,6 +585,15 @@ def test_an_npy_header_that_is_not_python_literal_syntax_is_an_invalid_image(tmp
         read_images([path])
 
 
+def test_an_npy_header_longer_than_4096_bytes_is_refused_in_one_line_without_pickle_advice(tmp_path):
+    path = tmp_path / "long_header.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + (60000).to_bytes(2, "little") + b"{" * 60000)
+    with pytest.raises(InvalidImageError) as refused:
+        read_images([path])
+    message = str(refused.value)
+    assert "header declares 60000 bytes" in message and "\n" not in message and "allow_pickle" not in message
+
+
 def test_an_encrypted_npz_member_is_an_invalid_image(tmp_path):
     import io
 

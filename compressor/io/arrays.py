@@ -244,6 +244,8 @@ def hw(shape: Sequence[int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
+#: Bytes of a .npy header (a dict of dtype, order and shape; numpy writes ~128).
+_MAX_NPY_HEADER = 4096
 _UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 
 
@@ -314,12 +316,22 @@ def open_regular_file(path, what: str):
 def _check_npy_header(f, what: str, max_images: int, max_pixels: int, max_bytes: int) -> None:
     """Refuse, from the .npy header alone, an array larger than the budgets."""
     version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=4096)
-    elif version in ((2, 0), (3, 0)):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=4096)
-    else:
+    if version not in ((1, 0), (2, 0), (3, 0)):
         raise InvalidImageError(f"{what}: unsupported .npy version {version}")
+    # The header's length, checked here: numpy's own refusal is three lines that advise
+    # allow_pickle=True, the one thing an untrusted file must never get.
+    start = f.tell()
+    length = int.from_bytes(f.read(2 if version == (1, 0) else 4), "little")
+    if length > _MAX_NPY_HEADER:
+        raise InvalidImageError(
+            f"{what}: its .npy header declares {length} bytes; an array's takes under {_MAX_NPY_HEADER}: "
+            "a damaged file or not an array"
+        )
+    f.seek(start)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=_MAX_NPY_HEADER)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=_MAX_NPY_HEADER)
     if dtype.hasobject:
         raise InvalidImageError(f"{what}: holds Python objects; save a uint8 or float array instead")
     if len(shape) not in (2, 3, 4):
