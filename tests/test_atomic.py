@@ -2,10 +2,12 @@
 
 import json
 import os
+import stat
 import sys
 
 import pytest
 
+from compressor.errors import OutputError
 from compressor.io import atomic
 from compressor.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -86,6 +88,23 @@ def test_atomic_write_bytes_onto_a_folder_fails_without_leaving_a_temp_file(tmp_
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda folder, name: atomic_write_bytes(folder / name, b"new"),
+        lambda folder, name: atomic.atomic_write_files(folder, [("a.png", b"a"), (name, b"new")], overwrite=True),
+    ],
+    ids=["one file", "many files"],
+)
+def test_writing_onto_a_fifo_or_device_is_refused_and_leaves_it_in_place(tmp_path, write):
+    # A FIFO stands in for /dev/null: os.replace would swap either for a regular file.
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(OutputError, match="pipe is a device, pipe or socket, not a file"):
+        write(tmp_path, "pipe")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # nothing written, no temporary file
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+
+
 def test_atomic_write_bytes_gives_new_files_the_usual_umask_permissions(tmp_path):
     umask = os.umask(0o022)
     try:

@@ -17,8 +17,11 @@ import errno
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from typing import Any, BinaryIO
+
+from compressor.errors import OutputError
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_json", "atomic_write_text"]
 
@@ -62,6 +65,8 @@ def atomic_write_files(
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"cannot write into {directory}: the folder does not exist", directory)
+    for name, _ in files:
+        _check_replaceable(os.path.join(directory, name))
     temps: list[tuple[str, str]] = []
     try:
         for name, data in files:
@@ -162,6 +167,7 @@ def _atomic_file(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[B
         raise FileNotFoundError(
             errno.ENOENT, f"cannot write {target}: folder {directory} does not exist (create it first)", directory
         )
+    _check_replaceable(target)
     fd, temp = _create_temp(directory, os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as f:
@@ -178,6 +184,21 @@ def _atomic_file(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[B
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+def _check_replaceable(target: str) -> None:
+    """Refuse to rename a file over a device, FIFO or socket.
+
+    ``os.replace`` would swap the node itself for a regular file: ``-o /dev/null`` run as root
+    replaced the system's /dev/null (and left a temporary file in /dev). A regular file, a
+    symbolic link (the link is replaced, not what it points to) or nothing at all is fine.
+    """
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise OutputError(f"{target} is a device, pipe or socket, not a file; name a regular file to write")
 
 
 def _create_temp(directory: str, basename: str) -> tuple[int, str]:
