@@ -32,3 +32,7 @@ MAX_TABLE_ENTRIES = 1 << 22
 MAX_DECODE_IMAGES = 2048
 #: Bytes of one stream file that ``decode``/``info`` read. ``--max-input-bytes``.
 MAX_STREAM_BYTES = 16 << 20
+#: Inference threads of one network (``threads=``, ``--threads``): a runtime starts them all at
+#: load, and 100000 crashed LiteRT (segfault) and stalled onnxruntime for minutes; a small
+#: device has a few cores.
+MAX_THREADS = 256

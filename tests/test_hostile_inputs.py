@@ -410,6 +410,17 @@ def test_a_deeply_nested_coding_json_is_a_manifest_error(bundle_copy):
         load_part(bundle_copy / "decoder")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [100_000, 0, 2.5, True])
+def test_a_thread_count_beyond_the_budget_is_refused_before_a_runtime_starts_them(bundle_dir, threads):
+    import compressor
+    from compressor.errors import UsageError
+
+    # 100000 threads crashed LiteRT (segfault) and stalled onnxruntime for minutes.
+    with pytest.raises(UsageError, match=r"threads must be a whole number 1\.\.256"):
+        compressor.Decoder.load(bundle_dir / "decoder", threads=threads)
+
+
 @pytest.fixture(scope="module")
 def model(bundle_dir):
     import compressor

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
+from compressor import limits
 from compressor.bundle import FileEntry, Part
-from compressor.errors import ManifestError
+from compressor.errors import ManifestError, UsageError
 from compressor.runtime import sessions as runtimes
 
 _MAX_LEVEL_TABLE = 1 << 16  # symbols per step table; a finer step falls back to arithmetic
@@ -61,6 +62,12 @@ class Network:
         providers: list[str] | None = None,
         batch: int | None | str = "all",
     ):
+        if threads is not None and (
+            not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= limits.MAX_THREADS
+        ):
+            raise UsageError(
+                f"threads must be a whole number 1..{limits.MAX_THREADS} (threads=, --threads), got {threads!r}"
+            )
         self.part = part
         self.runtime = runtimes.resolve(runtime)
         self.precision = precision
