@@ -99,6 +99,9 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
             return _to_gray(im, name)
     except InvalidImageError:
         raise
+    except Image.UnidentifiedImageError:  # its own text names our in-memory buffer, not the file
+        kind = "an empty file" if not data else "not in an image format Pillow reads (PNG, JPEG, ...)"
+        raise InvalidImageError(f"{name} is not a readable image: {kind}") from None
     except Image.DecompressionBombError as e:  # Pillow's own guard fires in open() for absurd sizes
         raise InvalidImageError(f"{name}: {e}; the limit is {max_pixels} pixels (raise it with --max-pixels)") from None
     # Pillow signals a bad file with any of these, depending on the format plugin.
