@@ -25,7 +25,7 @@ from compressor.coding.entropy import build_table
 from compressor.errors import BundleError, IntegrityError, InvalidImageError, ManifestError
 from compressor.io import jsonfile
 from compressor.io.files import read_bytes_limited, read_image, read_images
-from tests.support import ROOT, npz_bomb, png_bomb, run_cli, snapshot
+from tests.support import ROOT, mnist5k_test, npz_bomb, png_bomb, run_cli, snapshot, to_uint8
 
 # --- JSON budgets ----------------------------------------------------------------------------
 
@@ -476,6 +476,28 @@ def test_decode_refuses_to_replace_existing_files_and_leaves_the_folder_untouche
     assert snapshot(out) == before
     assert run_cli("decode", stream, "-o", out, "--bundle", bundle_dir, "--overwrite", tmp_path=tmp_path).code == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [["--lossless"], ["--max-error", "0"]], ids=["lossless", "residual"])
+def test_a_decode_that_fails_on_the_last_image_leaves_no_file_of_the_first_batches(bundle_dir, tmp_path, flags):
+    # Lossless and residual pixels are verified while decoding, batch by batch (256 images):
+    # the stream's 300th image fails only after the first batch has been decoded.
+    digits = tmp_path / "digits.npy"
+    np.save(digits, to_uint8(mnist5k_test(300)))
+    codes = tmp_path / "digits.lzc"
+    assert run_cli("encode", digits, "-o", codes, "--bundle", bundle_dir, *flags, tmp_path=tmp_path).code == 0
+    s = wire.unpack_stream(codes.read_bytes())
+    payloads = [*s.payloads[:-1], s.payloads[-1] + b"\x00"]  # checksummed anew: only the pixel code tells
+    codes.write_bytes(wire.pack_stream(s.model_id, s.mode, s.step_index, payloads, s.names))
+    out = tmp_path / "out"
+    run = run_cli("decode", codes, "-o", out, "--bundle", bundle_dir, tmp_path=tmp_path)
+    assert run.code == 1 and len(run.error_lines) == 1
+    assert "image 299 (digits-299):" in run.err and "nothing was written" in run.err
+    assert not out.exists()  # the folder it made is gone too
+    out.mkdir()
+    assert run_cli("decode", codes, "-o", out, "--bundle", bundle_dir, tmp_path=tmp_path).code == 1
+    assert list(out.iterdir()) == []  # no PNG and no temporary file in a folder that was there
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from pathlib import Path
 
 from compressor import limits
@@ -149,7 +151,7 @@ def _encode(args) -> int:
 def _decode(args) -> int:
     from compressor.codec import Decoder
     from compressor.io.arrays import as_uint8_image, to_uint8
-    from compressor.io.atomic import atomic_write_files
+    from compressor.io.atomic import staged_files
     from compressor.io.files import encode_png, read_bytes_limited
 
     data = read_bytes_limited(args.codes, max_bytes=args.max_input_bytes, what="stream file")
@@ -173,18 +175,39 @@ def _decode(args) -> int:
                 f"{len(existing)} output files exist already (first: {existing[0]}); nothing was written. "
                 "Pass --overwrite to replace them, or choose another -o folder"
             )
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     h, w = dec.part.image_shape
     size = max(1, min(DECODE_BATCH, DECODE_BATCH_PIXELS // (h * w)))
-    for start in range(0, len(decoded), size):
-        batch = decoded[start : start + size]
-        images = dec.images(batch, binarize=not args.probabilities)
-        if images.dtype != "uint8":
-            images = to_uint8(images)
-        files = [(t.name, encode_png(as_uint8_image(img))) for t, img in zip(targets[start : start + size], images)]
-        atomic_write_files(out, files, overwrite=args.overwrite)
+    try:
+        # Lossless and residual pixels are verified as they are decoded, batch by batch: the
+        # PNGs wait in temporary files, and appear only once the last image has passed.
+        with staged_files(out, overwrite=args.overwrite) as add:
+            for start in range(0, len(decoded), size):
+                try:
+                    images = dec.images(decoded[start : start + size], binarize=not args.probabilities)
+                except CodeError as e:
+                    raise type(e)(_absolute_image_index(str(e), start, names) + "; nothing was written") from e
+                if images.dtype != "uint8":
+                    images = to_uint8(images)
+                for target, img in zip(targets[start : start + size], images):
+                    add(target.name, encode_png(as_uint8_image(img)))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if still empty
+        raise
     print(f"{len(decoded)} images -> {out}/ with {dec.runtime}")
     return 0
+
+
+def _absolute_image_index(message: str, start: int, names: list[str]) -> str:
+    """``image I: ...`` of a batch from image ``start`` -> the image's place in the stream and its name."""
+    found = re.match(r"image (\d+): ", message)
+    if not found or start + int(found[1]) >= len(names):
+        return message
+    i = start + int(found[1])
+    return f"image {i} ({names[i]}): {message[found.end() :]}"
 
 
 def _info(args) -> int:

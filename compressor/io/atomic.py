@@ -18,12 +18,19 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from compressor.errors import OutputError
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_files",
+    "atomic_write_json",
+    "atomic_write_text",
+    "staged_files",
+]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -62,18 +69,38 @@ def atomic_write_files(
     (``FileExistsError``) or anything fails, the files before it are in place, it and the
     ones after are not, and no temporary file is left.
     """
+    with staged_files(directory, overwrite=overwrite) as add:
+        for name, data in files:
+            add(name, data)
+
+
+@contextlib.contextmanager
+def staged_files(
+    directory: str | os.PathLike[str], *, overwrite: bool = True
+) -> Iterator[Callable[[str, bytes], None]]:
+    """``add(name, data)`` for files of ``directory`` that appear only when the block ends.
+
+    Each file goes to a temporary file at once (memory stays that of one file); when the block
+    ends without an error they are published as :func:`atomic_write_files` does, and if it
+    raises, every temporary file is removed and no name appears. For output that is checked
+    while it is made (decode verifies each image's pixels as it decodes them): an error in the
+    last image must not leave the first ones written.
+    """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"cannot write into {directory}: the folder does not exist", directory)
-    for name, _ in files:
-        _check_replaceable(os.path.join(directory, name))
     temps: list[tuple[str, str]] = []
+
+    def add(name: str, data: bytes) -> None:
+        target = os.path.join(directory, name)
+        _check_replaceable(target)
+        fd, temp = _create_temp(directory, name)
+        temps.append((temp, target))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
     try:
-        for name, data in files:
-            fd, temp = _create_temp(directory, name)
-            temps.append((temp, os.path.join(directory, name)))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+        yield add
         _sync_all(directory, [t for t, _ in temps])
         while temps:
             temp, target = temps[0]
