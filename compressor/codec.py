@@ -176,6 +176,8 @@ class Coding:
                     raise LimitError(f"more than {max_images} messages in one call (raise it with max_images=)")
                 if not isinstance(msg, (bytes, bytearray, memoryview)):
                     raise TypeError(f"message {i} is {type(msg).__name__}, expected bytes")
+                if bytes(msg[:4]) == wire.STREAM_MAGIC:  # else its first byte reads as "format version 2"
+                    raise CorruptCodeError(f"message {i} is a whole stream: pass the stream's bytes, not a list")
                 try:
                     header, payload = self._unpack(msg)
                     symbols, state = self._item(payload, header.step_index, header.mode)

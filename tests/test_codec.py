@@ -196,6 +196,12 @@ def test_a_newer_format_version_is_refused_with_a_clear_message(enc, dec, images
         dec.read([bytes(msg)])
 
 
+def test_a_stream_passed_in_a_list_of_messages_is_named_a_stream_not_a_newer_version(enc, dec, images):
+    stream = bytes(enc.compress_stream(images[:2]))
+    with pytest.raises(CorruptCodeError, match="message 0 is a whole stream: pass the stream's bytes, not a list"):
+        dec.read([stream])
+
+
 def test_random_bytes_are_refused_with_library_errors(dec):
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 5, 40, 300):
