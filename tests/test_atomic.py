@@ -105,6 +105,14 @@ def test_writing_onto_a_fifo_or_device_is_refused_and_leaves_it_in_place(tmp_pat
     assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
 
 
+def test_a_folder_in_the_way_of_a_later_file_stops_the_batch_before_the_first_is_written(tmp_path):
+    (tmp_path / "b.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="a folder is in the way of an output file") as refused:
+        atomic.atomic_write_files(tmp_path, [("a.png", b"a"), ("b.png", b"b")], overwrite=True)
+    assert refused.value.filename == str(tmp_path / "b.png")  # not a temporary file's name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png"]
+
+
 def test_atomic_write_bytes_gives_new_files_the_usual_umask_permissions(tmp_path):
     umask = os.umask(0o022)
     try:

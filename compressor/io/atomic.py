@@ -214,7 +214,7 @@ def _atomic_file(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[B
 
 
 def _check_replaceable(target: str) -> None:
-    """Refuse to rename a file over a device, FIFO or socket.
+    """Refuse to rename a file over a folder, device, FIFO or socket, before any file is written.
 
     ``os.replace`` would swap the node itself for a regular file: ``-o /dev/null`` run as root
     replaced the system's /dev/null (and left a temporary file in /dev). A regular file, a
@@ -224,7 +224,9 @@ def _check_replaceable(target: str) -> None:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
         return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+    if stat.S_ISDIR(mode):  # os.replace would fail too, but naming the temporary file, after earlier files
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of an output file", target)
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise OutputError(f"{target} is a device, pipe or socket, not a file; name a regular file to write")
 
 
