@@ -19,6 +19,7 @@ from compressor import limits
 from compressor.errors import CompressorError, InvalidImageError
 from compressor.io.arrays import as_batch, to_uint8
 from compressor.io.files import read_image, read_images, write_png
+from tests.support import ROOT
 
 RNG_SEED = 20240601
 
@@ -638,6 +639,54 @@ def test_a_file_pillow_cannot_identify_is_named_without_an_in_memory_buffer(tmp_
         read_image(path)
     assert str(refused.value).startswith(f"{path} is not a readable image: {kind}")
     assert "BytesIO" not in str(refused.value)
+
+
+def _tiff_with_a_strip_offset_past_any_file(pil) -> bytes:
+    """An uncompressed TIFF whose StripOffsets entry is retyped LONG8: its value is then read
+    from the white pixels, 0xFFFF...: Pillow's seek to it overflowed (found by fuzzing)."""
+    return _edit_tiff_entry(pil, 273, lambda data, entry: struct.pack_into("<H", data, entry + 2, 16))
+
+
+def _edit_tiff_entry(pil, tag: int, edit) -> bytes:
+    out = io.BytesIO()
+    pil.fromarray(np.full((28, 28), 255, np.uint8)).save(out, "TIFF")
+    data = bytearray(out.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            edit(data, entry)
+    return bytes(data)
+
+
+def test_pillows_warnings_and_log_records_about_a_damaged_file_stay_off_stderr(tmp_path, pil):
+    # SamplesPerPixel 2048: Pillow logs "More samples per pixel than can be decoded" (an error
+    # record that reached stderr through logging's last resort) before it refuses the file.
+    # (Pillow writes no SamplesPerPixel entry for grey: its PlanarConfiguration entry becomes one.)
+    data = _edit_tiff_entry(pil, 284, lambda data, entry: struct.pack_into("<HHIH", data, entry, 277, 3, 1, 2048))
+    path = write_bytes(tmp_path, "many.tif", data)
+    # In a child: pytest's own log capture would hide what reaches a user's terminal.
+    code = (
+        "from compressor.errors import InvalidImageError\nfrom compressor.io.files import read_image\n"
+        f"try:\n    read_image({str(path)!r})\nexcept InvalidImageError as e:\n    print(e)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "many.tif is not a readable image" in done.stdout and done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda pil: _tiff_with_a_strip_offset_past_any_file(pil),
+        lambda pil: b"DDS " + bytes(200),  # a DDS header Pillow knows, but no camera format
+        lambda pil: b"P5\n28 28\n255\n" + bytes(784),  # a valid PGM: a format not read here
+    ],
+    ids=["tiff offset overflow", "dds", "pgm"],
+)
+def test_a_file_pillow_fails_on_or_of_a_format_not_listed_is_one_invalid_image_error(tmp_path, pil, make):
+    path = write_bytes(tmp_path, "camera.png", make(pil))
+    with pytest.raises(InvalidImageError, match=r"camera\.png is not a readable image"):
+        read_image(path)
 
 
 def test_read_image_rejects_a_truncated_jpeg(tmp_path, rng, pil):

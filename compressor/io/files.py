@@ -1,4 +1,4 @@
-"""Image files in and out: Pillow reads every format, a small writer makes 8-bit grey PNGs.
+"""Image files in and out: Pillow reads PNG, JPEG, WebP, BMP, GIF and TIFF, a small writer makes 8-bit grey PNGs.
 
 Why Pillow: it is maintained, fuzzed continuously, ships aarch64 wheels and refuses
 decompression bombs; a hand-written decoder is code to maintain and an attack surface.
@@ -15,8 +15,10 @@ Every refusal is an :class:`~compressor.errors.InvalidImageError` naming the fil
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
+import warnings
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +44,10 @@ __all__ = [
 
 #: File suffixes (lower case) that :func:`read_images` picks up from a folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: The Pillow formats of those suffixes: the only ones a file is sniffed as, whatever its name.
+#: Pillow knows ~40 more (DDS, PSD, FITS, EPS run through Ghostscript, ...): each is parser code
+#: a hostile file could reach, for no image a camera makes.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 StrPath = str | os.PathLike[str]
 
@@ -85,28 +91,41 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
         from PIL import Image, ImageOps
     except ImportError:  # pragma: no cover - Pillow is a declared dependency
         raise InvalidImageError(f"reading {name} needs Pillow: pip install pillow") from None
+    _quiet_pillow_logs()
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            height, width = im.height, im.width
-            limits_side = limits.MAX_IMAGE_SIDE
-            if height > limits_side or width > limits_side or height * width > max_pixels:
-                raise InvalidImageError(
-                    f"{name}: image is {hw((height, width))} pixels (height x width); the limit is "
-                    f"{max_pixels} pixels and {limits_side} per side (raise it with --max-pixels)"
-                )
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_gray(im, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of damaged metadata on stderr; errors say enough
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+                height, width = im.height, im.width
+                limits_side = limits.MAX_IMAGE_SIDE
+                if height > limits_side or width > limits_side or height * width > max_pixels:
+                    raise InvalidImageError(
+                        f"{name}: image is {hw((height, width))} pixels (height x width); the limit is "
+                        f"{max_pixels} pixels and {limits_side} per side (raise it with --max-pixels)"
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return _to_gray(im, name)
     except InvalidImageError:
         raise
     except Image.UnidentifiedImageError:  # its own text names our in-memory buffer, not the file
-        kind = "an empty file" if not data else "not in an image format Pillow reads (PNG, JPEG, ...)"
+        kind = "an empty file" if not data else f"not in a format read here ({', '.join(IMAGE_FORMATS)})"
         raise InvalidImageError(f"{name} is not a readable image: {kind}") from None
     except Image.DecompressionBombError as e:  # Pillow's own guard fires in open() for absurd sizes
         raise InvalidImageError(f"{name}: {e}; the limit is {max_pixels} pixels (raise it with --max-pixels)") from None
-    # Pillow signals a bad file with any of these, depending on the format plugin.
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+    # Pillow signals a bad file with any of these, depending on the format plugin (a TIFF whose
+    # sizes overflow raised OverflowError in a fuzzing run).
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, OverflowError, IndexError) as e:
         raise InvalidImageError(f"{name} is not a readable image: {e}") from e
+
+
+def _quiet_pillow_logs() -> None:
+    """Keep Pillow's log records of a damaged file ("More samples per pixel than can be
+    decoded") off stderr when the application has not set up logging: the error raised says
+    it in one line. Records still reach any handler the application installs."""
+    logger = logging.getLogger("PIL")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
 
 
 def _to_gray(im: Any, name: str) -> np.ndarray:
