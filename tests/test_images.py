@@ -632,7 +632,9 @@ def test_read_image_rejects_a_non_image_file_with_pillow_and_names_it(tmp_path, 
         read_image(path)
 
 
-@pytest.mark.parametrize("data, kind", [(b"hello, world", "not in a format read here (PNG, JPEG"), (b"", "an empty file")])
+@pytest.mark.parametrize(
+    "data, kind", [(b"hello, world", "not in a format read here (PNG, JPEG"), (b"", "an empty file")]
+)
 def test_a_file_pillow_cannot_identify_is_named_without_an_in_memory_buffer(tmp_path, data, kind):
     path = write_bytes(tmp_path, "notes.png", data)
     with pytest.raises(InvalidImageError) as refused:
