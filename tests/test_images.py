@@ -863,3 +863,16 @@ def test_read_image_refuses_devices_and_pipes_instead_of_reading_forever():
 def test_importing_the_image_modules_pulls_in_neither_pillow_nor_tensorflow():
     code = "import sys, compressor.io.files; assert not {'PIL', 'tensorflow'} & set(sys.modules), sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("fmt, suffix", [("GIF", "gif"), ("TIFF", "tif"), ("WEBP", "webp")])
+def test_an_image_file_of_several_frames_is_refused_instead_of_coding_its_first(tmp_path, pil, fmt, suffix):
+    frames = [pil.fromarray(np.full((28, 28), v, np.uint8)) for v in (0, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:])
+    path = write_bytes(tmp_path, f"moving.{suffix}", buf.getvalue())
+    with pytest.raises(InvalidImageError, match=r"moving\.\w+ holds 2 frames.*save the frame to code"):
+        read_image(path)
+    one = io.BytesIO()
+    frames[1].save(one, format=fmt)
+    assert read_image(write_bytes(tmp_path, f"still.{suffix}", one.getvalue())).max() == 255

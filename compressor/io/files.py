@@ -103,6 +103,12 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
                         f"{name}: image is {hw((height, width))} pixels (height x width); the limit is "
                         f"{max_pixels} pixels and {limits_side} per side (raise it with --max-pixels)"
                     )
+                frames = getattr(im, "n_frames", 1)  # bounded: the file is at most --max-input-bytes
+                if frames > 1:  # an animated GIF/WebP or a multi-page TIFF: which frame is meant?
+                    raise InvalidImageError(
+                        f"{name} holds {frames} frames (an animation or pages); save the frame to code as "
+                        "an image of its own"
+                    )
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 return _to_gray(im, name)
