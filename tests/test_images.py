@@ -876,3 +876,14 @@ def test_an_image_file_of_several_frames_is_refused_instead_of_coding_its_first(
     one = io.BytesIO()
     frames[1].save(one, format=fmt)
     assert read_image(write_bytes(tmp_path, f"still.{suffix}", one.getvalue())).max() == 255
+
+
+def test_a_folder_of_more_image_files_than_the_budget_is_refused_while_listing_before_any_is_read(tmp_path):
+    for i in range(50):  # empty files: reading any one of them would fail with another message
+        (tmp_path / f"{i:03d}.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    first = tmp_path / "first"
+    first.mkdir()
+    write_png(first / "one.png", np.zeros((28, 28), np.uint8))
+    with pytest.raises(InvalidImageError, match=r"more than 7 input images \(raise the limit with --max-images\)"):
+        read_images([first / "one.png", tmp_path], max_images=7)

@@ -186,7 +186,7 @@ def read_images(
     for path in path_list:
         if path.is_dir():
             only_arrays = False
-            files = _image_files_in(path)
+            files = _image_files_in(path, len(images), max_images)
             if not files:
                 raise InvalidImageError(
                     f"no images in {path} (looked for {', '.join(IMAGE_SUFFIXES)} files; subfolders are not searched)"
@@ -239,12 +239,21 @@ def _check_total(total: int, max_bytes: int) -> int:
     return total
 
 
-def _image_files_in(folder: Path) -> list[Path]:
+def _image_files_in(folder: Path, before: int, max_images: int) -> list[Path]:
+    """The folder's image files, sorted by name. The listing is a stream: other entries are not
+    kept, and past ``max_images`` images (``before`` read already) it stops, so a folder of
+    millions of entries costs time for what it holds, not memory."""
+    files: list[Path] = []
     try:
-        entries = list(folder.iterdir())
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_SUFFIXES:
+                    continue
+                if e.is_file():
+                    files.append(Path(e.path))
+                    _check_count(before + len(files), max_images)
     except OSError as e:
         raise InvalidImageError(f"cannot list folder {folder}: {e.strerror or e}") from e
-    files = [e for e in entries if e.suffix.lower() in IMAGE_SUFFIXES and not e.name.startswith(".") and e.is_file()]
     return sorted(files, key=lambda e: e.name)
 
 
