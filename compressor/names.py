@@ -10,6 +10,8 @@ a code we write can always be written out on the other side.
 
 from __future__ import annotations
 
+import unicodedata
+
 from compressor.errors import InvalidNameError
 
 #: What the stream format and the transport frames can carry.
@@ -41,12 +43,19 @@ def encode(name: str, max_bytes: int = MAX_NAME_BYTES) -> bytes:
     return raw
 
 
+def file_key(name: str) -> str:
+    """What two names share when they would be one file on some file system: compared
+    case-insensitively (macOS, Windows) and by Unicode canonical equivalence (macOS: ``é`` as
+    one code point or as ``e`` + combining accent is one file name there)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
 def check_unique(names, sources=None, error=InvalidNameError) -> None:
-    """Refuse two names that would be one output file (compared case-insensitively, as on
-    macOS and Windows file systems). ``sources`` (optional) say where each name came from."""
+    """Refuse two names that would be one output file (:func:`file_key`). ``sources``
+    (optional) say where each name came from."""
     seen: dict[str, str] = {}
     for i, name in enumerate(names):
-        key = name.casefold()
+        key = file_key(name)
         where = sources[i] if sources is not None else repr(name)
         if key in seen:
             raise error(
@@ -63,19 +72,19 @@ def numbered(stem: str, count: int) -> list[str]:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    """Make names unique case-insensitively by a fixed rule, for sources where duplicates are
-    expected (dataset folder trees): a repeat gets ``-1``, ``-2``, ... in input order, avoiding
+    """Make names unique as files (:func:`file_key`) by a fixed rule, for sources where duplicates
+    are expected (dataset folder trees): a repeat gets ``-1``, ``-2``, ... in input order, avoiding
     every name given."""
-    reserved = {name.casefold() for name in names}
+    reserved = {file_key(name) for name in names}
     used: set[str] = set()
     unique = []
     for name in names:
         candidate = name
-        if candidate.casefold() in used:
+        if file_key(candidate) in used:
             k = 1
-            while f"{name}-{k}".casefold() in used or f"{name}-{k}".casefold() in reserved:
+            while file_key(f"{name}-{k}") in used or file_key(f"{name}-{k}") in reserved:
                 k += 1
             candidate = f"{name}-{k}"
-        used.add(candidate.casefold())
+        used.add(file_key(candidate))
         unique.append(candidate)
     return unique

@@ -839,6 +839,21 @@ def test_read_images_refuses_two_files_that_would_get_the_same_name(tmp_path):
         read_images([tmp_path / "x", tmp_path / "y"])
 
 
+def test_read_images_refuses_two_names_that_are_one_file_name_on_macos_composed_or_not(tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+    save_gray(tmp_path / "x" / "caf\u00e9.png", 1)  # é as one code point
+    save_gray(tmp_path / "y" / "CAFE\u0301.png", 2)  # E + combining acute, upper case
+    with pytest.raises(InvalidImageError, match=r"same name .*--no-names"):
+        read_images([tmp_path / "x", tmp_path / "y"])
+
+
+def test_unique_names_numbers_repeats_that_differ_only_in_case_or_composition():
+    from compressor.names import unique_names
+
+    assert unique_names(["caf\u00e9", "CAFE\u0301", "cafe"]) == ["caf\u00e9", "CAFE\u0301-1", "cafe"]
+
+
 def test_read_image_refuses_a_file_declaring_more_pixels_than_the_budget_before_decoding(tmp_path):
     data = b"\x89PNG\r\n\x1a\n" + ihdr(5000, 5000, 8, 0) + chunk(b"IEND", b"")
     path = write_bytes(tmp_path, "big.png", data)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from compressor.errors import DatasetError, ModelMismatchError
 from compressor.jobs.sources import MAX_LOADED_BYTES, Plan, Unit, require_pyarrow
+from compressor.names import file_key
 
 FORMAT = "vae-compressor-dataset"
 VERSION = 1
@@ -288,10 +289,10 @@ class FolderSink:
 
     def _unique(self, name: str) -> str:
         candidate, k = name, 0
-        while candidate.casefold() in self._used:
+        while file_key(candidate) in self._used:
             k += 1
             candidate = f"{name}-{k}"
-        self._used.add(candidate.casefold())
+        self._used.add(file_key(candidate))
         return candidate
 
     def __exit__(self, kind, value, tb):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from compressor.errors import AuthenticationError, RefusedError, TransportError
+from compressor.names import file_key
 from compressor.transport import auth
 from compressor.transport.protocol import (
     ACK,
@@ -92,7 +93,7 @@ class Sender:
     def __post_init__(self):
         if len(self.names) != len(self.messages):
             raise ValueError(f"{len(self.names)} names for {len(self.messages)} messages")
-        if len({n.casefold() for n in self.names}) != len(self.names):
+        if len({file_key(n) for n in self.names}) != len(self.names):
             raise ValueError("names must be unique (they become file names on the gateway)")
         if not (1 <= self.window and self.retries >= 0 and self.ack_timeout > 0 and self.connect_timeout > 0):
             raise ValueError("window must be >= 1, retries >= 0, timeouts > 0")
