@@ -63,10 +63,19 @@ def _fail(command: str, message) -> int:
     return EXIT_ERROR
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line, like every other refusal of the tool: the
+    problem, then where the right usage is. (argparse prints the whole usage block first, up
+    to a dozen lines for ``encode``, and the line that says what is wrong comes last.)"""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compressor import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="compressor",
         description=__doc__.splitlines()[0],
         epilog="examples:\n"
@@ -77,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")  # its parsers are _Parser too
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
     return p

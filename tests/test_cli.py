@@ -271,3 +271,15 @@ def test_an_error_message_of_several_lines_is_printed_as_one(tmp_path, capsys, m
     monkeypatch.setattr(files, "read_images", refuse)
     assert main(["encode", str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.lzc")]) == 1
     assert capsys.readouterr().err == "compressor encode: error: first line second line\n"
+
+
+def test_a_usage_error_is_one_line_naming_the_problem_and_where_the_usage_is(capsys):
+    for argv, problem in (
+        (["encode", "--bogus"], "the following arguments are required: images, -o/--out"),
+        (["decode", "codes.bin", "-o", "out", "--threads", "0"], "positive whole number"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ):
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        err = capsys.readouterr().err
+        assert usage.value.code == 2 and err.count("\n") == 1 and problem in err and "--help')" in err, err
