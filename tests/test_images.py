@@ -460,12 +460,12 @@ def test_read_image_reads_a_float_tiff_in_0_to_1_like_a_float_array(tmp_path, pi
 
 @pytest.mark.parametrize(
     "value, message",
-    [(np.nan, "784 NaN"), (np.inf, "784 inf"), (-2.0, "must be in \\[0, 1\\]"), (200.0, "divide by 255")],
+    [(np.nan, "784 NaN"), (np.inf, "784 inf"), (-2.0, "must be in \\[0, 1\\]"), (200.0, "max 200 \\(32-bit float")],
 )
 def test_read_image_refuses_a_float_tiff_of_nan_inf_or_outside_0_to_1(tmp_path, pil, value, message):
     path = tmp_path / "bad.tif"
     pil.fromarray(np.full((28, 28), value, np.float32)).save(path)
-    with pytest.raises(InvalidImageError, match=f"bad.tif: .*{message}"):
+    with pytest.raises(InvalidImageError, match=f"bad.tif: .*{message}.*8-bit samples, or scale its samples to 0..1$"):
         read_image(path)
 
 
@@ -902,3 +902,21 @@ def test_a_folder_of_more_image_files_than_the_budget_is_refused_while_listing_b
     write_png(first / "one.png", np.zeros((28, 28), np.uint8))
     with pytest.raises(InvalidImageError, match=r"more than 7 input images \(raise the limit with --max-images\)"):
         read_images([first / "one.png", tmp_path], max_images=7)
+
+
+def test_a_camera_jpeg_with_an_embedded_preview_is_read_as_its_primary_image(tmp_path, pil):
+    # An MPO file (a JPEG followed by more JPEGs: previews, gain maps) opens with two frames.
+    frames = [pil.fromarray(np.full((28, 28), v, np.uint8)) for v in (200, 30)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="MPO", save_all=True, append_images=frames[1:])
+    image = read_image(write_bytes(tmp_path, "camera.jpg", buf.getvalue()))
+    assert abs(int(image.mean()) - 200) <= 2
+
+
+def test_a_tiff_whose_damage_makes_pillow_raise_a_type_error_is_one_invalid_image_error(tmp_path, pil):
+    buf = io.BytesIO()
+    pil.fromarray((np.arange(784).reshape(28, 28) % 256).astype(np.uint8)).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    data[120], data[125] = 22, 15  # two bytes of the directory, found by fuzzing: "Missing dimensions"
+    with pytest.raises(InvalidImageError, match=r"damaged\.tif is not a readable image"):
+        read_image(write_bytes(tmp_path, "damaged.tif", bytes(data)))

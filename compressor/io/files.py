@@ -103,7 +103,9 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
                         f"{name}: image is {hw((height, width))} pixels (height x width); the limit is "
                         f"{max_pixels} pixels and {limits_side} per side (raise it with --max-pixels)"
                     )
-                frames = getattr(im, "n_frames", 1)  # bounded: the file is at most --max-input-bytes
+                # bounded: the file is at most --max-input-bytes. A camera JPEG that carries a
+                # preview or a gain map opens as MPO: its first frame is the photo itself.
+                frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
                 if frames > 1:  # an animated GIF/WebP or a multi-page TIFF: which frame is meant?
                     raise InvalidImageError(
                         f"{name} holds {frames} frames (an animation or pages); save the frame to code as "
@@ -119,9 +121,20 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
         raise InvalidImageError(f"{name} is not a readable image: {kind}") from None
     except Image.DecompressionBombError as e:  # Pillow's own guard fires in open() for absurd sizes
         raise InvalidImageError(f"{name}: {e}; the limit is {max_pixels} pixels (raise it with --max-pixels)") from None
-    # Pillow signals a bad file with any of these, depending on the format plugin (a TIFF whose
-    # sizes overflow raised OverflowError in a fuzzing run).
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, OverflowError, IndexError) as e:
+    # Pillow signals a bad file with any of these, depending on the format plugin (fuzzed TIFFs
+    # raised OverflowError for sizes that overflow, TypeError "Missing dimensions" for others).
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        zlib.error,
+        OverflowError,
+        IndexError,
+        TypeError,
+        KeyError,
+    ) as e:
         raise InvalidImageError(f"{name} is not a readable image: {e}") from e
 
 
@@ -148,7 +161,13 @@ def _to_gray(im: Any, name: str) -> np.ndarray:
     if im.mode == "F":
         # Float samples (a 32-bit TIFF) follow the rules of float arrays: 0..1, finite. Pillow's
         # convert("L") would clip them to 0..255 unscaled: a 0..1 image all black, NaN black.
-        return as_uint8_image(np.array(im, dtype=np.float32), name)
+        try:
+            return as_uint8_image(np.array(im, dtype=np.float32), name)
+        except InvalidImageError as e:  # advice for a file, not for an array
+            advice = str(e).split("; looks like 0..255 data")[0]
+            raise InvalidImageError(
+                f"{advice} (32-bit float samples); save the image with 8-bit samples, or scale its samples to 0..1"
+            ) from None
     return np.array(im.convert("L"), dtype=np.uint8)
 
 
