@@ -77,14 +77,15 @@ def unique_names(names: list[str]) -> list[str]:
     every name given."""
     reserved = {file_key(name) for name in names}
     used: set[str] = set()
+    next_k: dict[str, int] = {}  # per name: the numbers below are taken, so 100k repeats stay linear
     unique = []
     for name in names:
-        candidate = name
-        if file_key(candidate) in used:
-            k = 1
+        candidate, key = name, file_key(name)
+        if key in used:
+            k = next_k.get(key, 1)
             while file_key(f"{name}-{k}") in used or file_key(f"{name}-{k}") in reserved:
                 k += 1
-            candidate = f"{name}-{k}"
+            candidate, next_k[key] = f"{name}-{k}", k + 1
         used.add(file_key(candidate))
         unique.append(candidate)
     return unique

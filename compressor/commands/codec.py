@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -163,13 +164,15 @@ def _decode(args) -> int:
             name_rules.encode(name)
         except InvalidNameError as e:
             raise CodeError(f"{e} (stored in {args.codes}); nothing was written") from None
-    name_rules.check_unique(names)
+    unique = name_rules.unique_names(names)  # a stream may hold names that are one file here
+    renamed = sum(a != b for a, b in zip(names, unique))
+    names = unique
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder; name a folder with -o")
     targets = [out / f"{name}{name_rules.OUTPUT_SUFFIX}" for name in names]
     if not args.overwrite:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for t in targets if os.path.lexists(t)]  # a dangling link too: os.link fails on it
         if existing:
             raise InvalidNameError(
                 f"{len(existing)} output files exist already (first: {existing[0]}); nothing was written. "
@@ -198,6 +201,8 @@ def _decode(args) -> int:
                 out.rmdir()  # only if still empty
         raise
     print(f"{len(decoded)} images -> {out}/ with {dec.runtime}")
+    if renamed:
+        print(f"{renamed} names repeat another as a file name (case or Unicode composition): numbered -1, -2, ...")
     return 0
 
 

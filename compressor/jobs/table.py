@@ -264,6 +264,7 @@ class FolderSink:
         self.folder = Path(folder)
         self.check, self.tally = _OrderCheck(total), Tally()
         self._used: set[str] = set()
+        self._next: dict[str, int] = {}  # per name key: the next number to try
 
     def __enter__(self):
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -288,10 +289,13 @@ class FolderSink:
         self.tally.add(names, errors)
 
     def _unique(self, name: str) -> str:
-        candidate, k = name, 0
+        key = file_key(name)
+        candidate, k = name, self._next.get(key, 1) - 1
         while file_key(candidate) in self._used:
             k += 1
             candidate = f"{name}-{k}"
+        if k:
+            self._next[key] = k + 1  # the numbers below are taken: 100k repeats stay linear
         self._used.add(file_key(candidate))
         return candidate
 
