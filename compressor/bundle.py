@@ -262,6 +262,7 @@ def _parse_part(root: Path, m: dict) -> Part:
         raise ManifestError(f"{where}: a file of another role is listed in the {role} sub-bundle")
     for f in files:
         _check_tensor_shapes(f, role, (shape[0], shape[1]), latent, where)
+    _check_same_quantization(files, where)
     return Part(
         root=root,
         role=role,
@@ -313,6 +314,26 @@ def _check_tensor_shapes(f: FileEntry, role: str, image_shape: tuple[int, int], 
             shown = "x".join("?" if s is None else str(s) for s in want)
             got = list(spec.shape)
             raise ManifestError(f"{where}: {f.path} {what} shape must be {shown} for this {role}, got {got}")
+
+
+def _check_same_quantization(files: tuple[FileEntry, ...], where: str) -> None:
+    """Files of one format and precision (the batch-1 and batch-64 int8 TFLite files) must take
+    and give the same dtypes and int8 scales: a Network quantizes every call with the first
+    file's, so another batch file's own scale would decode wrong pixels without an error. (The
+    export calibrates each batch separately; their scales agree to ~1e-7.)"""
+    first: dict[tuple[str, str], FileEntry] = {}
+    for f in files:
+        ref = first.setdefault((f.format, f.precision), f)
+        for what, a, b in (("input", ref.input, f.input), ("output", ref.output, f.output)):
+            same = a.dtype == b.dtype and a.zero_point == b.zero_point
+            if same and a.dtype in ("int8", "uint8"):
+                same = math.isclose(a.scale, b.scale, rel_tol=1e-6)
+            if not same:
+                raise ManifestError(
+                    f"{where}: {f.path} and {ref.path} differ in their {what}'s dtype or quantization "
+                    f"({b.dtype} scale {b.scale:g} zero point {b.zero_point} against {a.dtype} scale {a.scale:g} "
+                    f"zero point {a.zero_point}); one format and precision must share them: re-export the bundle"
+                )
 
 
 def _spec(d: dict, where: str) -> TensorSpec:

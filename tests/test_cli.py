@@ -277,6 +277,8 @@ def test_a_usage_error_is_one_line_naming_the_problem_and_where_the_usage_is(cap
     for argv, problem in (
         (["encode", "--bogus"], "the following arguments are required: images, -o/--out"),
         (["decode", "codes.bin", "-o", "out", "--threads", "0"], "positive whole number"),
+        (["encode", "x.npy", "-o", "out", "--threads", "1000"], "at most 256 threads, got 1000"),
+        (["encode-dataset", "in", "-o", "out.parquet", "--threads", "1000"], "at most 256 threads"),
         (["bogus"], "invalid choice: 'bogus'"),
     ):
         with pytest.raises(SystemExit) as usage:

@@ -21,7 +21,7 @@ def device_options(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument(
         "--precision", default="int8", choices=("int8", "fp32"), help="model files to run (default: %(default)s)"
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="runtime threads (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=1, help="runtime threads (default: %(default)s)")
 
 
 def rate_options(p: argparse.ArgumentParser) -> None:
@@ -89,6 +89,14 @@ def _whole_number(text: str, minimum: int, expected: str) -> int:
 
 def positive_int(text: str) -> int:
     return _whole_number(text, 1, "a positive whole number")
+
+
+def thread_count(text: str) -> int:
+    """--threads: 1..limits.MAX_THREADS, refused as usage before a runtime or a job starts."""
+    value = positive_int(text)
+    if value > limits.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {limits.MAX_THREADS} threads, got {value}")
+    return value
 
 
 def non_negative_int(text: str) -> int:

@@ -65,9 +65,10 @@ def atomic_write_files(
     (``syncfs``; per-file fsync where that is missing), each temporary file is linked (or
     renamed, with ``overwrite``) onto its name, and the directory is synced once. Decoding
     thousands of images costs two syncs per batch instead of thousands (37 s -> seconds on a
-    disk where an fsync takes ~5 ms). If a name exists and ``overwrite`` is false
-    (``FileExistsError``) or anything fails, the files before it are in place, it and the
-    ones after are not, and no temporary file is left.
+    disk where an fsync takes ~5 ms). A folder, device or pipe in the way of any name stops
+    the write before a file appears; if a name exists and ``overwrite`` is false
+    (``FileExistsError``) or anything else fails while publishing, the files before it are in
+    place, it and the ones after are not, and no temporary file is left.
     """
     with staged_files(directory, overwrite=overwrite) as add:
         for name, data in files:
@@ -102,6 +103,8 @@ def staged_files(
     try:
         yield add
         _sync_all(directory, [t for t, _ in temps])
+        for _, target in temps:  # again: a device or folder may have appeared while the block ran
+            _check_replaceable(target)
         while temps:
             temp, target = temps[0]
             if overwrite:

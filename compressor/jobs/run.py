@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compressor import limits
 from compressor.jobs import sources, table
 from compressor.jobs.work import DecodeUnits, EncodeUnits, Loading
 
@@ -131,6 +132,8 @@ def _check(engine: str, workers: int, threads: int, batch_size: int, out, suffix
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if workers < 1 or threads < 1 or batch_size < 1:
         raise ValueError("workers, threads and batch size must be at least 1")
+    if threads > limits.MAX_THREADS:  # before Ray starts and plans: a worker would refuse it at load
+        raise ValueError(f"threads must be at most {limits.MAX_THREADS}, got {threads}")
     if engine == "ray":
         from compressor.jobs.ray_engine import require_ray
 

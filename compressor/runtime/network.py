@@ -9,6 +9,7 @@ shapes, which makes fixed-batch decoders ~3x faster), and ONNX files take any ba
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -63,7 +64,9 @@ class Network:
         batch: int | None | str = "all",
     ):
         if threads is not None and (
-            not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= limits.MAX_THREADS
+            not isinstance(threads, numbers.Integral)
+            or isinstance(threads, bool)
+            or not 1 <= threads <= limits.MAX_THREADS
         ):
             raise UsageError(
                 f"threads must be a whole number 1..{limits.MAX_THREADS} (threads=, --threads), got {threads!r}"
@@ -77,7 +80,7 @@ class Network:
             self.files = [f for f in self.files if f.batch == batch]
             if not self.files:
                 raise ValueError(f"no {precision} {self.file_format} {part.role} file with batch {batch}")
-        self._threads, self._providers = threads, providers
+        self._threads, self._providers = (None if threads is None else int(threads)), providers
         self._sessions: dict[int | None, runtimes.Session] = {}
         self.session(self.files[0])  # load (and verify) the smallest batch now: fail early
         # Constants of the per-call conversions, read once (the everyday path is batch 1).
