@@ -537,6 +537,14 @@ def test_decode_numbers_names_that_would_be_one_file_instead_of_writing_one_over
     assert run.code == 0 and "2 names repeat another as a file name" in run.out
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(["img.png", "x.png", "IMG-1.png", "caf\u00e9.png", "cafe\u0301-1.png"])
+    # A name that numbering would make too long for a file name is refused before anything is written.
+    from compressor.names import MAX_NAME_BYTES
+
+    long = "a" * MAX_NAME_BYTES
+    stream.write_bytes(wire.pack_stream(model["id"], "entropy", model["index"], [b""] * 2, [long, long.upper()]))
+    run = run_cli("decode", stream, "-o", tmp_path / "out2", "--bundle", bundle_dir, tmp_path=tmp_path)
+    assert run.code == 1 and len(run.error_lines) == 1 and "nothing was written" in run.err
+    assert not (tmp_path / "out2").exists()
 
 
 @pytest.mark.slow

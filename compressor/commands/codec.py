@@ -159,13 +159,13 @@ def _decode(args) -> int:
     dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     decoded = dec.read(data, max_images=args.max_images)  # every byte is checked before anything is written
     names = list(decoded.names) if decoded.names else name_rules.numbered(Path(args.codes).stem, len(decoded))
-    for name in names:
+    unique = name_rules.unique_names(names)  # a stream may hold names that are one file here
+    renamed = sum(a != b for a, b in zip(names, unique))
+    for name in unique:  # after numbering: a name made longer must still be a file name
         try:
             name_rules.encode(name)
         except InvalidNameError as e:
             raise CodeError(f"{e} (stored in {args.codes}); nothing was written") from None
-    unique = name_rules.unique_names(names)  # a stream may hold names that are one file here
-    renamed = sum(a != b for a, b in zip(names, unique))
     names = unique
     out = Path(args.out)
     if out.exists() and not out.is_dir():
