@@ -527,6 +527,18 @@ def test_a_decode_that_fails_on_the_last_image_leaves_no_file_of_the_first_batch
 
 
 @pytest.mark.slow
+def test_decode_counts_a_dangling_link_at_an_output_name_as_taken_and_writes_nothing(bundle_dir, model, tmp_path):
+    stream = tmp_path / "two.lzc"
+    stream.write_bytes(wire.pack_stream(model["id"], "entropy", model["index"], [b""] * 2, ["a", "b"]))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").symlink_to(tmp_path / "nowhere.png")  # os.link fails on it after a.png is published
+    run = run_cli("decode", stream, "-o", out, "--bundle", bundle_dir, tmp_path=tmp_path)
+    assert run.code == 1 and "1 output files exist already" in run.err and "nothing was written" in run.err
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]
+
+
+@pytest.mark.slow
 def test_decode_numbers_names_that_would_be_one_file_instead_of_writing_one_over_the_other(bundle_dir, model, tmp_path):
     # Older encoders let names that differ in Unicode composition through; a hand-made stream may
     # repeat a name in another case. Every image is written, none over another.
