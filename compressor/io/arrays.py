@@ -96,10 +96,11 @@ def to_uint8(probabilities: Any, binarize: bool = False) -> np.ndarray:
     return _float_to_uint8(arr)
 
 
-def as_uint8_image(image: Any, what: str = "image") -> np.ndarray:
+def as_uint8_image(image: Any, what: str = "image", *, fix: str | None = None) -> np.ndarray:
     """Validate one image for writing: ``uint8 (H, W)`` as is, float ``[0, 1]`` as ``rint(255 x)``.
 
-    ``(H, W, 1)`` is accepted too.
+    ``(H, W, 1)`` is accepted too. ``fix``: what a refusal of its float values says to do,
+    instead of the advice for an array (an image file's float samples need other advice).
     """
     arr = _as_ndarray(image, what)
     _check_dtype(arr, what)
@@ -113,7 +114,7 @@ def as_uint8_image(image: Any, what: str = "image") -> np.ndarray:
     if arr.size == 0:
         raise InvalidImageError(f"{what} is empty: got shape {arr.shape}")
     check_side(arr.shape[0], arr.shape[1], what)
-    _check_values(arr, what, IMAGE_AXES)
+    _check_values(arr, what, IMAGE_AXES, fix)
     return arr if arr.dtype == np.uint8 else _float_to_uint8(arr)
 
 
@@ -191,8 +192,9 @@ def _shape_mismatch_message(original: np.ndarray, batch: np.ndarray, expected: t
     return message + f"; resize or crop them to {hw(expected)} first"
 
 
-def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> None:
-    """Refuse NaN/inf and floats outside [0, 1]; uint8 needs no check."""
+def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None, fix: str | None = None) -> None:
+    """Refuse NaN/inf and floats outside [0, 1]; uint8 needs no check. ``fix`` ends a refusal
+    in place of the advice for arrays."""
     if arr.dtype.kind != "f":
         return
     bits = _BITS_OF_ONE.get(arr.dtype)
@@ -212,11 +214,14 @@ def _check_values(arr: np.ndarray, what: str, axes: Sequence[str] | None) -> Non
         where = ", ".join(f"{a} {i}" for a, i in zip(axes, first, strict=True)) if axes else f"index {first}"
         raise InvalidImageError(
             f"{what}: found {n_nan} NaN and {n_inf} inf values; first at {where}; expected finite values in [0, 1]"
+            + (fix or "")
         )
     low, high = float(arr.min()), float(arr.max())
     if low < 0.0 or high > 1.0:
         hint = "; looks like 0..255 data: divide by 255 or pass uint8" if low >= 0.0 and high <= 255.0 else ""
-        raise InvalidImageError(f"{what}: float values must be in [0, 1], got min {low:g} and max {high:g}{hint}")
+        raise InvalidImageError(
+            f"{what}: float values must be in [0, 1], got min {low:g} and max {high:g}{hint if fix is None else fix}"
+        )
 
 
 #: Per float dtype: the unsigned integer type of its width, and the bit pattern of 1.0.

@@ -14,6 +14,7 @@ Every refusal is an :class:`~compressor.errors.InvalidImageError` naming the fil
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -138,6 +139,7 @@ def decode_image(data: bytes, name: str, max_pixels: int = limits.MAX_IMAGE_PIXE
         raise InvalidImageError(f"{name} is not a readable image: {e}") from e
 
 
+@functools.cache  # once per process: decode_image runs per image
 def _quiet_pillow_logs() -> None:
     """Keep Pillow's log records of a damaged file ("More samples per pixel than can be
     decoded") off stderr when the application has not set up logging: the error raised says
@@ -161,13 +163,8 @@ def _to_gray(im: Any, name: str) -> np.ndarray:
     if im.mode == "F":
         # Float samples (a 32-bit TIFF) follow the rules of float arrays: 0..1, finite. Pillow's
         # convert("L") would clip them to 0..255 unscaled: a 0..1 image all black, NaN black.
-        try:
-            return as_uint8_image(np.array(im, dtype=np.float32), name)
-        except InvalidImageError as e:  # advice for a file, not for an array
-            advice = str(e).split("; looks like 0..255 data")[0]
-            raise InvalidImageError(
-                f"{advice} (32-bit float samples); save the image with 8-bit samples, or scale its samples to 0..1"
-            ) from None
+        fix = " (32-bit float samples); save the image with 8-bit samples, or scale its samples to 0..1"
+        return as_uint8_image(np.array(im, dtype=np.float32), name, fix=fix)
     return np.array(im.convert("L"), dtype=np.uint8)
 
 
