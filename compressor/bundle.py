@@ -311,8 +311,7 @@ def _check_tensor_shapes(f: FileEntry, role: str, image_shape: tuple[int, int], 
     expected = (image, code) if role == "encoder" else (code, image)
     for what, spec, want in (("input", f.input, expected[0]), ("output", f.output, expected[1])):
         if tuple(spec.shape) != want:
-            shown = "x".join("?" if s is None else str(s) for s in want)
-            got = list(spec.shape)
+            shown, got = replace(spec, shape=want).shape_text, list(spec.shape)
             raise ManifestError(f"{where}: {f.path} {what} shape must be {shown} for this {role}, got {got}")
 
 
@@ -325,10 +324,7 @@ def _check_same_quantization(files: tuple[FileEntry, ...], where: str) -> None:
     for f in files:
         ref = first.setdefault((f.format, f.precision), f)
         for what, a, b in (("input", ref.input, f.input), ("output", ref.output, f.output)):
-            same = a.dtype == b.dtype and a.zero_point == b.zero_point
-            if same and a.dtype in ("int8", "uint8"):
-                same = math.isclose(a.scale, b.scale, rel_tol=1e-6)
-            if not same:
+            if not a.quantized_alike(b):
                 raise ManifestError(
                     f"{where}: {f.path} and {ref.path} differ in their {what}'s dtype or quantization "
                     f"({b.dtype} scale {b.scale:g} zero point {b.zero_point} against {a.dtype} scale {a.scale:g} "

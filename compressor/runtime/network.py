@@ -30,20 +30,11 @@ def check_tensors(part: Part, entry: FileEntry, session: runtimes.Session) -> No
     equal shapes but other quantization, decodes wrong pixels without an error.
     """
     for what, listed, actual in (("input", entry.input, session.input), ("output", entry.output, session.output)):
-        same = listed.shape == actual.shape and listed.dtype == actual.dtype
-        if same and listed.dtype in ("int8", "uint8"):
-            same = listed.zero_point == actual.zero_point and math.isclose(listed.scale, actual.scale, rel_tol=1e-6)
-        if not same:
+        if not (listed.shape == actual.shape and listed.quantized_alike(actual)):
             raise ManifestError(
-                f"{part.root}/{entry.path}: the model's {what} is {_describe(actual)}, but the manifest says "
-                f"{_describe(listed)}: a model file from another bundle or role; re-export or re-copy the bundle"
+                f"{part.root}/{entry.path}: the model's {what} is {actual.describe()}, but the manifest says "
+                f"{listed.describe()}: a model file from another bundle or role; re-export or re-copy the bundle"
             )
-
-
-def _describe(spec: runtimes.TensorSpec) -> str:
-    shape = "x".join("?" if s is None else str(s) for s in spec.shape)
-    quant = f" (scale {spec.scale:g}, zero point {spec.zero_point})" if spec.dtype in ("int8", "uint8") else ""
-    return f"{spec.dtype} {shape}{quant}"
 
 
 class Network:

@@ -14,6 +14,7 @@ paths, so the file that was hashed is the file that runs.
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from dataclasses import dataclass
 
@@ -43,6 +44,25 @@ class TensorSpec:
     dtype: str
     scale: float = 0.0
     zero_point: int = 0
+
+    @property
+    def shape_text(self) -> str:
+        """``64x16``, ``?x28x28x1`` (``?`` a dynamic dimension), as error messages show a shape."""
+        return "x".join("?" if s is None else str(s) for s in self.shape)
+
+    def quantized_alike(self, other: TensorSpec) -> bool:
+        """Same dtype and, for int8/uint8, the same zero point and scale (to 1e-6 relative: the
+        export calibrates each batch file on its own, and their scales agree to ~1e-7)."""
+        if self.dtype != other.dtype:
+            return False
+        if self.dtype not in ("int8", "uint8"):
+            return True
+        return self.zero_point == other.zero_point and math.isclose(self.scale, other.scale, rel_tol=1e-6)
+
+    def describe(self) -> str:
+        """``int8 1x16 (scale 0.032, zero point -1)``, as error messages show a tensor."""
+        quant = f" (scale {self.scale:g}, zero point {self.zero_point})" if self.dtype in ("int8", "uint8") else ""
+        return f"{self.dtype} {self.shape_text}{quant}"
 
 
 def _import(runtime: str):
