@@ -458,3 +458,24 @@ def test_decoder_floor_converts_one_layer_files_by_the_export_converter_without_
     assert it.get_input_details()[0]["dtype"] == it.get_output_details()[0]["dtype"] == np.int8
     with pytest.raises(RuntimeError, match="weights are missing"):  # the export keeps its floor
         to_tflite(model, np.zeros((4, 4), np.float32), min_bytes=len(blob) + 1)
+
+
+def test_binary_floor_prints_bytes_per_step_the_search_and_the_network_floor_of_a_searched_round_trip(
+    bundle_dir, bench_images, capsys
+):
+    from bench import binary_floor
+    from compressor import binary_residual
+
+    window = binary_residual.STEP_WINDOW, binary_residual.SEARCH_SLACK
+    assert binary_floor.main([str(bundle_dir), str(bench_images), "--timed", "3"]) == 0
+    out = capsys.readouterr().out
+    steps = re.findall(r"^  step \S+ +([\d.]+) / ([\d.]+)$", out, re.M)
+    searched = re.findall(r"^  searched, .*  ([\d.]+) / ([\d.]+)$", out, re.M)
+    assert len(steps) >= 2 and len(searched) == 2
+    best_fixed_message = min(float(m) for m, _ in steps)
+    assert float(searched[0][0]) <= best_fixed_message + 0.05  # the search picks, per image, the shortest
+    runs = float(re.search(r"search: ([\d.]+) decoder runs per image", out)[1])
+    assert runs >= 3  # the table's step and its neighbours at least
+    skip = re.search(r"'skipped_share': ([\d.]+)", out)
+    assert 0 < float(skip[1]) < 1
+    assert (binary_residual.STEP_WINDOW, binary_residual.SEARCH_SLACK) == window  # measured, then put back
