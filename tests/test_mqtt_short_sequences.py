@@ -232,3 +232,28 @@ def test_a_short_payload_published_while_the_link_is_not_steady_goes_in_the_full
     assert unpack_payload(full_form(70_001, short)) == (70_001, None, message, False)
     named = pack_payload(70_001, message, "a")
     assert full_form(70_001, named) == named and full_form(5, b'{"data": "x"}') == b'{"data": "x"}'
+
+
+def test_short_images_after_the_top_sequence_number_are_refused_and_the_gateway_still_restarts(tmp_path):
+    from compressor.mqtt.payload import MAX_SEQUENCE
+
+    top, short = _messages(2, seed=7)
+    gateway = _gateway(tmp_path)
+    assert gateway.handle(TOPIC, pack_payload(MAX_SEQUENCE, top))["event"] == "written"
+    event = gateway.handle(TOPIC, pack_payload(200, short, short=True))
+    assert event["event"] == "bad" and str(MAX_SEQUENCE) in event["reason"]
+    gateway.flush()
+    again = _gateway(tmp_path).handle(TOPIC, pack_payload(MAX_SEQUENCE, top))  # loads the progress file
+    assert again["event"] == "duplicate"
+    assert sorted(p.name for p in (tmp_path / "out" / "cam1").glob("*.png")) == [f"{MAX_SEQUENCE}.png"]
+
+
+def test_messages_that_never_decode_leave_no_folder_for_the_devices_they_name(tmp_path):
+    foreign = pack_payload(3, bytes([0x40]) + bytes([FOREIGN]) * 8)
+    gateway = _gateway(tmp_path)
+    events = [gateway.handle(f"cams/stranger{i}", foreign) for i in range(50)]
+    gateway.flush()
+    assert all(e["event"] == "bad" for e in events)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    sent = _camera(_messages(3))
+    _assert_each_image_once(tmp_path, sent, _deliver(gateway, sent))

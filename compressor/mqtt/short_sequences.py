@@ -52,8 +52,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
+from compressor.mqtt.payload import MAX_SEQUENCE, header_size, short_form_fits
 from compressor.mqtt.payload import SHORT_WINDOW as WINDOW
-from compressor.mqtt.payload import header_size, short_form_fits
 
 RESYNC = 32
 GUARD = 4 * WINDOW
@@ -130,7 +130,12 @@ class Extender:
         return [x for x, d in self.recent.items() if d is None and x % WINDOW == residue]
 
     def candidates(self, residue: int) -> Iterable[int]:
-        """Numbers a new short image may take, best first (rule 2); the caller skips clashing files."""
+        """Numbers a new short image may take, best first (rule 2); the caller skips clashing files.
+
+        None past ``MAX_SEQUENCE``: a device whose highest number is near the top (a hostile or
+        broken full-form number) must not make the gateway record a number its own progress
+        file then refuses to load, which stopped the gateway at that device's next message.
+        """
         low = self.high - LATE + 1
         x = low + (residue - low) % WINDOW
         if x < 0:
@@ -138,6 +143,8 @@ class Extender:
         if x in self.seen:
             x += WINDOW
         for k in range(MAX_PROBES):
+            if x + k * WINDOW > MAX_SEQUENCE:
+                return
             if x + k * WINDOW not in self.seen:
                 yield x + k * WINDOW
 
@@ -165,7 +172,7 @@ class Extender:
         uplink) does not stop it. Returns the numbers taken (recorded with unknown digest).
         """
         found, x, last = [], self.high + 1, self.high
-        while x - last <= WINDOW:
+        while x - last <= WINDOW and x <= MAX_SEQUENCE:  # a file named past it is not a number
             if exists(x):
                 self.record(x, None)
                 found.append(x)

@@ -81,6 +81,14 @@ class _Device:
         self.dirty = True
 
     def save(self) -> None:
+        """Write the progress file, if anything changed, and only once the device has a folder.
+
+        The folder appears with the device's first image: messages that never decode (another
+        model, damage, a stranger on the broker inventing device ids) leave nothing on disk,
+        so they cannot fill it with one folder and progress file per invented id.
+        """
+        if self.dirty and not self.store.folder.is_dir():
+            self.dirty = False
         if self.dirty:
             recent = [[x, d] for x, d in sorted(self.numbers.recent.items())]
             doc = {"device": self.device, "seen": self.seen.ranges(), "forgotten": self.seen.forgotten}
@@ -187,7 +195,11 @@ class Gateway:
             if kind != CLASH:  # a clash: that number's file holds another image; try one window on
                 state.record(seq, digest, short=True)
                 return {"event": kind, "device": device, "seq": seq, "file": str(path)}
-        return {"event": "bad", "device": device, "seq": None, "reason": "every candidate number's file is taken"}
+        reason = (
+            "no number left for this short-form image: every candidate's file is taken, "
+            f"or the device's numbers reach {MAX_SEQUENCE}"
+        )
+        return {"event": "bad", "device": device, "seq": None, "reason": reason}
 
     def _decode(self, state: _Device, message: bytes, seq: int | None):
         """The pixels, or the ``bad`` event (``seq`` recorded as handled, if given) when it does not decode."""
@@ -204,9 +216,7 @@ class Gateway:
     def _device(self, device: str) -> _Device:
         state = self._devices.get(device)
         if state is None:
-            folder = self.out / device
-            folder.mkdir(parents=True, exist_ok=True)
-            state = _Device(folder, device)
+            state = _Device(self.out / device, device)  # no folder until an image is written: see save
             if len(self._devices) >= MAX_DEVICES_IN_MEMORY:
                 self._devices.pop(next(iter(self._devices))).save()
             self._devices[device] = state
