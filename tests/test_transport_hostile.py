@@ -105,6 +105,56 @@ def test_a_second_lock_on_one_folder_is_refused_naming_the_holder(tmp_path):
     FolderLock(tmp_path).acquire()  # released: free again
 
 
+class _StandIn:
+    """A Receiver on one end of a socket pair, decoding with a stand-in: frames without a model."""
+
+    MODEL = bytes(range(8))
+
+    def __init__(self, out):
+        import numpy as np
+
+        self.events = []
+        self.receiver = Receiver(out, self.MODEL, lambda m: np.zeros((4, 4), np.uint8), self.events.append)
+        self.camera, gateway_end = socket.socketpair()
+        self.thread = threading.Thread(target=self.receiver.handle, args=(gateway_end, ("peer", 0), 5.0), daemon=True)
+        self.thread.start()
+
+    def exchange(self, *frames) -> list[tuple[int, bytes]]:
+        """Send ``frames``; the frames answered until the gateway's ERROR (or its close)."""
+        for f in frames:
+            self.camera.sendall(f)
+        got, reader = [], FrameReader()
+        while not got or got[-1][0] != ERROR:
+            got.append(read_frame(self.camera, reader, 5.0))
+        self.thread.join(5)
+        return got
+
+
+def _stand_in_hello(session: str, count: int = 2) -> bytes:
+    return frame(HELLO, Hello(_StandIn.MODEL, bytes(16), count, session).pack())
+
+
+def test_a_data_frame_too_short_to_hold_a_number_and_a_name_is_refused_saying_so(tmp_path):
+    got = _StandIn(tmp_path).exchange(_stand_in_hello("s"), frame(DATA, b"\0\0"))
+    assert got[0][0] == WELCOME
+    reason = unpack_error(got[-1][1])[1]
+    assert "DATA frame of 2 bytes, too short" in reason and "expected DATA, got DATA" not in reason
+
+
+@pytest.mark.parametrize(
+    "damage", [{"session": None}, {"next_seq": True}, {"count": 2.0}, {"digest": 5}], ids=lambda d: next(iter(d))
+)
+def test_a_session_record_with_a_missing_or_mistyped_field_is_refused_with_the_fix(tmp_path, damage):
+    import json
+
+    (tmp_path / "s").mkdir()
+    record = {"session": "s", "next_seq": 0, "count": 2, "digest": bytes(16).hex(), **damage}
+    (tmp_path / "s" / "session.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
+    got = _StandIn(tmp_path).exchange(_stand_in_hello("s"))  # refused at once, before any image
+    assert [kind for kind, _ in got] == [ERROR]
+    assert "session.json is damaged; move it away" in unpack_error(got[0][1])[1]
+
+
 # --- gateway with the real model ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def codes(bundle_dir):

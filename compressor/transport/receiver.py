@@ -69,7 +69,8 @@ def _load_state(store: GatewayFolder) -> dict:
     """A session's progress as a previous run of the gateway left it."""
     try:
         state = store.load(max_bytes=1 << 16)
-        ok = isinstance(state["next_seq"], int) and isinstance(state["count"], int) and isinstance(state["digest"], str)
+        ok = type(state["next_seq"]) is int and type(state["count"]) is int  # not bool: JSON true is no count
+        ok = ok and isinstance(state["digest"], str) and isinstance(state["session"], str)  # logged with each image
     except (RefusedError, KeyError, TypeError) as e:
         ok, state = False, str(e)
     if not ok or not 0 <= state["next_seq"] <= state["count"]:
@@ -253,8 +254,10 @@ class Receiver:
                 kind, body = read_frame(conn, reader, timeout)
                 if channel is not None:
                     body = channel.open(kind, body)
-                if kind != DATA or len(body) < 5:
+                if kind != DATA:
                     raise TransportError(f"expected DATA, got {KINDS[kind]}")
+                if len(body) < 5:
+                    raise TransportError(f"DATA frame of {len(body)} bytes, too short for a sequence number and a name")
                 seq = U32.unpack_from(body)[0]
                 name, pos = split_name(body, 4)
                 ack = self.accept(session, owner, seq, name, body[pos:])
