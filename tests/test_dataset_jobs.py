@@ -180,6 +180,39 @@ def test_a_writer_that_misses_or_repeats_rows_leaves_no_file_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_pipe_named_like_an_array_or_parquet_file_is_an_error_row_not_a_hang(tmp_path):
+    import threading
+
+    from compressor.jobs import sources
+
+    for name in ("a.npy", "b.npz", "c.parquet"):
+        os.mkfifo(tmp_path / name)
+    np.save(tmp_path / "d.npy", np.zeros((2, 4, 4), np.uint8))
+    planned = []
+    worker = threading.Thread(target=lambda: planned.append(sources.plan([tmp_path])), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert planned, "planning blocked on a FIFO (waiting for a writer that never comes)"
+    units = planned[0].units
+    assert [u.kind for u in units] == ["failed", "failed", "failed", "npy"] and planned[0].total == 5
+    assert all("not a regular file" in u.error for u in units[:3])
+    with pytest.raises(DatasetError, match="not a regular file"):  # a codes file to decode, likewise
+        table.plan_codes(tmp_path / "c.parquet", model_id=bytes(8), unit_rows=10)
+
+
+def test_names_the_file_system_cannot_hold_are_error_rows_and_the_other_images_are_written(tmp_path):
+    names = ["a.png/b", "a", "x" * 300, "c/d", "c/d.png/e", "ok"]
+    rows = table.images_table(
+        pa, index=list(range(6)), names=names, images=[png_bytes(np.zeros((4, 4), np.uint8))] * 6, errors=[None] * 6
+    )
+    with table.FolderSink(tmp_path / "out", total=6) as sink:
+        sink.write(rows)
+    assert [name for name, _ in sink.tally.errors] == ["a", "x" * 300, "c/d.png/e"]
+    assert all("not written" in why for _, why in sink.tally.errors)
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png") if p.is_file())
+    assert written == ["a.png/b.png", "c/d.png", "ok.png"]
+
+
 @pytest.mark.parametrize(
     ("hide", "extra"), [("pyarrow", "[parquet]"), ("ray", "[scale]")], ids=["without-pyarrow", "without-ray"]
 )

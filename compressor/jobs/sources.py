@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import InvalidImageError, MissingExtraError
+from compressor.io.arrays import open_regular_file
 from compressor.io.files import IMAGE_SUFFIXES, decode_image
 from compressor.names import unique_names
 
@@ -208,10 +209,10 @@ def _array_units(path: Path, name: str, first: int, unit_images: int, *_) -> lis
     try:
         if path.suffix.lower() == ".npy":
             key = ""
-            with open(path, "rb") as f:
+            with open_regular_file(path, "array file") as f:  # a FIFO named x.npy must not block the plan
                 shape, dtype = _read_npy_header(f)
         else:
-            with zipfile.ZipFile(path) as archive:
+            with open_regular_file(path, "array file") as f, zipfile.ZipFile(f) as archive:
                 key = _pick_npz_member(archive.namelist(), path)
                 with archive.open(key + ".npy") as f:
                     shape, dtype = _read_npy_header(f)
@@ -278,8 +279,11 @@ def _parquet_units(
     """Units of one Parquet file: slices of its row groups, from the footer alone."""
     pa, pq = require_pyarrow("Parquet sources")
     try:
-        meta = pq.ParquetFile(path).metadata
+        with open_regular_file(path, "Parquet file") as f:  # a FIFO named x.parquet must not block the plan
+            meta = pq.ParquetFile(f).metadata
         columns = set(meta.schema.to_arrow_schema().names)
+    except InvalidImageError as e:
+        return [_failed(path, name, first, str(e))]
     except (OSError, pa.ArrowException) as e:
         return [_failed(path, name, first, f"cannot read Parquet file {path}: {e}")]
     if image_column not in columns:

@@ -21,12 +21,14 @@ The Parquet file appears atomically when the job ends (:func:`compressor.io.atom
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compressor.errors import DatasetError, ModelMismatchError
+from compressor.errors import DatasetError, InvalidImageError, ModelMismatchError
+from compressor.io.arrays import open_regular_file
 from compressor.jobs.sources import MAX_LOADED_BYTES, Plan, Unit, require_pyarrow
 from compressor.names import file_key
 
@@ -91,7 +93,11 @@ def plan_codes(path: str | os.PathLike[str], *, model_id: bytes, unit_rows: int)
     """Units over a codes file (slices of its row groups), after checking it is one for this model."""
     pa, pq = require_pyarrow("Codes files")
     try:
+        with open_regular_file(path, "codes file"):  # a FIFO would block here until a writer comes
+            pass
         pf = pq.ParquetFile(path)
+    except InvalidImageError as e:
+        raise DatasetError(str(e)) from None
     except (OSError, pa.ArrowException) as e:
         raise DatasetError(f"cannot read {path} as Parquet: {e}") from e
     schema = pf.schema_arrow
@@ -283,8 +289,13 @@ class FolderSink:
                 errors[i] = f"name {name!r} {problem}: not written"
                 continue
             target = self.folder / self._unique(name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(target.with_name(target.name + ".png"), png)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target.with_name(target.name + ".png"), png)
+            except OSError as e:  # a name this file system cannot hold is the row's error, not the job's
+                if e.errno not in _NAME_ERRNOS:
+                    raise
+                errors[i] = f"name {name!r:.120} cannot be a file in {self.folder} ({e.strerror}): not written"
         self.tally.rows += t.num_rows
         self.tally.add(names, errors)
 
@@ -303,6 +314,11 @@ class FolderSink:
         if kind is None:
             self.check.finish()
         return False
+
+
+#: What a name alone can cause: a folder made for ``a.png/b`` in the way of ``a``, a file ``a/b.png``
+#: in the way of the folder ``a/b.png/``, a component over the file system's 255 bytes.
+_NAME_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG})
 
 
 def _path_problem(name: str) -> str | None:
