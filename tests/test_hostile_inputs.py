@@ -54,6 +54,7 @@ def test_an_unterminated_string_of_escaped_quotes_is_skipped_in_one_match_not_on
     "text, message",
     [
         ('{"format": NaN}', "NaN is not a number JSON allows"),
+        ('{"format": -1e999}', "-1e999 is too large for a number"),  # valid JSON, float('-inf') to Python
         ('{"format": 1, "format": 2}', "'format' appears twice"),
         ('{"format": "vae', "not valid JSON"),
         ("\xff\xfe", "not valid JSON"),

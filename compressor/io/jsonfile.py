@@ -12,6 +12,7 @@ bundles) naming the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -85,7 +86,9 @@ def loads(raw: bytes, *, max_bytes: int, max_depth: int):
     nesting = depth(raw)
     if nesting > max_depth:
         raise TooDeep(nesting, max_depth)
-    return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    return json.loads(
+        raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys
+    )
 
 
 def parse(
@@ -117,6 +120,14 @@ def load(path: str | os.PathLike[str], *, error: type[Exception], what: str, max
 
 def _no_constant(name: str):
     raise Refused(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    """A JSON number: ``1e999`` is valid JSON that Python reads as ``inf``, the NaN/Infinity refused above."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise Refused(f"{text[:40]} is too large for a number")
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
