@@ -250,6 +250,18 @@ def test_broker_addresses_default_to_the_mqtt_ports():
         Broker.parse("h:notaport")
 
 
+def test_a_second_gateway_on_one_folder_is_refused_in_one_line_before_the_model_loads(tmp_path, capsys):
+    pytest.importorskip("paho.mqtt")
+    from compressor.cli import main
+    from compressor.transport.folder_lock import FolderLock
+
+    with FolderLock(tmp_path):  # the first gateway
+        status = main(["subscribe", "--topic", "cams/+", "-o", str(tmp_path), "--bundle", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert status != 0 and "in use by another receiver" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_the_mqtt_modules_import_neither_tensorflow_nor_paho_until_a_command_runs():
     from tests.support import HEAVY, imported_after
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from compressor import names as name_rules
-from compressor.errors import UsageError
+from compressor.errors import OutputError, UsageError
 from compressor.mqtt.client import Broker, paho
 from compressor.mqtt.subscriber import INCOMPLETE_EXIT
 from compressor.mqtt.uplinks import DEFAULT_TOPICS, FORMATS
@@ -226,6 +226,7 @@ def _publish(args) -> int:
 def _subscribe(args) -> int:
     from compressor.codec import Decoder
     from compressor.mqtt.subscriber import Gateway, run
+    from compressor.transport.folder_lock import FolderLock
     from compressor.transport.receiver import image_decoder
 
     paho()
@@ -235,21 +236,26 @@ def _subscribe(args) -> int:
         raise UsageError("--topic is required with --format raw, e.g. --topic cameras/+")
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be >= 1")
-    dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
-    printer = threading.Lock()
-
-    def log(event: dict) -> None:
-        with printer:
-            print(json.dumps(event), flush=True)
-
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder; name a folder with -o")
     out.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(out, image_decoder(dec, binarize=not args.probabilities), args.format, log)
-    client_id = args.client_id or _gateway_client_id(out)
-    try:
-        return run(gateway, broker, topics, client_id, count=args.count, idle_timeout=args.idle_timeout, log=log)
-    except KeyboardInterrupt:  # the usual way to stop a gateway by hand; every PUBACK sent is on disk
-        return 130
+    # One gateway per folder, as for `compressor receive`: a second one would share the first's
+    # broker client id (each connect drops the other, for ever) and rewrite its progress files.
+    with FolderLock(out):
+        dec = Decoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
+        printer = threading.Lock()
+
+        def log(event: dict) -> None:
+            with printer:
+                print(json.dumps(event), flush=True)
+
+        gateway = Gateway(out, image_decoder(dec, binarize=not args.probabilities), args.format, log)
+        client_id = args.client_id or _gateway_client_id(out)
+        try:
+            return run(gateway, broker, topics, client_id, count=args.count, idle_timeout=args.idle_timeout, log=log)
+        except KeyboardInterrupt:  # the usual way to stop a gateway by hand; every PUBACK sent is on disk
+            return 130
 
 
 def _default_state(device: str) -> Path:
