@@ -257,3 +257,14 @@ def test_messages_that_never_decode_leave_no_folder_for_the_devices_they_name(tm
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     sent = _camera(_messages(3))
     _assert_each_image_once(tmp_path, sent, _deliver(gateway, sent))
+
+
+def test_a_device_id_differing_only_by_case_is_a_bad_message_where_the_file_system_folds_case(tmp_path):
+    sent = _camera(_messages(3))
+    gateway = _gateway(tmp_path)
+    _deliver(gateway, sent)
+    gateway.flush()
+    (tmp_path / "out" / "CAM1").symlink_to("cam1")  # what a FAT/exFAT card or macOS does with "CAM1"
+    twin = Gateway(tmp_path / "out", _pixels).handle("cams/CAM1", pack_payload(7, _messages(1, seed=3)[0]))
+    assert twin["event"] == "bad" and "differ by more than case" in twin["reason"]
+    assert len(list((tmp_path / "out" / "cam1").glob("*.png"))) == 3

@@ -19,7 +19,8 @@ a crash that beat the progress file finds its PNG on disk with the same pixels a
 as handled when it is loaded, so short-form numbers extend from where the files are). So the
 progress file need not be synced per image, which halves the gateway's fsyncs.
 
-A bad message (not parseable, another model, damaged, a name clash) is logged with its
+A bad message (not parseable, another model, damaged, a name clash, a device id that differs
+only by case from the one whose folder it would share) is logged with its
 device and sequence number and counted as handled; it never stops the gateway. Only a
 failure of the gateway's own disk stops it, *without* acknowledging the message, so the
 broker keeps it.
@@ -55,6 +56,11 @@ FLUSH_S = 0.5  # longest a handled sequence number waits before its progress fil
 INCOMPLETE_EXIT = 3
 
 
+class _CaseTwin(MqttError):
+    """A device id that differs from a known one only by case, where the file system folds case
+    (FAT/exFAT cards, macOS, Windows): the peer's mistake, so a ``bad`` message, never a stop."""
+
+
 class _Device:
     """One device on the gateway: its folder (:class:`GatewayFolder`) and its numbering (:class:`Extender`)."""
 
@@ -62,8 +68,14 @@ class _Device:
         self.device = device
         self.store = GatewayFolder(folder, PROGRESS_FILE, error=MqttError, what="gateway progress")
         doc = self.store.load() or {"device": device}
-        if doc.get("device") != device:
-            raise MqttError(f"{self.store.progress_path} belongs to device {doc.get('device')!r}; move it away")
+        owner = doc.get("device")
+        if isinstance(owner, str) and owner != device and owner.lower() == device.lower():
+            raise _CaseTwin(
+                f"device {device!r} would share the folder of device {owner!r} on this case-insensitive file "
+                "system; not written (give devices ids that differ by more than case)"
+            )
+        if owner != device:
+            raise MqttError(f"{self.store.progress_path} belongs to device {owner!r}; move it away")
         try:
             self.seen = SeenSequences(doc.get("seen", []))
             recent = _recent(doc.get("recent", []))
@@ -160,7 +172,10 @@ class Gateway:
             payload = unpack_payload(raw)
         except CodeError as e:
             return {"event": "bad", "device": device, "seq": None, "reason": str(e)}
-        state = self._device(device)
+        try:
+            state = self._device(device)
+        except _CaseTwin as e:
+            return {"event": "bad", "device": device, "seq": None, "reason": str(e)}
         if payload.short:
             return self._handle_short(state, payload)
         seq = payload.sequence
