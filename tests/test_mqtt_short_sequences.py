@@ -268,3 +268,23 @@ def test_a_device_id_differing_only_by_case_is_a_bad_message_where_the_file_syst
     twin = Gateway(tmp_path / "out", _pixels).handle("cams/CAM1", pack_payload(7, _messages(1, seed=3)[0]))
     assert twin["event"] == "bad" and "differ by more than case" in twin["reason"]
     assert len(list((tmp_path / "out" / "cam1").glob("*.png"))) == 3
+
+
+def test_a_camera_that_lost_its_counter_has_every_reused_number_logged_bad_never_dropped_as_a_duplicate(tmp_path):
+    gateway = _gateway(tmp_path)
+    _deliver(gateway, _camera(_messages(3, seed=1), start=0))
+    again = _camera(_messages(3, seed=2), start=0)  # new images under numbers 0..2: its state file was lost
+    events = _deliver(gateway, again) + _deliver(gateway, again[:1])
+    assert [e["event"] for e in events] == ["bad"] * 4
+    assert all("counter gone back" in e["reason"] for e in events)
+
+
+def test_an_image_in_a_gap_forgotten_to_bound_memory_is_written_not_taken_for_a_duplicate(tmp_path):
+    from compressor.mqtt.sequences import MAX_RANGES
+
+    gateway = _gateway(tmp_path)
+    messages = _messages(MAX_RANGES + 2, seed=3)
+    _deliver(gateway, [(10 + 2 * i, pack_payload(10 + 2 * i, m)) for i, m in enumerate(messages[:-1])])
+    late = gateway.handle(TOPIC, pack_payload(11, messages[-1]))  # between the first two: a forgotten gap
+    assert late["event"] == "written" and late["seq"] == 11
+    assert gateway.handle(TOPIC, pack_payload(11, messages[-1]))["event"] == "duplicate"

@@ -4,7 +4,9 @@
 
 1. the format (:mod:`~compressor.mqtt.uplinks`) gives the device and the payload;
 2. the payload (:mod:`~compressor.mqtt.payload`) gives the sequence number, the name and the
-   image message; a sequence number already handled for that device is a duplicate. A
+   image message; a sequence number already handled for that device is a duplicate when
+   its file holds the same pixels (another image under a handled number is logged, not
+   dropped: a camera that lost its counter and counts again from 0). A
    short-form payload's number is extended, and its redelivery recognised by (number,
    message digest), by :mod:`~compressor.mqtt.short_sequences`;
 3. the decoder turns the message into pixels (a message of another model fails its check);
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import CodeError, MqttError, UplinkError
-from compressor.io.gateway_store import CLASH, GatewayFolder
+from compressor.io.gateway_store import ALREADY_ON_DISK, CLASH, GatewayFolder
 from compressor.mqtt import client as mqttc
 from compressor.mqtt import uplinks
 from compressor.mqtt.payload import MAX_SEQUENCE, unpack_payload
@@ -179,8 +181,12 @@ class Gateway:
         if payload.short:
             return self._handle_short(state, payload)
         seq = payload.sequence
-        if seq in state.seen and not state.numbers.found_on_disk(seq):  # found: compared with its file below
-            return {"event": "duplicate", "device": device, "seq": seq}
+        # A number already handled is a duplicate only if its file holds these pixels: the same
+        # number with another image is a camera whose counter went back (a lost state file), a
+        # number in a gap given up to bound memory (sequences.SeenSequences) has no file yet, and
+        # neither may be dropped as a redelivery. Redeliveries are rare, so this costs a decode
+        # per redelivery, not per image.
+        again = seq in state.seen and not state.numbers.found_on_disk(seq)
         pixels = self._decode(state, payload.message, seq)
         if isinstance(pixels, dict):
             return pixels
@@ -188,7 +194,11 @@ class Gateway:
         state.record(seq)
         if kind == CLASH:
             reason = f"{path} exists with another image; not overwritten (names must be unique per device)"
+            if again:
+                reason += f"; number {seq} was handled before: has the camera's counter gone back (lost state file)?"
             return {"event": "bad", "device": device, "seq": seq, "reason": reason}
+        if again and kind == ALREADY_ON_DISK:
+            return {"event": "duplicate", "device": device, "seq": seq}
         return {"event": kind, "device": device, "seq": seq, "file": str(path)}
 
     def _handle_short(self, state: _Device, payload) -> dict:
