@@ -180,6 +180,20 @@ def test_a_writer_that_misses_or_repeats_rows_leaves_no_file_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "columns",
+    [{"code": ["x"]}, {"code": [1]}, {"code": [[1, 2]]}, {"name": [1]}, {"error": [2]}],
+    ids=["code-string", "code-int", "code-list", "name-int", "error-int"],
+)
+def test_a_codes_file_with_a_column_of_the_wrong_type_is_refused_in_one_line_before_any_row(tmp_path, columns):
+    path = tmp_path / "codes.parquet"
+    pq.write_table(pa.table({"name": ["a"], "code": [b"\x40\x00"], **columns}), path)
+    with pytest.raises(DatasetError, match=f"its column '{next(iter(columns))}' holds"):
+        table.plan_codes(path, model_id=bytes(8), unit_rows=10)
+    pq.write_table(pa.table({"name": ["a"], "code": [b"\x40\x00"], "error": [None]}), path)  # inferred: null
+    assert table.plan_codes(path, model_id=bytes(8), unit_rows=10).total == 1
+
+
 def test_a_pipe_named_like_an_array_or_parquet_file_is_an_error_row_not_a_hang(tmp_path):
     import threading
 

@@ -106,6 +106,14 @@ def plan_codes(path: str | os.PathLike[str], *, model_id: bytes, unit_rows: int)
         raise DatasetError(
             f"{path} is not a codes file: it lacks column(s) {sorted(missing)} (make one with encode-dataset)"
         )
+    text = (pa.string(), pa.large_string(), pa.null())  # null: a column with no value at all
+    wanted = {"name": text, "code": (pa.binary(), pa.large_binary()), "error": text}
+    for column, types in wanted.items():
+        if column in schema.names and schema.field(column).type not in types:
+            raise DatasetError(
+                f"{path} is not a codes file: its column {column!r} holds {schema.field(column).type}, "
+                f"not {types[0]} (make one with encode-dataset)"
+            )
     info = _file_info(schema, path)
     if info.get("kind", "codes") != "codes":
         raise DatasetError(f"{path} holds {info['kind']}, not codes; decode-dataset reads encode-dataset's output")
