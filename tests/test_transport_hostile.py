@@ -105,6 +105,20 @@ def test_a_second_lock_on_one_folder_is_refused_naming_the_holder(tmp_path):
     FolderLock(tmp_path).acquire()  # released: free again
 
 
+@pytest.mark.parametrize("kind", ["link", "fifo", "folder"])
+def test_a_lock_file_that_is_a_link_pipe_or_folder_is_refused_and_a_links_target_left_alone(tmp_path, kind):
+    from compressor.errors import OutputError
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "out").mkdir()
+    lock = tmp_path / "out" / ".lock"
+    {"link": lambda: lock.symlink_to(victim), "fifo": lambda: os.mkfifo(lock), "folder": lock.mkdir}[kind]()
+    with pytest.raises(OutputError, match="not a regular file .* remove it"):
+        FolderLock(tmp_path / "out").acquire()
+    assert victim.read_text() == "precious"
+
+
 class _StandIn:
     """A Receiver on one end of a socket pair, decoding with a stand-in: frames without a model."""
 

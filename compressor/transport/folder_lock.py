@@ -9,11 +9,13 @@ stale lock behind. The file keeps the holder's pid for the error message.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
-from compressor.errors import FolderInUseError
+from compressor.errors import FolderInUseError, OutputError
 
 LOCK_FILE = ".lock"
 
@@ -26,7 +28,21 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Not followed: a ``.lock`` that links elsewhere would have its target truncated and
+        # overwritten with our pid. Not waited on: a FIFO there would block the open.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise
+            fd = None
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            fd = None
+        if fd is None:
+            raise OutputError(
+                f"{self.path} is not a regular file (a link, pipe or folder): remove it; it holds the receiver's lock"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
