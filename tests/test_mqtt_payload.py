@@ -239,6 +239,7 @@ def test_seen_sequences_in_order_are_one_range_and_gaps_are_bounded():
         seen.add(n)
     assert len(seen.ranges()) == 3 and seen.forgotten == 2  # the oldest gap (1000, 1001) was given up
     assert 1001 in seen and 1003 not in seen
+    assert seen.maybe_forgotten(1001) and not seen.maybe_forgotten(1004)  # a late 1001 is told by its file
 
 
 def test_broker_addresses_default_to_the_mqtt_ports():

@@ -279,12 +279,43 @@ def test_a_camera_that_lost_its_counter_has_every_reused_number_logged_bad_never
     assert all("counter gone back" in e["reason"] for e in events)
 
 
-def test_an_image_in_a_gap_forgotten_to_bound_memory_is_written_not_taken_for_a_duplicate(tmp_path):
+def test_an_image_in_a_gap_forgotten_to_bound_memory_is_written_not_taken_for_a_duplicate_even_after_a_restart(
+    tmp_path,
+):
     from compressor.mqtt.sequences import MAX_RANGES
 
+    foreign = bytes([0x40]) + bytes([FOREIGN]) * 8  # bad messages: their numbers are handled, no file written
+    first, late = _messages(2, seed=3)
     gateway = _gateway(tmp_path)
-    messages = _messages(MAX_RANGES + 2, seed=3)
-    _deliver(gateway, [(10 + 2 * i, pack_payload(10 + 2 * i, m)) for i, m in enumerate(messages[:-1])])
-    late = gateway.handle(TOPIC, pack_payload(11, messages[-1]))  # between the first two: a forgotten gap
-    assert late["event"] == "written" and late["seq"] == 11
-    assert gateway.handle(TOPIC, pack_payload(11, messages[-1]))["event"] == "duplicate"
+    assert gateway.handle(TOPIC, pack_payload(10, first))["event"] == "written"
+    events = [gateway.handle(TOPIC, pack_payload(12 + 2 * i, foreign)) for i in range(MAX_RANGES)]
+    assert {e["event"] for e in events} == {"bad"}  # one range each: the gap 11 is forgotten
+    gateway.flush()
+    gateway = _gateway(tmp_path)  # the bound on forgotten gaps is in the progress file
+    assert gateway.handle(TOPIC, pack_payload(11, late)) | {"file": None} == {
+        "event": "written",
+        "device": "cam1",
+        "seq": 11,
+        "file": None,
+    }
+    assert gateway.handle(TOPIC, pack_payload(11, late))["event"] == "duplicate"
+    assert gateway.handle(TOPIC, pack_payload(10 + 2 * MAX_RANGES, foreign))["event"] == "duplicate"
+
+
+def test_a_redelivery_whose_image_a_downstream_process_took_away_is_a_duplicate_not_written_twice(tmp_path):
+    gateway = _gateway(tmp_path)
+    sent = [(seq, pack_payload(seq, m)) for seq, m in enumerate(_messages(3, seed=4), start=500)]
+    assert [e["event"] for e in _deliver(gateway, sent)] == ["written"] * 3
+    (tmp_path / "archive").mkdir()
+    for png in (tmp_path / "out" / "cam1").glob("*.png"):  # an ingest job moves the images away
+        png.rename(tmp_path / "archive" / png.name)
+    assert [e["event"] for e in _deliver(gateway, sent)] == ["duplicate"] * 3  # QoS 1 redelivery
+    gateway.flush()
+    assert [e["event"] for e in _deliver(_gateway(tmp_path), sent)] == ["duplicate"] * 3  # and after a restart
+    assert not list((tmp_path / "out").glob("cam1/*.png"))
+
+
+def test_a_redelivered_message_that_did_not_decode_is_a_duplicate(tmp_path):
+    gateway = _gateway(tmp_path)
+    foreign = pack_payload(700, bytes([0x40]) + bytes([FOREIGN]) * 8)
+    assert [gateway.handle(TOPIC, foreign)["event"] for _ in range(2)] == ["bad", "duplicate"]

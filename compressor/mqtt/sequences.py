@@ -9,7 +9,9 @@ Gateway: :class:`SeenSequences` is the set of numbers already handled for one de
 as sorted inclusive ranges, so an in-order stream costs one range whatever its length. QoS 1
 redelivery and network-server retries arrive out of order, so it is a set, not a watermark.
 Memory is bounded: past ``max_ranges`` gaps the two oldest ranges are joined (the oldest gap
-is forgotten and reported), so a hostile device cannot grow it without limit.
+is forgotten and reported), so a hostile device cannot grow it without limit. Every number
+in a forgotten gap is at most ``forgotten_upto``, so a late image can still be told from a
+redelivery there (by its file) without keeping the gaps.
 
 Both are written with :mod:`compressor.io.atomic`, so a crash leaves the old file or the new one.
 """
@@ -108,6 +110,7 @@ class SeenSequences:
         self._firsts: list[int] = []
         self._lasts: list[int] = []
         self.forgotten = 0  # numbers in gaps given up to keep memory bounded
+        self.forgotten_upto = -1  # the highest number a forgotten gap may hold (-1: none forgotten)
         for r in ranges or []:
             ok = isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)
             if not ok or not 0 <= r[0] <= r[1] <= MAX_SEQUENCE or (self._lasts and r[0] <= self._lasts[-1] + 1):
@@ -120,6 +123,14 @@ class SeenSequences:
     def __contains__(self, seq: int) -> bool:
         i = bisect.bisect_right(self._firsts, seq) - 1
         return i >= 0 and seq <= self._lasts[i]
+
+    def maybe_forgotten(self, seq: int) -> bool:
+        """Whether ``seq`` may be in a gap given up to bound memory rather than handled.
+
+        Ranges are only ever joined, never split, so a gap joined away stays below the end of
+        the range it was joined into: ``forgotten_upto``, the highest such end.
+        """
+        return seq <= self.forgotten_upto
 
     def __len__(self) -> int:
         return sum(b - a + 1 for a, b in zip(self._firsts, self._lasts))
@@ -147,3 +158,4 @@ class SeenSequences:
             self.forgotten += self._firsts[1] - self._lasts[0] - 1
             self._lasts[0] = self._lasts.pop(1)
             self._firsts.pop(1)
+            self.forgotten_upto = max(self.forgotten_upto, self._lasts[0])

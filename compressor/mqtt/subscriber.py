@@ -4,9 +4,8 @@
 
 1. the format (:mod:`~compressor.mqtt.uplinks`) gives the device and the payload;
 2. the payload (:mod:`~compressor.mqtt.payload`) gives the sequence number, the name and the
-   image message; a sequence number already handled for that device is a duplicate when
-   its file holds the same pixels (another image under a handled number is logged, not
-   dropped: a camera that lost its counter and counts again from 0). A
+   image message; a sequence number already handled for that device is a duplicate (another
+   image in its file is logged bad: a camera that lost its counter and counts again from 0). A
    short-form payload's number is extended, and its redelivery recognised by (number,
    message digest), by :mod:`~compressor.mqtt.short_sequences`;
 3. the decoder turns the message into pixels (a message of another model fails its check);
@@ -85,6 +84,11 @@ class _Device:
             raise self.store.damaged(e) from None
         forgotten = doc.get("forgotten", 0)
         self.seen.forgotten = forgotten if type(forgotten) is int and forgotten >= 0 else 0
+        upto = doc.get("forgotten_upto")
+        if type(upto) is int and -1 <= upto <= MAX_SEQUENCE:
+            self.seen.forgotten_upto = upto
+        elif self.seen.forgotten:  # a record from before the bound was kept: any number may be in a gap
+            self.seen.forgotten_upto = MAX_SEQUENCE
         ranges = self.seen.ranges()
         self.numbers = Extender(self.seen, recent, ranges[-1][1] if ranges else -1)
         # Files written after the last record (a crash): their numbers are handled too.
@@ -106,6 +110,7 @@ class _Device:
         if self.dirty:
             recent = [[x, d] for x, d in sorted(self.numbers.recent.items())]
             doc = {"device": self.device, "seen": self.seen.ranges(), "forgotten": self.seen.forgotten}
+            doc["forgotten_upto"] = self.seen.forgotten_upto
             self.store.save({**doc, "recent": recent})
             self.dirty = False
 
@@ -181,16 +186,19 @@ class Gateway:
         if payload.short:
             return self._handle_short(state, payload)
         seq = payload.sequence
-        # A number already handled is a duplicate only if its file holds these pixels: the same
-        # number with another image is a camera whose counter went back (a lost state file), a
-        # number in a gap given up to bound memory (sequences.SeenSequences) has no file yet, and
-        # neither may be dropped as a redelivery. Redeliveries are rare, so this costs a decode
-        # per redelivery, not per image.
+        name = payload.name if payload.name is not None else _numbered(seq)
+        # A number already handled is a redelivery unless its file holds another image (a camera
+        # whose counter went back, e.g. a lost state file: logged bad, below) or it may lie in a
+        # gap given up to bound memory (SeenSequences.maybe_forgotten: written if new). With no
+        # file it is a duplicate without a decode: the message was bad, or a downstream process
+        # took its image away, and writing it again would deliver that image twice.
         again = seq in state.seen and not state.numbers.found_on_disk(seq)
+        if again and not state.store.has(name) and not state.seen.maybe_forgotten(seq):
+            return {"event": "duplicate", "device": device, "seq": seq}
         pixels = self._decode(state, payload.message, seq)
         if isinstance(pixels, dict):
             return pixels
-        kind, path = state.store.place(payload.name if payload.name is not None else _numbered(seq), pixels)
+        kind, path = state.store.place(name, pixels)
         state.record(seq)
         if kind == CLASH:
             reason = f"{path} exists with another image; not overwritten (names must be unique per device)"
