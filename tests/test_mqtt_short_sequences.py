@@ -315,6 +315,16 @@ def test_a_redelivery_whose_image_a_downstream_process_took_away_is_a_duplicate_
     assert not list((tmp_path / "out").glob("cam1/*.png"))
 
 
+def test_a_device_folder_taken_away_before_the_progress_was_recorded_gets_it_back(tmp_path):
+    gateway = _gateway(tmp_path)
+    sent = [(seq, pack_payload(seq, m)) for seq, m in enumerate(_messages(3, seed=5), start=900)]
+    _deliver(gateway, sent)
+    (tmp_path / "out" / "cam1").rename(tmp_path / "archive")  # within FLUSH_S of the images
+    gateway.flush()
+    assert [e["event"] for e in _deliver(_gateway(tmp_path), sent)] == ["duplicate"] * 3
+    assert not (tmp_path / "out" / "cam1").exists() or not list((tmp_path / "out" / "cam1").glob("*.png"))
+
+
 def test_a_redelivered_message_that_did_not_decode_is_a_duplicate(tmp_path):
     gateway = _gateway(tmp_path)
     foreign = pack_payload(700, bytes([0x40]) + bytes([FOREIGN]) * 8)

@@ -93,19 +93,22 @@ class _Device:
         self.numbers = Extender(self.seen, recent, ranges[-1][1] if ranges else -1)
         # Files written after the last record (a crash): their numbers are handled too.
         self.dirty = bool(self.numbers.catch_up(lambda x: self.store.has(_numbered(x))))
+        self.kept = self.store.folder.is_dir()  # once it had a folder, its progress is always saved
 
     def record(self, seq: int, digest: str | None = None, short: bool = False) -> None:
         self.numbers.record(seq, digest, short)
         self.dirty = True
+        self.kept = self.kept or self.store.folder.is_dir()  # an image placed: see save
 
     def save(self) -> None:
         """Write the progress file, if anything changed, and only once the device has a folder.
 
         The folder appears with the device's first image: messages that never decode (another
         model, damage, a stranger on the broker inventing device ids) leave nothing on disk,
-        so they cannot fill it with one folder and progress file per invented id.
+        so they cannot fill it with one folder and progress file per invented id. A folder
+        taken away after that (an archiving job) is made again: its numbers are still handled.
         """
-        if self.dirty and not self.store.folder.is_dir():
+        if self.dirty and not self.kept:
             self.dirty = False
         if self.dirty:
             recent = [[x, d] for x, d in sorted(self.numbers.recent.items())]
