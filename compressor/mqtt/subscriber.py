@@ -20,8 +20,8 @@ a crash that beat the progress file finds its PNG on disk with the same pixels a
 as handled when it is loaded, so short-form numbers extend from where the files are). So the
 progress file need not be synced per image, which halves the gateway's fsyncs.
 
-A bad message (not parseable, another model, damaged, a name clash, a device id that differs
-only by case from the one whose folder it would share) is logged with its
+A bad message (not parseable, another model, damaged, a name clash, a device id that the file
+system folds onto another's folder, by case or trailing dots) is logged with its
 device and sequence number and counted as handled; it never stops the gateway. Only a
 failure of the gateway's own disk stops it, *without* acknowledging the message, so the
 broker keeps it.
@@ -57,9 +57,11 @@ FLUSH_S = 0.5  # longest a handled sequence number waits before its progress fil
 INCOMPLETE_EXIT = 3
 
 
-class _CaseTwin(MqttError):
-    """A device id that differs from a known one only by case, where the file system folds case
-    (FAT/exFAT cards, macOS, Windows): the peer's mistake, so a ``bad`` message, never a stop."""
+class _Twin(MqttError):
+    """A device id whose folder holds another device's progress: a file system that folds case
+    (FAT/exFAT cards, macOS, Windows) or drops trailing dots (FAT/exFAT, Windows: ``cam1.`` is
+    ``cam1``) maps two ids to one folder. Any peer can pick such an id, so it is a ``bad``
+    message for that id, never a stop of the gateway for every device."""
 
 
 class _Device:
@@ -70,13 +72,14 @@ class _Device:
         self.store = GatewayFolder(folder, PROGRESS_FILE, error=MqttError, what="gateway progress")
         doc = self.store.load() or {"device": device}
         owner = doc.get("device")
-        if isinstance(owner, str) and owner != device and owner.lower() == device.lower():
-            raise _CaseTwin(
-                f"device {device!r} would share the folder of device {owner!r} on this case-insensitive file "
-                "system; not written (give devices ids that differ by more than case)"
+        if isinstance(owner, str) and owner != device:
+            raise _Twin(
+                f"device {device!r} would share the folder of device {owner!r} on this file system "
+                f"(case or trailing dots folded); not written (give devices ids that differ by more than "
+                f"case and trailing dots, or move {self.store.progress_path} away if it was put there)"
             )
         if owner != device:
-            raise MqttError(f"{self.store.progress_path} belongs to device {owner!r}; move it away")
+            raise self.store.damaged(f"'device' is {owner!r}")
         try:
             self.seen = SeenSequences(doc.get("seen", []))
             recent = _recent(doc.get("recent", []))
@@ -184,7 +187,7 @@ class Gateway:
             return {"event": "bad", "device": device, "seq": None, "reason": str(e)}
         try:
             state = self._device(device)
-        except _CaseTwin as e:
+        except _Twin as e:
             return {"event": "bad", "device": device, "seq": None, "reason": str(e)}
         if payload.short:
             return self._handle_short(state, payload)
