@@ -259,7 +259,7 @@ def test_a_second_gateway_on_one_folder_is_refused_in_one_line_before_the_model_
     with FolderLock(tmp_path):  # the first gateway
         status = main(["subscribe", "--topic", "cams/+", "-o", str(tmp_path), "--bundle", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err
-    assert status != 0 and "in use by another receiver" in err and "Traceback" not in err
+    assert status != 0 and "in use by another gateway" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 

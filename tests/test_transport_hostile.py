@@ -97,7 +97,7 @@ def test_a_short_or_special_key_file_is_refused(tmp_path):
 
 def test_a_second_lock_on_one_folder_is_refused_naming_the_holder(tmp_path):
     with FolderLock(tmp_path):
-        with pytest.raises(FolderInUseError, match=rf"in use by another receiver \(pid {os.getpid()}\)"):
+        with pytest.raises(FolderInUseError, match=rf"in use by another gateway \(pid {os.getpid()}\)"):
             FolderLock(tmp_path).acquire()
         code = f"from compressor.transport.folder_lock import FolderLock\nFolderLock({str(tmp_path)!r}).acquire()"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -389,7 +389,7 @@ def test_a_second_receiver_on_one_folder_or_port_is_refused_in_one_line(bundle_d
 
         port = json.loads(first.stdout.readline())["port"]
         run = run_cli("receive", "-o", out, "--bundle", bundle_dir, "--listen", "127.0.0.1:0", tmp_path=tmp_path)
-        assert run.code == 1 and f"{out} is in use by another receiver (pid {first.pid})" in run.err
+        assert run.code == 1 and f"{out} is in use by another gateway (pid {first.pid})" in run.err
         run = run_cli(
             "receive", "-o", tmp_path / "b", "--bundle", bundle_dir, "--listen", f"127.0.0.1:{port}", tmp_path=tmp_path
         )

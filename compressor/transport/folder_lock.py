@@ -1,9 +1,10 @@
-"""One receiver per output folder: an exclusive ``flock`` on ``OUT/.lock`` for the receiver's lifetime.
+"""One gateway per output folder: an exclusive ``flock`` on ``OUT/.lock`` for the gateway's lifetime.
 
 Two gateways writing one folder would each keep their own copy of a session's progress and
 overwrite each other's ``session.json`` (last writer wins), so an image acknowledged by one
-could vanish from the session of the other. The lock is advisory but every ``compressor
-receive`` takes it, and the kernel drops it when the process dies, so a crash never leaves a
+could vanish from the session of the other (for MQTT, two subscribers would also share one
+broker client id). The lock is advisory but every ``compressor receive`` and ``compressor
+subscribe`` takes it, and the kernel drops it when the process dies, so a crash never leaves a
 stale lock behind. The file keeps the holder's pid for the error message.
 """
 
@@ -41,7 +42,7 @@ class FolderLock:
             fd = None
         if fd is None:
             raise OutputError(
-                f"{self.path} is not a regular file (a link, pipe or folder): remove it; it holds the receiver's lock"
+                f"{self.path} is not a regular file (a link, pipe or folder): remove it; it holds the gateway's lock"
             )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,7 +50,8 @@ class FolderLock:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise FolderInUseError(
-                f"{self.path.parent} is in use by another receiver (pid {holder}); give each receiver its own -o folder"
+                f"{self.path.parent} is in use by another gateway (pid {holder}); "
+                "give each receive or subscribe its own -o folder"
             ) from None
         except OSError:
             os.close(fd)
