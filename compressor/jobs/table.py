@@ -93,14 +93,15 @@ def plan_codes(path: str | os.PathLike[str], *, model_id: bytes, unit_rows: int)
     """Units over a codes file (slices of its row groups), after checking it is one for this model."""
     pa, pq = require_pyarrow("Codes files")
     try:
-        with open_regular_file(path, "codes file"):  # a FIFO would block here until a writer comes
-            pass
-        pf = pq.ParquetFile(path)
+        # The footer is read from the file checked to be regular (a FIFO would block the open
+        # until a writer comes), not from whatever the path names a moment later.
+        with open_regular_file(path, "codes file") as f:
+            pf = pq.ParquetFile(f)
+            schema, meta = pf.schema_arrow, pf.metadata
     except InvalidImageError as e:
         raise DatasetError(str(e)) from None
     except (OSError, pa.ArrowException) as e:
         raise DatasetError(f"cannot read {path} as Parquet: {e}") from e
-    schema = pf.schema_arrow
     missing = {"name", "code"} - set(schema.names)
     if missing:
         raise DatasetError(
@@ -123,9 +124,9 @@ def plan_codes(path: str | os.PathLike[str], *, model_id: bytes, unit_rows: int)
             "decode it with the bundle that made it"
         )
     units, row = [], 0
-    for g in range(pf.metadata.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        size = pf.metadata.row_group(g).total_byte_size
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        size = meta.row_group(g).total_byte_size
         if size > MAX_LOADED_BYTES:  # a row group is read whole
             raise DatasetError(
                 f"{path}: row group {g} is {size / 2**20:.0f} MiB, over the {MAX_LOADED_BYTES / 2**20:.0f} MiB "
