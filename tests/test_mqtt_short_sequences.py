@@ -280,6 +280,16 @@ def test_a_camera_that_lost_its_counter_has_every_reused_number_logged_bad_never
     assert all("counter gone back" in e["reason"] for e in events)
 
 
+def test_a_redelivered_name_clash_is_bad_again_without_blaming_the_cameras_counter(tmp_path):
+    gateway = _gateway(tmp_path)
+    first, other = _messages(2, seed=6)
+    assert gateway.handle(TOPIC, pack_payload(300, first, "door"))["event"] == "written"
+    clash = pack_payload(301, other, "door")  # another image under a name already taken
+    events = [gateway.handle(TOPIC, clash) for _ in range(2)]  # and its QoS 1 redelivery
+    assert [e["event"] for e in events] == ["bad", "bad"]
+    assert all("not overwritten" in e["reason"] and "counter" not in e["reason"] for e in events)
+
+
 def test_an_image_in_a_gap_forgotten_to_bound_memory_is_written_not_taken_for_a_duplicate_even_after_a_restart(
     tmp_path,
 ):

@@ -208,7 +208,7 @@ class Gateway:
         state.record(seq)
         if kind == CLASH:
             reason = f"{path} exists with another image; not overwritten (names must be unique per device)"
-            if again:
+            if again and payload.name is None:  # a named one: as likely the redelivery of a name clash
                 reason += f"; number {seq} was handled before: has the camera's counter gone back (lost state file)?"
             return {"event": "bad", "device": device, "seq": seq, "reason": reason}
         if again and kind == ALREADY_ON_DISK:
