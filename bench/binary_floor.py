@@ -117,8 +117,9 @@ def main(argv=None) -> int:
     bits = _load(args.images)
     x = bits.astype(np.float32)
     print(f"{len(x)} images; bytes per message / per image in a stream, lossless")
-    for s in enc.steps:
-        print(f"  step {s:<6} {_sizes(enc, x, step=s)}")
+    for i, s in enumerate(enc.steps):
+        mark = "  (the table's step)" if i == table.step_index else ""
+        print(f"  step {s:<6} {_sizes(enc, x, step=s)}{mark}")
     below, above = binary_residual.STEP_WINDOW
     print(f"  searched, window -{below}..+{above} (shipped)  {_sizes(enc, x)}")
     with _search_window(1, 1, float("-inf")):
