@@ -14,7 +14,6 @@ Contracts:
 from __future__ import annotations
 
 import os
-import stat
 import tokenize
 import zipfile
 import zlib
@@ -26,6 +25,7 @@ import numpy as np
 
 from compressor import limits
 from compressor.errors import InvalidImageError
+from compressor.io.regular import NotRegularFile, open_regular
 
 __all__ = ["ARRAY_SUFFIXES", "as_batch", "as_uint8_image", "checked_batch", "read_array_file", "to_uint8"]
 
@@ -302,20 +302,14 @@ def open_regular_file(path, what: str):
 
     A FIFO would block the open (and the read) until a writer comes, and a device such as
     ``/dev/zero`` never ends: zipfile looking for an archive's end in it grows without bound.
-    O_NONBLOCK lets the FIFO open return at once; regular files ignore the flag.
     """
-    name = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except IsADirectoryError:
-        raise InvalidImageError(f"{name} is a folder, not a {what}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise InvalidImageError(f"{name} is a folder, not a {what}")
-        raise InvalidImageError(f"{name} is not a regular file (a device or pipe?); save the {what} first")
-    return os.fdopen(fd, "rb")
+        return open_regular(path)[0]
+    except NotRegularFile as e:
+        name = os.fspath(path)
+        if e.is_dir:
+            raise InvalidImageError(f"{name} is a folder, not a {what}") from None
+        raise InvalidImageError(f"{name} is not a regular file (a device or pipe?); save the {what} first") from None
 
 
 def _check_npy_header(f, what: str, max_images: int, max_pixels: int, max_bytes: int) -> None:

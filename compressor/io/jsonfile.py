@@ -15,11 +15,11 @@ import json
 import math
 import os
 import re
-import stat
 
 import numpy as np
 
 from compressor import limits
+from compressor.io.regular import NotRegularFile, open_regular
 
 # A string, its closing quote optional: a match that has started never fails, so the scan is one
 # pass. With the quote required, each escaped quote after an unterminated string restarted a
@@ -33,14 +33,13 @@ def read_limited(path: str | os.PathLike[str], *, max_bytes: int, error: type[Ex
     """The bytes of the regular file ``path`` (at most ``max_bytes``), or ``error``."""
     name = os.fspath(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore the flag.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise error(f"{name} is not a regular file; the {what} must be a plain file")
+        f, st = open_regular(path)
+        with f:
             if st.st_size > max_bytes:
                 raise error(f"{name} is {st.st_size} bytes; a {what} may be at most {max_bytes}")
             data = f.read(max_bytes + 1)
+    except NotRegularFile:
+        raise error(f"{name} is not a regular file; the {what} must be a plain file") from None
     except OSError as e:
         raise error(f"cannot read {what} {name}: {e.strerror or e}") from e
     if len(data) > max_bytes:

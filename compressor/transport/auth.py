@@ -23,10 +23,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 import threading
 
 from compressor.errors import AuthenticationError, TransportError
+from compressor.io.regular import NotRegularFile, open_regular
 
 TAG_SIZE = 16
 NONCE_SIZE = 16
@@ -38,12 +38,15 @@ TO_GATEWAY, TO_CAMERA = b"G", b"C"
 def read_key(path: str | os.PathLike[str]) -> bytes:
     """The key in ``path``: a regular file of 16..4096 bytes (e.g. ``head -c 32 /dev/urandom > key``)."""
     name = os.fspath(path)
+    unfit = f"key file {name} must be a regular file of at most {MAX_KEY_BYTES} bytes"
     try:
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEY_BYTES:
-                raise TransportError(f"key file {name} must be a regular file of at most {MAX_KEY_BYTES} bytes")
+        f, st = open_regular(path)
+        with f:
+            if st.st_size > MAX_KEY_BYTES:
+                raise TransportError(unfit)
             key = f.read(MAX_KEY_BYTES + 1).strip()
+    except NotRegularFile:
+        raise TransportError(unfit) from None
     except OSError as e:
         raise TransportError(f"cannot read key file {name}: {e.strerror or e}") from e
     if len(key) < MIN_KEY_BYTES:
