@@ -41,6 +41,7 @@ from compressor.errors import (
     ManifestError,
     RateError,
     TruncatedCodeError,
+    about_image,
 )
 from compressor.io.arrays import as_batch, checked_batch
 from compressor.runtime.network import Network
@@ -722,5 +723,5 @@ class Decoder(_Half):
             try:
                 out[i] = self.coding.lossless_pixels(payload, index, v) * np.uint8(255)
             except CodeError as e:
-                raise type(e)(f"image {i}: {e}") from e
+                raise about_image(e, i) from e
         return out

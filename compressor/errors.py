@@ -43,7 +43,15 @@ class MissingExtraError(CompressorError):
 
 # --- codes (bytes) ------------------------------------------------------------------
 class CodeError(CompressorError):
-    """Bytes handed to the decoder are not a valid code for this model."""
+    """Bytes handed to the decoder are not a valid code for this model.
+
+    When the error is about one image of a batch, ``image`` is its index in that batch and
+    ``reason`` the message without its ``image I: `` prefix (see :func:`about_image`), so a
+    caller that decoded in parts can name the image in the whole stream without parsing text.
+    """
+
+    image: int | None = None
+    reason: str | None = None
 
 
 class TruncatedCodeError(CodeError):
@@ -65,6 +73,15 @@ class LosslessMismatchError(CodeError):
 
 class UnsupportedFormatVersionError(CodeError):
     """The code uses a wire-format version this library does not know."""
+
+
+def about_image(err: CodeError, i: int) -> CodeError:
+    """``err`` said of image ``i`` of a batch: the same class, its message prefixed with
+    ``image I: ``, and ``image``/``reason`` set. Raise it ``from err``."""
+    i = int(i)
+    told = type(err)(f"image {i}: {err}")
+    told.image, told.reason = i, str(err)
+    return told
 
 
 # --- caller input -------------------------------------------------------------------

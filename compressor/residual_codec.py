@@ -25,6 +25,7 @@ from compressor.errors import (
     LosslessMismatchError,
     RateError,
     TruncatedCodeError,
+    about_image,
 )
 from compressor.io.arrays import as_batch
 
@@ -271,7 +272,7 @@ def finish(decoder, decoded) -> np.ndarray:
             try:
                 out[i] = binary_context.finish_decoding(dec, check, levels[i], t, band) * np.uint8(255)
             except CodeError as err:
-                raise type(err)(f"image {i}: {err}") from err
+                raise about_image(err, i) from err
         return out
     keys = np.array([p[3] for p in pending])  # E * 2 + table set
     levels = _network_levels(net, decoded.latents, keys % 2 == residual.NETWORK, decoder.part.image_shape)

@@ -92,8 +92,9 @@ def test_lanes_decode_a_big_batch_to_the_same_pixels_as_one_image_at_a_time(tabl
     assert np.array_equal(out, np.stack([r for _, r in sent]))
     damaged = [bytes((p[0] ^ 1,)) + p[1:] if i == 5 else p for i, (p, _) in enumerate(sent)]
     starts = [B2.start_decoding(p, 0, latents) for p in damaged]
-    with pytest.raises(LosslessMismatchError, match="image 5"):
+    with pytest.raises(LosslessMismatchError, match="image 5") as refused:
         B2.finish_many([s[3] for s in starts], [s[4] for s in starts], levels, table, [s[1] for s in starts])
+    assert refused.value.image == 5
 
 
 def test_the_headers_own_step_and_lossless_band_cost_less_than_a_byte_together():

@@ -400,5 +400,6 @@ def test_a_damaged_image_in_a_mixed_batch_is_named_by_its_own_position(tables, m
     payloads[5] = payloads[5][:9] + b"\xff" * (len(payloads[5]) - 9)
     monkeypatch.setattr(R, "LANE_THRESHOLD", 1 if lanes else 10**9)
     started = [R.start_decoding(p, latent) for p in payloads]
-    with pytest.raises(CodeError, match="image 5:"):
+    with pytest.raises(CodeError, match="image 5:") as refused:
         R.finish_decoding([s[0] for s in started], [s[2] for s in started], levels, table, 0, sets)
+    assert refused.value.image == 5

@@ -45,7 +45,14 @@ from compressor.coding.lanes import LaneDecoder
 from compressor.coding.lossless import image_check
 from compressor.coding.rangecoder import TOTAL, RangeDecoder, RangeEncoder
 from compressor.coding.residual import CHECK_BYTES
-from compressor.errors import CodeError, CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
+from compressor.errors import (
+    CodeError,
+    CorruptCodeError,
+    LosslessMismatchError,
+    ManifestError,
+    TruncatedCodeError,
+    about_image,
+)
 
 LEVEL_SHIFT = 3
 LEVELS = 256 >> LEVEL_SHIFT
@@ -455,7 +462,7 @@ def finish_many(decoders, checks, levels: np.ndarray, table: ContextTable2, band
             try:
                 out.append(finish_decoding(d, c, v, table, b))
             except CodeError as err:
-                raise type(err)(f"image {i}: {err}") from err
+                raise about_image(err, i) from err
         return np.stack(out)
     out, damaged = finish_lanes(decoders, levels, table, bands)
     for i, (d, c, bits) in enumerate(zip(decoders, checks, out, strict=True)):
@@ -464,7 +471,7 @@ def finish_many(decoders, checks, levels: np.ndarray, table: ContextTable2, band
                 raise CorruptCodeError("the code points outside every symbol's interval: damaged data")
             verified(d, bits, c, table)
         except CodeError as err:
-            raise type(err)(f"image {i}: {err}") from err
+            raise about_image(err, i) from err
     return out
 
 

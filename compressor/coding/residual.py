@@ -55,7 +55,13 @@ from compressor.coding.rangecoder import PRECISION, TOTAL, RangeDecoder, RangeEn
 from compressor.coding.residual_spatial import SMOOTH_FROM, SpatialSet
 from compressor.coding.residual_spatial import predict_step as spatial_predict_step
 from compressor.coding.residual_spatial import predictions_known as spatial_predictions_known
-from compressor.errors import CorruptCodeError, LosslessMismatchError, ManifestError, TruncatedCodeError
+from compressor.errors import (
+    CorruptCodeError,
+    LosslessMismatchError,
+    ManifestError,
+    TruncatedCodeError,
+    about_image,
+)
 
 CHECK_BYTES = 2
 MAX_E = 63
@@ -588,15 +594,20 @@ def finish_decoding(
         # checks out; when it does not, other int8 levels are as likely a cause as damage
         passes = image_check(img) == check
         if not ok and passes:
-            raise CorruptCodeError(
-                f"image {i}: residual code is not what the encoder writes (extra, missing or changed bytes): "
-                "damaged data"
+            raise about_image(
+                CorruptCodeError(
+                    "residual code is not what the encoder writes (extra, missing or changed bytes): damaged data"
+                ),
+                i,
             )
         if not passes:
-            raise LosslessMismatchError(
-                f"image {i}: the decoded image fails its check: this device's int8 decoder does not reproduce the "
-                f"sender's predictions (residual codes need {table.runtime} {table.precision} on both sides, same "
-                "build), or the data is damaged"
+            raise about_image(
+                LosslessMismatchError(
+                    "the decoded image fails its check: this device's int8 decoder does not reproduce the "
+                    f"sender's predictions (residual codes need {table.runtime} {table.precision} on both sides, "
+                    "same build), or the data is damaged"
+                ),
+                i,
             )
     return out
 
@@ -608,7 +619,7 @@ def _decode_image(i: int, dec: RangeDecoder, levels: np.ndarray, table_set, tabl
             return _decode_one_spatial(dec, levels.shape, table.spatial, t[SPATIAL])
         return _decode_one(dec, levels, table, t[NETWORK])
     except CorruptCodeError as err:
-        raise CorruptCodeError(f"image {i}: {err}") from err
+        raise about_image(err, i) from err
 
 
 def _decode_lanes(decoders, levels: np.ndarray, table: ResidualTable, t: dict, sets: np.ndarray, e: int, names):

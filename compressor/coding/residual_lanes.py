@@ -32,7 +32,7 @@ import numpy as np
 
 from compressor.coding.lanes import shortest_code
 from compressor.coding.rangecoder import PRECISION, RangeDecoder, RangeEncoder
-from compressor.errors import CorruptCodeError
+from compressor.errors import CorruptCodeError, about_image
 
 _SHIFT = np.zeros(1 << 16, np.int64)
 """Renormalisation shift in bits, by ``range >> 16`` after a step: range >= 2**24 needs none,
@@ -249,9 +249,12 @@ class PixelLanes:
         is exactly what the encoder writes (:meth:`RangeDecoder.is_canonical`)."""
         if np.count_nonzero(self.bad):
             i = min(self.images[j] for j in np.flatnonzero(self.bad))
-            raise CorruptCodeError(
-                f"image {i}: the code points outside every symbol's interval, or an escape names an impossible "
-                "value: damaged data"
+            raise about_image(
+                CorruptCodeError(
+                    "the code points outside every symbol's interval, or an escape names an impossible value: "
+                    "damaged data"
+                ),
+                i,
             )
         ok = []
         pos = self.at - self.base

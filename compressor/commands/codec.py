@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from pathlib import Path
 
 from compressor import limits
@@ -190,7 +189,7 @@ def _decode(args) -> int:
                 try:
                     images = dec.images(decoded[start : start + size], binarize=not args.probabilities)
                 except CodeError as e:
-                    raise type(e)(_absolute_image_index(str(e), start, names) + "; nothing was written") from e
+                    raise type(e)(_in_the_stream(e, start, names) + "; nothing was written") from e
                 if images.dtype != "uint8":
                     images = to_uint8(images)
                 for target, img in zip(targets[start : start + size], images):
@@ -206,13 +205,13 @@ def _decode(args) -> int:
     return 0
 
 
-def _absolute_image_index(message: str, start: int, names: list[str]) -> str:
-    """``image I: ...`` of a batch from image ``start`` -> the image's place in the stream and its name."""
-    found = re.match(r"image (\d+): ", message)
-    if not found or start + int(found[1]) >= len(names):
-        return message
-    i = start + int(found[1])
-    return f"image {i} ({names[i]}): {message[found.end() :]}"
+def _in_the_stream(err: CodeError, start: int, names: list[str]) -> str:
+    """The message of ``err`` about image ``err.image`` of a batch from image ``start``, naming
+    the image's place in the whole stream and its name instead."""
+    if err.image is None or start + err.image >= len(names):
+        return str(err)
+    i = start + err.image
+    return f"image {i} ({names[i]}): {err.reason}"
 
 
 def _info(args) -> int:
