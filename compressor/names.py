@@ -83,9 +83,10 @@ def unique_names(names: list[str]) -> list[str]:
         candidate, key = name, file_key(name)
         if key in used:
             k = next_k.get(key, 1)
-            while file_key(f"{name}-{k}") in used or file_key(f"{name}-{k}") in reserved:
+            while (numbered := file_key(f"{name}-{k}")) in used or numbered in reserved:
                 k += 1
-            candidate, next_k[key] = f"{name}-{k}", k + 1
-        used.add(file_key(candidate))
+            next_k[key] = k + 1
+            candidate, key = f"{name}-{k}", numbered
+        used.add(key)
         unique.append(candidate)
     return unique
