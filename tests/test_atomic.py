@@ -17,6 +17,13 @@ def only_file(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+def write_staged(folder, files, *, overwrite):
+    """Each ``(name, data)`` through one :func:`atomic.staged_files` block."""
+    with atomic.staged_files(folder, overwrite=overwrite) as add:
+        for name, data in files:
+            add(name, data)
+
+
 def test_atomic_write_bytes_creates_a_new_file(tmp_path):
     atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01\xff")
     assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01\xff"
@@ -92,7 +99,7 @@ def test_atomic_write_bytes_onto_a_folder_fails_without_leaving_a_temp_file(tmp_
     "write",
     [
         lambda folder, name: atomic_write_bytes(folder / name, b"new"),
-        lambda folder, name: atomic.atomic_write_files(folder, [("a.png", b"a"), (name, b"new")], overwrite=True),
+        lambda folder, name: write_staged(folder, [("a.png", b"a"), (name, b"new")], overwrite=True),
     ],
     ids=["one file", "many files"],
 )
@@ -108,9 +115,51 @@ def test_writing_onto_a_fifo_or_device_is_refused_and_leaves_it_in_place(tmp_pat
 def test_a_folder_in_the_way_of_a_later_file_stops_the_batch_before_the_first_is_written(tmp_path):
     (tmp_path / "b.png").mkdir()
     with pytest.raises(IsADirectoryError, match="a folder is in the way of an output file") as refused:
-        atomic.atomic_write_files(tmp_path, [("a.png", b"a"), ("b.png", b"b")], overwrite=True)
+        write_staged(tmp_path, [("a.png", b"a"), ("b.png", b"b")], overwrite=True)
     assert refused.value.filename == str(tmp_path / "b.png")  # not a temporary file's name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png"]
+
+
+def test_staged_files_appear_only_when_the_block_ends(tmp_path):
+    with atomic.staged_files(tmp_path) as add:
+        add("a.png", b"a")
+        add("b.png", b"b")
+        assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+    assert (tmp_path / "a.png").read_bytes() == b"a" and only_file(tmp_path) == ["a.png", "b.png"]
+
+
+def test_an_error_in_the_block_publishes_no_staged_file_and_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="last image failed"):
+        with atomic.staged_files(tmp_path, overwrite=True) as add:
+            add("a.png", b"new")
+            add("b.png", b"b")
+            raise RuntimeError("last image failed")
+    assert only_file(tmp_path) == ["a.png"] and (tmp_path / "a.png").read_bytes() == b"old"
+
+
+def test_staged_files_replace_an_existing_file_only_with_overwrite(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"old")
+    write_staged(tmp_path, [("a.png", b"new")], overwrite=True)
+    assert (tmp_path / "a.png").read_bytes() == b"new"
+    with pytest.raises(FileExistsError):
+        write_staged(tmp_path, [("a.png", b"newer")], overwrite=False)
+    assert (tmp_path / "a.png").read_bytes() == b"new" and only_file(tmp_path) == ["a.png"]
+
+
+def test_writing_a_batch_stops_at_an_existing_name_and_leaves_no_temporary_file(tmp_path):
+    # Publishing is in order: the files before the existing name are in place, it and the rest not.
+    (tmp_path / "b.png").write_bytes(b"precious")
+    with pytest.raises(FileExistsError):
+        write_staged(tmp_path, [("a.png", b"1"), ("b.png", b"2"), ("c.png", b"3")], overwrite=False)
+    assert only_file(tmp_path) == ["a.png", "b.png"]
+    assert (tmp_path / "b.png").read_bytes() == b"precious"
+
+
+def test_staging_into_a_missing_folder_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="the folder does not exist"):
+        write_staged(tmp_path / "missing", [("a.png", b"a")], overwrite=True)
+    assert only_file(tmp_path) == []
 
 
 def test_atomic_write_bytes_gives_new_files_the_usual_umask_permissions(tmp_path):

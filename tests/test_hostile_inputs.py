@@ -698,13 +698,3 @@ def test_a_model_file_name_too_long_for_the_file_system_is_a_manifest_error(tmp_
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestError, match="longer than 200 bytes"):
         load_part(tmp_path)
-
-
-def test_writing_a_batch_stops_at_an_existing_name_and_leaves_no_temporary_file(tmp_path):
-    from compressor.io.atomic import atomic_write_files
-
-    (tmp_path / "b.png").write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
-        atomic_write_files(tmp_path, [("a.png", b"1"), ("b.png", b"2"), ("c.png", b"3")], overwrite=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
-    assert (tmp_path / "b.png").read_bytes() == b"precious"

@@ -26,7 +26,6 @@ from compressor.errors import OutputError
 __all__ = [
     "atomic_open",
     "atomic_write_bytes",
-    "atomic_write_files",
     "atomic_write_json",
     "atomic_write_text",
     "staged_files",
@@ -55,37 +54,24 @@ def atomic_write_bytes(
         f.write(data)
 
 
-def atomic_write_files(
-    directory: str | os.PathLike[str], files: list[tuple[str, bytes]], *, overwrite: bool = True
-) -> None:
-    """Write many files into one ``directory`` with the guarantees of :func:`atomic_write_bytes`,
-    but one file-system sync for all of them instead of one fsync each.
-
-    Each ``(name, data)`` goes to a temporary file; then the file system is synced once
-    (``syncfs``; per-file fsync where that is missing), each temporary file is linked (or
-    renamed, with ``overwrite``) onto its name, and the directory is synced once. Decoding
-    thousands of images costs two syncs per batch instead of thousands (37 s -> seconds on a
-    disk where an fsync takes ~5 ms). A folder, device or pipe in the way of any name stops
-    the write before a file appears; if a name exists and ``overwrite`` is false
-    (``FileExistsError``) or anything else fails while publishing, the files before it are in
-    place, it and the ones after are not, and no temporary file is left.
-    """
-    with staged_files(directory, overwrite=overwrite) as add:
-        for name, data in files:
-            add(name, data)
-
-
 @contextlib.contextmanager
 def staged_files(
     directory: str | os.PathLike[str], *, overwrite: bool = True
 ) -> Iterator[Callable[[str, bytes], None]]:
     """``add(name, data)`` for files of ``directory`` that appear only when the block ends.
 
-    Each file goes to a temporary file at once (memory stays that of one file); when the block
-    ends without an error they are published as :func:`atomic_write_files` does, and if it
-    raises, every temporary file is removed and no name appears. For output that is checked
-    while it is made (decode verifies each image's pixels as it decodes them): an error in the
-    last image must not leave the first ones written.
+    For output that is checked while it is made (decode verifies each image's pixels as it
+    decodes them): an error in the last image must not leave the first ones written. Each file
+    goes to a temporary file at once (memory stays that of one file); if the block raises,
+    every temporary file is removed and no name appears. When it ends without an error, the
+    file system is synced once (``syncfs``; per-file fsync where that is missing), each
+    temporary file is linked (or renamed, with ``overwrite``) onto its name, and the directory
+    is synced once: decoding thousands of images costs two syncs instead of thousands (37 s ->
+    seconds on a disk where an fsync takes ~5 ms). A folder, device or pipe in the way of any
+    name is refused (by ``add``, and again before publishing) before a file appears; if a name
+    exists and ``overwrite`` is false (``FileExistsError``) or anything else fails while
+    publishing, the files before it are in place, it and the ones after are not, and no
+    temporary file is left.
     """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
