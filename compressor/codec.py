@@ -225,13 +225,14 @@ class Coding:
             raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
 
-def _everyday(step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error) -> bool:
+def _everyday(*, step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error) -> bool:
     """Whether an :meth:`Encoder.compress` call is the everyday one, which may take the one-image
     shortcut: every keyword knob at its default, except ``quality``, which may be an exact int.
 
-    Its parameters are ``compress``'s keyword-only ones, in their order (a test holds them to it),
-    so a new knob that is not checked here fails that test instead of being silently ignored by
-    the shortcut. Plain ``is`` tests, no ``locals()``: the call costs a fraction of a µs.
+    Its parameters are ``compress``'s keyword-only ones, by name (a test holds them to it), so
+    a new knob that is not checked here fails that test instead of being silently ignored by
+    the shortcut; keyword-only, so a call cannot pair a value with the wrong knob. Plain ``is``
+    tests, no ``locals()``: the call costs a fraction of a µs.
     """
     return (
         step is None
@@ -459,9 +460,17 @@ class Encoder(_Half):
         share the budget: the hard ones spend it where it saves most; with ``target_error`` too,
         each image also keeps its own cap). 0 is lossless.
         """
-        if _everyday(
-            step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error
-        ):  # one image goes by tables, anything else on below
+        if _everyday(  # one image goes by tables, anything else on below
+            step=step,
+            quality=quality,
+            target_bytes=target_bytes,
+            mode=mode,
+            max_error=max_error,
+            target_psnr=target_psnr,
+            band=band,
+            target_error=target_error,
+            mean_error=mean_error,
+        ):
             coder = self._image_coders.get(quality)
             if coder is None:
                 coder = self._image_coder(quality)

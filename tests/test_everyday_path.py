@@ -230,13 +230,15 @@ def test_float_pixels_at_the_ink_threshold_code_as_the_general_path(coders):
 
 
 def test_every_keyword_knob_of_compress_set_otherwise_leaves_the_one_image_shortcut():
-    """The shortcut's predicate takes compress's keyword-only knobs, in their order (compress
-    passes them by position), and any value other than a knob's default turns it down (an exact
-    int quality aside): a knob added to compress but not to the predicate fails here."""
+    """The shortcut's predicate takes compress's keyword-only knobs, by keyword only, and any
+    value other than a knob's default turns it down (an exact int quality aside): a knob added
+    to compress but not to the predicate fails here."""
     from compressor.codec import Encoder, _everyday
 
     knobs = [p for p in inspect.signature(Encoder.compress).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    assert list(inspect.signature(_everyday).parameters) == [p.name for p in knobs]
+    takes = inspect.signature(_everyday).parameters.values()
+    assert sorted(p.name for p in takes) == sorted(p.name for p in knobs)
+    assert all(p.kind is p.KEYWORD_ONLY for p in takes)
     defaults = {p.name: p.default for p in knobs}
     assert _everyday(**defaults)
     assert _everyday(**{**defaults, "quality": 3})
