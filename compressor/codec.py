@@ -43,7 +43,7 @@ from compressor.errors import (
     TruncatedCodeError,
     about_image,
 )
-from compressor.io.arrays import as_batch, checked_batch
+from compressor.io.arrays import as_batch, checked_batch, image_count
 from compressor.runtime.network import Network
 
 MODES = tuple(wire.MODES)
@@ -225,9 +225,12 @@ class Coding:
             raise CorruptCodeError(f"{e}, although the stream checksum vouches for its length: damaged data") from e
 
 
-def _everyday(*, step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error) -> bool:
+def _everyday(
+    *, step, quality, target_bytes, mode, max_error, target_psnr, band, target_error, mean_error, max_images
+) -> bool:
     """Whether an :meth:`Encoder.compress` call is the everyday one, which may take the one-image
-    shortcut: every keyword knob at its default, except ``quality``, which may be an exact int.
+    shortcut: every keyword knob at its default, except ``quality``, which may be an exact int,
+    and ``max_images``, which may be any int budget that allows the shortcut's one image.
 
     Its parameters are ``compress``'s keyword-only ones, by name (a test holds them to it), so
     a new knob that is not checked here fails that test instead of being silently ignored by
@@ -244,6 +247,8 @@ def _everyday(*, step, quality, target_bytes, mode, max_error, target_psnr, band
         and band is None
         and target_error is None
         and mean_error is None
+        and type(max_images) is int
+        and max_images >= 1
     )
 
 
@@ -445,6 +450,7 @@ class Encoder(_Half):
         band: int | None = None,
         target_error: float | None = None,
         mean_error: float | None = None,
+        max_images: int = limits.MAX_IMAGES,
     ) -> list[bytes]:
         """One self-contained message per image (2-byte header + payload).
 
@@ -459,6 +465,9 @@ class Encoder(_Half):
         the shortest codes with at most a fraction ``F`` of all the call's pixels wrong (images
         share the budget: the hard ones spend it where it saves most; with ``target_error`` too,
         each image also keeps its own cap). 0 is lossless.
+
+        More than ``max_images`` images are refused (``LimitError``) before any is converted or
+        coded: a zero-stride view (``np.broadcast_to``) holds millions of images in no memory.
         """
         if _everyday(  # one image goes by tables, anything else on below
             step=step,
@@ -470,6 +479,7 @@ class Encoder(_Half):
             band=band,
             target_error=target_error,
             mean_error=mean_error,
+            max_images=max_images,
         ):
             coder = self._image_coders.get(quality)
             if coder is None:
@@ -477,6 +487,7 @@ class Encoder(_Half):
             message = coder.message(images) if coder else None
             if message is not None:
                 return [message]
+        _check_count(images, max_images)
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         mid = self.coding.model_id
@@ -584,6 +595,7 @@ class Encoder(_Half):
         band: int | None = None,
         target_error: float | None = None,
         mean_error: float | None = None,
+        max_images: int = limits.MAX_IMAGES,
     ) -> wire.PackedStream:
         """One container for a batch (one step for all; docs/format.md): bytes that also say
         their ``count`` and ``payload_bytes`` (:class:`~compressor.wire.PackedStream`).
@@ -593,8 +605,10 @@ class Encoder(_Half):
         order. ``target_bytes`` is a budget per image, as in :meth:`compress`: the finest
         step whose whole stream (all framing included) is at most ``target_bytes * N`` bytes.
         ``names`` (optional) are stored with the images and become the decoder's file
-        names: each at most 251 bytes of UTF-8, no path separators, unique.
+        names: each at most 251 bytes of UTF-8, no path separators, unique. More than
+        ``max_images`` images are refused before any work, as in :meth:`compress`.
         """
+        _check_count(images, max_images)
         _check_mode(mode)
         _check_rate(step, quality, target_bytes)
         if names is not None:
@@ -649,6 +663,13 @@ def _ink(x: np.ndarray) -> np.ndarray:
     """Bool: the pixels of a checked batch above 0.5, as :func:`as_batch` would scale them
     (a uint8 pixel above 127; a float pixel above 0.5 once it is float32)."""
     return x > 127 if x.dtype == np.uint8 else np.asarray(x, np.float32) > 0.5
+
+
+def _check_count(images, max_images: int) -> None:
+    """Refuse more than ``max_images`` images from their shape alone, before any conversion."""
+    n = image_count(images)
+    if n is not None and n > max_images:
+        raise LimitError(f"more than {max_images} images in one call (raise it with max_images=, or compress in parts)")
 
 
 def _check_residual_request(mode: str, target_bytes, joint: bool = False) -> None:

@@ -231,8 +231,8 @@ def test_float_pixels_at_the_ink_threshold_code_as_the_general_path(coders):
 
 def test_every_keyword_knob_of_compress_set_otherwise_leaves_the_one_image_shortcut():
     """The shortcut's predicate takes compress's keyword-only knobs, by keyword only, and any
-    value other than a knob's default turns it down (an exact int quality aside): a knob added
-    to compress but not to the predicate fails here."""
+    value other than a knob's default turns it down (an exact int quality and a budget of at
+    least one image aside): a knob added to compress but not to the predicate fails here."""
     from compressor.codec import Encoder, _everyday
 
     knobs = [p for p in inspect.signature(Encoder.compress).parameters.values() if p.kind is p.KEYWORD_ONLY]
@@ -242,6 +242,8 @@ def test_every_keyword_knob_of_compress_set_otherwise_leaves_the_one_image_short
     defaults = {p.name: p.default for p in knobs}
     assert _everyday(**defaults)
     assert _everyday(**{**defaults, "quality": 3})
+    assert _everyday(**{**defaults, "max_images": 1})  # any budget that allows the shortcut's one image
+    assert not _everyday(**{**defaults, "max_images": 0})
     for name in defaults:
         assert not _everyday(**{**defaults, name: object()}), name
 

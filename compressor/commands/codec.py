@@ -137,6 +137,7 @@ def _encode(args) -> int:
         band=args.band,
         target_error=args.target_error,
         mean_error=args.mean_error,
+        max_images=args.max_images,
     )
     atomic_write_bytes(args.out, data)
     n = len(images)

@@ -27,7 +27,15 @@ from compressor import limits
 from compressor.errors import InvalidImageError
 from compressor.io.regular import NotRegularFile, open_regular
 
-__all__ = ["ARRAY_SUFFIXES", "as_batch", "as_uint8_image", "checked_batch", "read_array_file", "to_uint8"]
+__all__ = [
+    "ARRAY_SUFFIXES",
+    "as_batch",
+    "as_uint8_image",
+    "checked_batch",
+    "image_count",
+    "read_array_file",
+    "to_uint8",
+]
 
 #: File suffixes read as arrays by :func:`read_array_file`.
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -71,6 +79,26 @@ def checked_batch(images: Any, *, shape: tuple[int, int] | None = None) -> np.nd
         raise InvalidImageError(_shape_mismatch_message(arr, batch, expected))
     _check_values(batch, what, BATCH_AXES)
     return batch
+
+
+def image_count(images: Any) -> int | None:
+    """How many images :func:`checked_batch` would find in ``images``, from its shape alone (or,
+    for a list, its length and first item): nothing is converted or copied, so a budget can be
+    held against a zero-stride view of millions of images (``np.broadcast_to``) before any of
+    them costs memory or time. None when only the conversion can tell (a generator, a ragged
+    list): the conversion then refuses it or counts it.
+    """
+    shape = getattr(images, "shape", None)
+    if isinstance(shape, tuple):  # numpy, and any array type that says its shape
+        return 1 if len(shape) <= 2 else int(shape[0])
+    try:
+        n = len(images)
+        if n == 0:
+            return 0
+        inner = np.ndim(images[0])  # a list of images, or one image's rows
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    return n if inner >= 2 else 1
 
 
 def to_uint8(probabilities: Any, binarize: bool = False) -> np.ndarray:

@@ -89,15 +89,17 @@ def _encode(encoder, images, names, sequences, max_payload, step, quality, mode,
         raise ValueError(f"{len(images)} images, {len(names)} names, {len(sequences)} sequence numbers")
     carried = list(names) if with_names else [None] * len(names)
     items = [Item(s, n, None) for s, n in zip(sequences, names)]
+    every = len(images)  # each image has its name and sequence number already: the caller's budget held
     if max_payload is None:
-        for item, msg, name in zip(items, encoder.compress(images, step=step, quality=quality, mode=mode), carried):
+        messages = encoder.compress(images, step=step, quality=quality, mode=mode, max_images=every)
+        for item, msg, name in zip(items, messages, carried):
             _fill(item, msg, name, encoder.coding.model_id)
         return items
     budgets = [max_payload - header_size(s, n) for s, n in zip(sequences, carried)]
     asked = step is not None or quality is not None or mode == "lossless"
     if asked:
         wanted = encoder.coding.step_index(step, quality) if mode != "lossless" else None
-        for i, msg in enumerate(encoder.compress(images, step=step, quality=quality, mode=mode)):
+        for i, msg in enumerate(encoder.compress(images, step=step, quality=quality, mode=mode, max_images=every)):
             if len(msg) <= budgets[i]:
                 _fill(items[i], msg, carried[i], encoder.coding.model_id)
             elif mode == "lossless":
@@ -111,7 +113,9 @@ def _encode(encoder, images, names, sequences, max_payload, step, quality, mode,
         groups.setdefault(b, []).append(i)
     for budget, idx in groups.items():
         try:
-            messages = encoder.compress(images[idx], target_bytes=budget, mode=mode) if budget >= 2 else None
+            messages = (
+                encoder.compress(images[idx], target_bytes=budget, mode=mode, max_images=every) if budget >= 2 else None
+            )
         except RateError:
             messages = None
         if messages is not None:

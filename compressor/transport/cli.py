@@ -143,7 +143,12 @@ def _send(args) -> int:
     key = auth.read_key(args.key_file) if args.key_file else None
     enc = Encoder.load(args.bundle, runtime=args.runtime, precision=args.precision, threads=args.threads)
     messages = enc.compress(
-        images, step=args.step, quality=args.quality, target_bytes=args.target_bytes, mode=args.mode
+        images,
+        step=args.step,
+        quality=args.quality,
+        target_bytes=args.target_bytes,
+        mode=args.mode,
+        max_images=args.max_images,
     )
     sender = Sender(
         args.to,
