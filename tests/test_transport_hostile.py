@@ -336,11 +336,27 @@ def test_a_dot_session_name_is_refused(gateway, codes):
 
 
 @pytest.mark.slow
-def test_connections_over_the_cap_are_told_to_retry_and_cost_no_thread(gateway, codes):
+def test_silent_connections_cannot_lock_a_camera_out_the_oldest_is_told_to_retry(gateway, codes):
+    gw = gateway(once=False, max_connections=4)
+    silent = [socket.create_connection(gw.address, timeout=5) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        assert _send(gw, codes).complete  # its connection takes the oldest silent one's slot
+        kind, body = read_frame(silent[0], FrameReader(), 5)
+        assert kind == ERROR and U32.unpack_from(body)[0] == RETRY_SEQ and "sent no HELLO" in unpack_error(body)[1]
+    finally:
+        for s in silent:
+            s.close()
+
+
+@pytest.mark.slow
+def test_connections_over_the_cap_are_told_to_retry_when_every_slot_has_said_hello_and_cost_no_thread(gateway, codes):
     gw = gateway(once=False, max_connections=4)
     base = threading.active_count()
     idle = [socket.create_connection(gw.address, timeout=5) for _ in range(4)]
-    time.sleep(0.3)
+    for i, s in enumerate(idle):  # each holds a session of its own, silent after its WELCOME
+        s.sendall(frame(HELLO, _hello_body(codes, session=f"idle{i}")))
+        assert read_frame(s, FrameReader(), 5)[0] == WELCOME
     extra = [socket.create_connection(gw.address, timeout=5) for _ in range(20)]
     try:
         for s in extra:

@@ -121,7 +121,10 @@ def add_commands(sub) -> None:
         "--max-connections",
         type=positive_int,
         default=MAX_CONNECTIONS,
-        help="connections served at once; more are told to retry later (default: %(default)s)",
+        help=(
+            "connections served at once; one more replaces the oldest that has sent no HELLO, "
+            "else is told to retry (default: %(default)s)"
+        ),
     )
     key_option(r)
     r.set_defaults(handler=_receive)

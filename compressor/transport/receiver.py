@@ -41,7 +41,8 @@ from compressor.transport.protocol import (
 
 #: Seconds a new connection has to send its HELLO (whatever ``timeout`` says).
 HELLO_TIMEOUT = 10.0
-#: Connections served at once; more are answered with a retryable ERROR and closed.
+#: Connections served at once. One more closes the oldest connection still waiting to send its
+#: HELLO, if there is one (see :func:`serve`); else it is answered with a retryable ERROR and closed.
 MAX_CONNECTIONS = 16
 #: Sessions kept in memory; beyond this, those without a connection are forgotten (not their files).
 MAX_SESSIONS_IN_MEMORY = 1024
@@ -222,11 +223,12 @@ class Receiver:
                 self.log({"event": "complete", "session": session.state["session"], "count": session.next_seq})
             return session.next_seq
 
-    def handle(self, conn: socket.socket, peer, timeout: float) -> None:
+    def handle(self, conn: socket.socket, peer, timeout: float, on_hello: Callable[[], None] = lambda: None) -> None:
         """Serve one connection until it ends, is superseded, or is idle for ``timeout`` seconds.
 
         Every refusal (bad or unauthenticated frames, a session or image the gateway will not
         take, a file it cannot write, idleness) is answered with an ERROR frame before closing.
+        ``on_hello`` is called once the peer's HELLO has been read (and, with a key, authenticated).
         """
         owner, reader, session, channel = object(), FrameReader(), None, None
         seq, where = NO_SEQ, {"peer": str(peer[0])}
@@ -239,6 +241,7 @@ class Receiver:
             if kind != HELLO:
                 raise TransportError(f"expected HELLO, got {KINDS[kind]}")
             hello, camera_nonce = self.hello(body)
+            on_hello()
             where["session"] = hello.session
             session, resume = self.open(hello, owner, conn)
             self.log({"event": "session", "session": hello.session, "peer": str(peer[0]), "resume": resume})
@@ -297,6 +300,27 @@ def refuse_busy(conn: socket.socket, limit: int) -> None:
     conn.close()
 
 
+def _peer(conn: socket.socket) -> str:
+    try:
+        return str(conn.getpeername()[0])
+    except OSError:
+        return "?"
+
+
+def _evict(conn: socket.socket, limit: int) -> None:
+    """Tell a connection that never said HELLO to retry, and end it: its own thread, blocked
+    reading, sees the end of the stream and exits. The socket stays that thread's to close."""
+    reason = f"the gateway serves {limit} connections at once and this one sent no HELLO; try again"
+    try:
+        conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))  # a fresh connection's buffer has room
+    except OSError:
+        pass
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -319,24 +343,34 @@ def serve(
     """Accept cameras until stopped; with ``once``, until one session is complete.
 
     ``timeout``: a connection silent this long is closed (a new one has at most
-    ``HELLO_TIMEOUT`` seconds for its HELLO). ``max_connections``: connections served at once;
-    one more is answered with a retryable ERROR and closed, so idle or hostile peers cost
-    bounded threads and memory. ``max_idle``: stop when no connection has been open for this
+    ``HELLO_TIMEOUT`` seconds for its HELLO). ``max_connections``: connections served at once,
+    so idle or hostile peers cost bounded threads and memory. One more closes the oldest
+    connection that has not yet sent its HELLO (told to retry, with a retryable ERROR) and takes
+    its place; only when every connection has said HELLO is the new one told to retry instead.
+    Why: a camera sends its HELLO at once, so silent connections, which cost an attacker nothing,
+    must not hold the slots for ``HELLO_TIMEOUT`` each and lock every camera out (16 silent
+    connections did, renewed every 10 s). ``max_idle``: stop when no connection has been open for this
     long (None: never). ``stop``: set by a caller that runs the gateway in a thread (an application,
     the tests) to end it within one poll (0.2 s) instead of waiting for ``max_idle``. Returns
     whether a session completed.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     activity = {"last": time.monotonic(), "open": 0}
+    waiting: dict[socket.socket, None] = {}  # connections yet to send their HELLO, oldest first
     lock = threading.Lock()
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
+            def said_hello() -> None:
+                with lock:
+                    waiting.pop(self.request, None)
+
             try:
                 self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                receiver.handle(self.request, self.client_address, timeout)
+                receiver.handle(self.request, self.client_address, timeout, on_hello=said_hello)
             finally:
                 with lock:
+                    waiting.pop(self.request, None)
                     activity["open"] -= 1
                     activity["last"] = time.monotonic()
 
@@ -344,11 +378,27 @@ def serve(
         address_family = family
 
         def process_request(self, request, client_address):
+            victim = None
             with lock:
                 full = activity["open"] >= max_connections
-                if not full:
+                # An evicted connection's thread ends within moments; until then it still counts,
+                # so the threads stay under twice the cap however fast connections come.
+                if full and waiting and activity["open"] < 2 * max_connections:
+                    victim = next(iter(waiting))
+                    del waiting[victim]
+                if not full or victim is not None:
                     activity["open"] += 1
-            if full:
+                    waiting[request] = None
+            if victim is not None:
+                receiver.log(
+                    {
+                        "event": "evicted",
+                        "peer": _peer(victim),
+                        "reason": "no HELLO yet; slot given to a new connection",
+                    }
+                )
+                _evict(victim, max_connections)
+            elif full:
                 receiver.log({"event": "busy", "peer": str(client_address[0]), "open": max_connections})
                 refuse_busy(request, max_connections)
                 return
@@ -356,6 +406,7 @@ def serve(
                 super().process_request(request, client_address)
             except BaseException:
                 with lock:
+                    waiting.pop(request, None)
                     activity["open"] -= 1
                 raise
 
