@@ -71,22 +71,32 @@ def numbered(stem: str, count: int) -> list[str]:
     return [f"{stem}-{i:0{width}d}" for i in range(count)]
 
 
+class Numbering:
+    """Names unique as files (:func:`file_key`), handed out one at a time: a repeat gets ``-1``,
+    ``-2``, ... in order of arrival, skipping every name taken so far and every ``reserved`` one.
+    For outputs named as they come (a dataset job's folder) and, with every name reserved, for a
+    whole list at once (:func:`unique_names`). Linear however many times a name repeats."""
+
+    def __init__(self, reserved=()):
+        self._reserved = {file_key(name) for name in reserved}
+        self._used: set[str] = set()
+        self._next: dict[str, int] = {}  # per name: the numbers below are taken
+
+    def take(self, name: str) -> str:
+        candidate, key = name, file_key(name)
+        if key in self._used:
+            k = self._next.get(key, 1)
+            while (numbered := file_key(f"{name}-{k}")) in self._used or numbered in self._reserved:
+                k += 1
+            self._next[key] = k + 1
+            candidate, key = f"{name}-{k}", numbered
+        self._used.add(key)
+        return candidate
+
+
 def unique_names(names: list[str]) -> list[str]:
     """Make names unique as files (:func:`file_key`) by a fixed rule, for sources where duplicates
     are expected (dataset folder trees): a repeat gets ``-1``, ``-2``, ... in input order, avoiding
     every name given."""
-    reserved = {file_key(name) for name in names}
-    used: set[str] = set()
-    next_k: dict[str, int] = {}  # per name: the numbers below are taken, so 100k repeats stay linear
-    unique = []
-    for name in names:
-        candidate, key = name, file_key(name)
-        if key in used:
-            k = next_k.get(key, 1)
-            while (numbered := file_key(f"{name}-{k}")) in used or numbered in reserved:
-                k += 1
-            next_k[key] = k + 1
-            candidate, key = f"{name}-{k}", numbered
-        used.add(key)
-        unique.append(candidate)
-    return unique
+    numbering = Numbering(reserved=names)
+    return [numbering.take(name) for name in names]

@@ -30,7 +30,7 @@ from pathlib import Path
 from compressor.errors import DatasetError, InvalidImageError, ModelMismatchError
 from compressor.io.arrays import open_regular_file
 from compressor.jobs.sources import MAX_LOADED_BYTES, Plan, Unit, require_pyarrow
-from compressor.names import file_key
+from compressor.names import Numbering
 
 FORMAT = "vae-compressor-dataset"
 VERSION = 1
@@ -278,8 +278,7 @@ class FolderSink:
     def __init__(self, folder, total: int):
         self.folder = Path(folder)
         self.check, self.tally = _OrderCheck(total), Tally()
-        self._used: set[str] = set()
-        self._next: dict[str, int] = {}  # per name key: the next number to try
+        self._names = Numbering()  # a repeated name (case or Unicode composition too) is numbered
 
     def __enter__(self):
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -297,7 +296,7 @@ class FolderSink:
             if problem:
                 errors[i] = f"name {name!r} {problem}: not written"
                 continue
-            target = self.folder / self._unique(name)
+            target = self.folder / self._names.take(name)
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(target.with_name(target.name + ".png"), png)
@@ -307,17 +306,6 @@ class FolderSink:
                 errors[i] = f"name {name!r:.120} cannot be a file in {self.folder} ({e.strerror}): not written"
         self.tally.rows += t.num_rows
         self.tally.add(names, errors)
-
-    def _unique(self, name: str) -> str:
-        key = file_key(name)
-        candidate, k = name, self._next.get(key, 1) - 1
-        while file_key(candidate) in self._used:
-            k += 1
-            candidate = f"{name}-{k}"
-        if k:
-            self._next[key] = k + 1  # the numbers below are taken: 100k repeats stay linear
-        self._used.add(file_key(candidate))
-        return candidate
 
     def __exit__(self, kind, value, tb):
         if kind is None:
