@@ -327,8 +327,8 @@ def _check_same_quantization(files: tuple[FileEntry, ...], where: str) -> None:
             if not a.quantized_alike(b):
                 raise ManifestError(
                     f"{where}: {f.path} and {ref.path} differ in their {what}'s dtype or quantization "
-                    f"({b.dtype} scale {b.scale:g} zero point {b.zero_point} against {a.dtype} scale {a.scale:g} "
-                    f"zero point {a.zero_point}); one format and precision must share them: re-export the bundle"
+                    f"({b.describe()} against {a.describe()}); one format and precision must share them: "
+                    "re-export the bundle"
                 )
 
 
