@@ -111,9 +111,7 @@ class _Device:
         so they cannot fill it with one folder and progress file per invented id. A folder
         taken away after that (an archiving job) is made again: its numbers are still handled.
         """
-        if self.dirty and not self.kept:
-            self.dirty = False
-        if self.dirty:
+        if self.dirty and self.kept:
             recent = [[x, d] for x, d in sorted(self.numbers.recent.items())]
             doc = {"device": self.device, "seen": self.seen.ranges(), "forgotten": self.seen.forgotten}
             doc["forgotten_upto"] = self.seen.forgotten_upto
