@@ -292,12 +292,23 @@ def refuse_busy(conn: socket.socket, limit: int) -> None:
     """Answer a connection over the limit with a retryable ERROR, then close it."""
     try:
         conn.settimeout(1.0)
-        reason = f"the gateway serves {limit} connections at once; try again shortly"
-        conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))
-        conn.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+    _tell_to_retry(conn, f"the gateway serves {limit} connections at once; try again shortly", socket.SHUT_WR)
     conn.close()
+
+
+def _tell_to_retry(conn: socket.socket, reason: str, how: int) -> None:
+    """Best effort: a retryable ERROR frame (a fresh connection's buffer has room for it), then
+    ``shutdown(how)``; the peer may be gone already."""
+    try:
+        conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))
+    except OSError:
+        pass
+    try:
+        conn.shutdown(how)
+    except OSError:
+        pass
 
 
 def _peer(conn: socket.socket) -> str:
@@ -311,14 +322,7 @@ def _evict(conn: socket.socket, limit: int) -> None:
     """Tell a connection that never said HELLO to retry, and end it: its own thread, blocked
     reading, sees the end of the stream and exits. The socket stays that thread's to close."""
     reason = f"the gateway serves {limit} connections at once and this one sent no HELLO; try again"
-    try:
-        conn.sendall(frame(ERROR, error_body(RETRY_SEQ, reason)))  # a fresh connection's buffer has room
-    except OSError:
-        pass
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    _tell_to_retry(conn, reason, socket.SHUT_RDWR)
 
 
 class _Server(socketserver.ThreadingTCPServer):
